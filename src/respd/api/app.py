@@ -1,0 +1,80 @@
+"""The ASGI application: routes, the one error handler, and the process lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from respd.api import responses, system
+from respd.api.auth import KeyRing
+from respd.api.context import json_response
+from respd.config import Settings
+from respd.engine.recovery import end_orphans
+from respd.engine.runtime import Runtime
+from respd.errors import NotFound, RespdError, ServerError, envelope
+from respd.store.store import Store
+
+log = logging.getLogger("respd")
+
+
+async def _respd_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RespdError)
+    return json_response(envelope(exc), status=exc.status, headers=exc.headers())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: RespdError = NotFound(f"Invalid URL ({request.method} {request.url.path})")
+    else:
+        err = RespdError(exc.detail)
+        err.status, err.type = exc.status_code, "invalid_request_error"
+    return json_response(envelope(err), status=err.status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    err = ServerError("The server had an error while processing your request.")
+    return json_response(envelope(err), status=500)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/healthz", system.healthz, methods=["GET"]),
+        Route("/v1/models", system.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
+        Route("/v1/responses", responses.create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The respd application for ``settings``; the database opens (and migrates) at startup."""
+    runtime = Runtime(settings=settings, store=Store(settings.database_url))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.open()
+        ended = await end_orphans(runtime.store)
+        if ended:
+            log.warning("ended %d responses left running by a previous process as failed", ended)
+        yield
+        await runtime.close()
+
+    app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.runtime = runtime
+    app.state.keys = KeyRing(settings.api_keys)
+    return app

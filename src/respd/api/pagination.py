@@ -1,0 +1,44 @@
+"""Cursor pages of items (``input_items``, later conversation items): limit, order, after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from respd.errors import InvalidRequest
+
+
+def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``list`` page of ``items`` (oldest first) per the query's ``limit``/``order``/``after``."""
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        raise InvalidRequest("Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type") from None
+    if not 1 <= limit <= 100:
+        raise InvalidRequest(
+            f"Invalid 'limit': integer out of range. Expected a value between 1 and 100, but got {limit} instead.",
+            param="limit",
+            code="integer_out_of_range",
+        )
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(
+            f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order", code="invalid_value"
+        )
+    ordered = items if order == "asc" else items[::-1]
+    after = q.get("after")
+    if after is not None:
+        ids = [it.get("id") for it in ordered]
+        if after not in ids:
+            raise InvalidRequest(f"Invalid 'after': no item with id '{after}'.", param="after", code="invalid_value")
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }

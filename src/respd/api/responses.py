@@ -1,0 +1,132 @@
+"""``/v1/responses`` routes: create, retrieve (JSON or replayed/followed stream), delete, input items."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from respd.api.context import json_response, runtime_of, tenant_of
+from respd.api.pagination import paginate
+from respd.api.sse import EventStreamResponse, frame
+from respd.engine.fold import TERMINAL_EVENTS, fold
+from respd.engine.run import Run, prepare
+from respd.errors import InvalidRequest, NotFound
+from respd.store.writer import Batch
+from respd.wire.request import CreateResponse
+from respd.wire.response import TERMINAL_STATUSES
+from respd.wire.validation import parse_body
+
+
+async def create_response(request: Request) -> Response:
+    rt = runtime_of(request)
+    tenant = tenant_of(request)
+    req = parse_body(CreateResponse, await request.body())
+    run = await prepare(rt, req, tenant)
+    if req.stream:
+        opts = req.stream_options
+        obfuscate = opts is None or opts.include_obfuscation is not False
+        return EventStreamResponse(_live_frames(run, obfuscate))
+    last: dict[str, Any] | None = None
+    async for ev, _ in run.events():
+        last = ev
+    assert last is not None and "response" in last
+    return json_response(last["response"])
+
+
+async def _live_frames(run: Run, obfuscate: bool) -> AsyncIterator[bytes]:
+    async for ev, data in run.events():
+        yield frame(ev["type"], data, obfuscate=obfuscate)
+
+
+def _flag(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise InvalidRequest(f"Invalid value for '{name}': expected a boolean.", param=name, code="invalid_type")
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid type for '{name}': expected an integer, but got a string instead.",
+            param=name,
+            code="invalid_type",
+        ) from None
+
+
+async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
+    rt = runtime_of(request)
+    rid = request.path_params["response_id"]
+    row = await rt.store.get_response(tenant_of(request), rid)
+    if row is None:
+        raise NotFound(f"Response with id '{rid}' not found.", param="response_id")
+    return rid, row
+
+
+async def get_response(request: Request) -> Response:
+    rt = runtime_of(request)
+    rid, row = await _stored(request)
+    if _flag(request, "stream"):
+        after = _int_param(request, "starting_after", -1)
+        assert after is not None
+        obfuscate = _flag(request, "include_obfuscation") is not False
+        return EventStreamResponse(_replay_frames(request, rid, after, obfuscate))
+    if row["status"] in TERMINAL_STATUSES:
+        return json_response(row["body"])
+    # Still running: the log is ahead of the cached row.
+    events = [orjson.loads(data) for _, data in await rt.store.events_after(rid, -1)]
+    return json_response(fold(events) if events else row["body"])
+
+
+async def _replay_frames(request: Request, rid: str, after: int, obfuscate: bool) -> AsyncIterator[bytes]:
+    """The stored events after ``after``, then the live ones until the terminal event: no gap, no repeat."""
+    rt = runtime_of(request)
+    queue = rt.hub.subscribe(rid)  # subscribe first, so nothing falls between the read and the follow
+    try:
+        last = after
+        for seq, data in await rt.store.events_after(rid, after):
+            ev_type = orjson.loads(data)["type"]
+            yield frame(ev_type, data, obfuscate=obfuscate)
+            last = seq
+            if ev_type in TERMINAL_EVENTS:
+                return
+        while True:
+            seq, data = await queue.get()
+            if seq <= last:
+                continue
+            ev_type = orjson.loads(data)["type"]
+            yield frame(ev_type, data, obfuscate=obfuscate)
+            last = seq
+            if ev_type in TERMINAL_EVENTS:
+                return
+    finally:
+        rt.hub.unsubscribe(rid, queue)
+
+
+async def delete_response(request: Request) -> Response:
+    rt = runtime_of(request)
+    rid, _ = await _stored(request)
+    await rt.store.writer.commit(Batch(deletes=[(tenant_of(request), rid)]))
+    return json_response({"id": rid, "object": "response.deleted", "deleted": True})
+
+
+async def list_input_items(request: Request) -> Response:
+    rt = runtime_of(request)
+    rid, _ = await _stored(request)
+    items = await rt.store.input_items(rid)
+    return json_response(paginate(request, items))
+
+

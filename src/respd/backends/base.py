@@ -1,0 +1,102 @@
+"""The one interface between the run engine and a model: a request in, a stream of deltas out.
+
+Backends know nothing of the Responses API's items or events; they see a neutral :class:`ModelRequest`
+(the context as Responses items, plus tools and sampling) and yield :data:`Delta` values. Quirks of a
+particular upstream stay inside its backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """A piece of the assistant's visible answer."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning text (``reasoning_content`` of vLLM / llama.cpp)."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class RefusalDelta:
+    """A piece of a refusal the model gave instead of an answer."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of the ``index``-th tool call of this turn; ``call_id``/``name`` arrive once."""
+
+    index: int
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts for the whole turn, as the model reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Finish:
+    """The model stopped; ``reason`` says why."""
+
+    reason: FinishReason
+
+
+Delta = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | Usage | Finish
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    """What a backend needs for one turn. ``items`` are normalized Responses items, oldest first."""
+
+    model: str
+    instructions: str | None
+    items: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    text_format: dict[str, Any] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    reasoning_effort: str | None = None
+    user: str | None = None
+    stream: bool = True
+
+
+class Backend(Protocol):
+    """A model that can run one turn."""
+
+    def generate(self, request: ModelRequest) -> AsyncIterator[Delta]:
+        """Yield the turn's deltas; end with :class:`Usage` (when known) and one :class:`Finish`.
+
+        Raises :class:`respd.errors.UpstreamError` when the model cannot answer. Cancelling the
+        iteration must stop generation (close the upstream connection, stop the local model).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release pooled connections or model memory."""
+        ...

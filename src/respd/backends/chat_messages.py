@@ -1,0 +1,116 @@
+"""Responses items → Chat Completions messages, tools and formats.
+
+Shared by every backend that speaks the Chat Completions dialect (an HTTP upstream, a local chat
+template). Choices here favour what the widest range of OpenAI-compatible servers accept: ``developer``
+becomes ``system``, text-only content is sent as a plain string, reasoning items are not sent back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+Message = dict[str, Any]
+
+
+def _text_of(parts: list[dict[str, Any]]) -> str:
+    return "".join(p.get("text") or p.get("refusal") or "" for p in parts)
+
+
+def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if all(p["type"] in ("input_text", "output_text") for p in parts):
+        return _text_of(parts)
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if p["type"] == "input_image":
+            image: dict[str, Any] = {"url": p["image_url"]}
+            if p.get("detail") and p["detail"] != "auto":
+                image["detail"] = p["detail"]
+            out.append({"type": "image_url", "image_url": image})
+        else:
+            out.append({"type": "text", "text": p.get("text", "")})
+    return out
+
+
+def _tool_output(output: str | list[dict[str, Any]]) -> str:
+    return output if isinstance(output, str) else _text_of(output)
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _attach_call(messages: list[Message], call: dict[str, Any]) -> None:
+    """Consecutive calls (and the assistant text just before them) form one assistant message."""
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+        last["tool_calls"].append(call)
+    elif last is not None and last["role"] == "assistant":
+        last["tool_calls"] = [call]
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def to_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[Message]:
+    """The chat ``messages`` for a context of normalized Responses items."""
+    messages: list[Message] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for item in items:
+        kind = item["type"]
+        if kind == "message":
+            role = "system" if item["role"] == "developer" else item["role"]
+            if role == "assistant":
+                messages.append({"role": "assistant", "content": _text_of(item["content"])})
+            else:
+                messages.append({"role": role, "content": _user_content(item["content"])})
+        elif kind == "function_call":
+            _attach_call(messages, _call(item["call_id"], item["name"], item["arguments"]))
+        elif kind == "custom_tool_call":
+            args = orjson.dumps({"input": item["input"]}).decode()
+            _attach_call(messages, _call(item["call_id"], item["name"], args))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            content = _tool_output(item["output"])
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+        # reasoning items are not replayed: Chat Completions servers have no field for them.
+    return messages
+
+
+def to_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Responses function tools (flat) → Chat Completions tools (nested under ``function``)."""
+    out = []
+    for tool in tools:
+        fn: dict[str, Any] = {"name": tool["name"]}
+        if tool.get("description"):
+            fn["description"] = tool["description"]
+        fn["parameters"] = tool.get("parameters") or {"type": "object", "properties": {}}
+        if tool.get("strict") is not None:
+            fn["strict"] = tool["strict"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def to_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """The Chat Completions ``tool_choice`` and the tools it leaves the model."""
+    if choice is None or isinstance(choice, str):
+        return choice, tools
+    if choice["type"] == "function":
+        return {"type": "function", "function": {"name": choice["name"]}}, tools
+    # allowed_tools: offer only the named subset, in the given mode.
+    allowed = {t.get("name") for t in choice["tools"]}
+    return choice["mode"], [t for t in tools if t["name"] in allowed]
+
+
+def to_response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Responses ``text.format`` (flat) → Chat Completions ``response_format`` (nested)."""
+    if fmt is None or fmt["type"] == "text":
+        return None
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    schema: dict[str, Any] = {"name": fmt["name"], "schema": fmt["schema"]}
+    if fmt.get("description"):
+        schema["description"] = fmt["description"]
+    if fmt.get("strict") is not None:
+        schema["strict"] = fmt["strict"]
+    return {"type": "json_schema", "json_schema": schema}

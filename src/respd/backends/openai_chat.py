@@ -1,0 +1,212 @@
+"""The ``openai`` backend: any OpenAI-compatible Chat Completions upstream (vLLM, llama.cpp, Ollama, OpenAI).
+
+One pooled aiohttp session per upstream. A streaming client gets an upstream stream; a non-streaming one
+gets one JSON call (cheaper to parse), turned into the same deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from respd.backends import chat_messages as cm
+from respd.backends.base import (
+    Delta,
+    Finish,
+    FinishReason,
+    ModelRequest,
+    ReasoningDelta,
+    RefusalDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from respd.config import ModelRoute
+from respd.errors import UpstreamError
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+class OpenAIChatBackend:
+    """Runs turns against ``route.base_url``'s ``/chat/completions``."""
+
+    def __init__(self, route: ModelRoute) -> None:
+        self.route = route
+        self._url = route.base_url.rstrip("/") + "/chat/completions"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.route.connect_timeout_s, sock_read=self.route.timeout_s
+            )
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def payload(self, req: ModelRequest) -> dict[str, Any]:
+        """The Chat Completions request body for ``req``."""
+        body: dict[str, Any] = {
+            "model": self.route.target_model,
+            "messages": cm.to_messages(req.instructions, req.items),
+        }
+        if req.tools:
+            choice, tools = cm.to_tool_choice(req.tool_choice, req.tools)
+            body["tools"] = cm.to_tools(tools)
+            if choice is not None:
+                body["tool_choice"] = choice
+            if req.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = req.parallel_tool_calls
+        fmt = cm.to_response_format(req.text_format)
+        if fmt is not None:
+            body["response_format"] = fmt
+        for key, value in (
+            ("temperature", req.temperature),
+            ("top_p", req.top_p),
+            ("max_tokens", req.max_output_tokens),
+            ("frequency_penalty", req.frequency_penalty),
+            ("presence_penalty", req.presence_penalty),
+            ("reasoning_effort", req.reasoning_effort),
+            ("user", req.user),
+        ):
+            if value is not None:
+                body[key] = value
+        if req.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def generate(self, request: ModelRequest) -> AsyncIterator[Delta]:
+        headers = {"Content-Type": "application/json"}
+        key = self.route.api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = orjson.dumps(self.payload(request))
+        try:
+            async with self._client().post(self._url, data=data, headers=headers) as resp:
+                if resp.status >= 400:
+                    raise UpstreamError(await _error_message(resp))
+                if request.stream:
+                    async for delta in _read_stream(resp):
+                        yield delta
+                else:
+                    for delta in _read_json(await resp.read()):
+                        yield delta
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise UpstreamError(_describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "The model upstream timed out."
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"The model upstream is unreachable: {exc.os_error or exc}."
+    if isinstance(exc, orjson.JSONDecodeError):
+        return "The model upstream sent a malformed response."
+    return f"The model upstream failed: {type(exc).__name__}: {exc}".rstrip(": ") + "."
+
+
+async def _error_message(resp: aiohttp.ClientResponse) -> str:
+    raw = await resp.read()
+    try:
+        detail = orjson.loads(raw)["error"]["message"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        detail = raw[:300].decode(errors="replace")
+    return f"The model upstream answered {resp.status}: {detail}"
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    prompt = raw.get("prompt_tokens_details") or {}
+    completion = raw.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=raw.get("prompt_tokens") or 0,
+        output_tokens=raw.get("completion_tokens") or 0,
+        cached_tokens=prompt.get("cached_tokens") or 0,
+        reasoning_tokens=completion.get("reasoning_tokens") or 0,
+    )
+
+
+def _read_json(raw: bytes) -> list[Delta]:
+    body = orjson.loads(raw)
+    if not isinstance(body, dict) or not body.get("choices"):
+        raise UpstreamError("The model upstream sent a completion without choices.")
+    choice = body["choices"][0]
+    msg = choice.get("message") or {}
+    out: list[Delta] = []
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if reasoning:
+        out.append(ReasoningDelta(reasoning))
+    if msg.get("refusal"):
+        out.append(RefusalDelta(msg["refusal"]))
+    if msg.get("content"):
+        out.append(TextDelta(msg["content"]))
+    for i, call in enumerate(msg.get("tool_calls") or []):
+        fn = call.get("function") or {}
+        out.append(ToolCallDelta(i, call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+    usage = _usage(body.get("usage"))
+    if usage is not None:
+        out.append(usage)
+    out.append(Finish(_FINISH.get(choice.get("finish_reason") or "stop", "stop")))
+    return out
+
+
+def _chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
+    out: list[Delta] = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning:
+            out.append(ReasoningDelta(reasoning))
+        if delta.get("refusal"):
+            out.append(RefusalDelta(delta["refusal"]))
+        if delta.get("content"):
+            out.append(TextDelta(delta["content"]))
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            out.append(ToolCallDelta(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+        if choice.get("finish_reason"):
+            out.append(Finish(_FINISH.get(choice["finish_reason"], "stop")))
+    usage = _usage(chunk.get("usage"))
+    if usage is not None:
+        out.append(usage)
+    return out
+
+
+async def _read_stream(resp: aiohttp.ClientResponse) -> AsyncIterator[Delta]:
+    """Parse the upstream's SSE; hold the finish back until usage (which comes after it) or [DONE]."""
+    finish: Finish | None = None
+    async for line in resp.content:
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            break
+        for delta in _chunk_deltas(orjson.loads(data)):
+            if isinstance(delta, Finish):
+                finish = delta
+            else:
+                yield delta
+    else:
+        if finish is None:
+            raise UpstreamError("The model upstream closed the stream before it finished.")
+    if finish is None:
+        raise UpstreamError("The model upstream ended the stream without a finish reason.")
+    yield finish

@@ -1,0 +1,150 @@
+"""Settings: TOML config file, then environment, then command-line flags (later wins).
+
+A config file looks like::
+
+    api_keys = ["sk-local-1"]          # optional; also RESPD_API_KEYS="k1,k2"
+    database = "postgresql://postgres@127.0.0.1/respd"
+
+    [[models]]
+    name = "gpt-4o-mini"               # what clients send as `model`
+    backend = "openai"                 # any OpenAI-compatible Chat Completions upstream
+    base_url = "http://127.0.0.1:9000/v1"
+    api_key_env = "UPSTREAM_KEY"       # the upstream key is read from this env var
+    upstream_model = "qwen2.5"         # model name sent upstream (default: name)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from respd.errors import InvalidRequest
+
+BACKENDS = ("openai",)
+
+
+class ConfigError(ValueError):
+    """The config file or environment is unusable; raised at startup, never to a client."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """One model clients can name, and where its requests go."""
+
+    name: str
+    backend: str = "openai"
+    base_url: str = ""
+    api_key_env: str | None = None
+    upstream_model: str | None = None
+    context_window: int | None = None
+    timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    created: int = 0
+
+    @property
+    def target_model(self) -> str:
+        """The model name the upstream expects."""
+        return self.upstream_model or self.name
+
+    def api_key(self) -> str | None:
+        """The upstream key, read from the environment on each use so rotation needs no restart."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server needs to start."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
+    api_keys: tuple[str, ...] = ()
+    models: tuple[ModelRoute, ...] = ()
+    log_level: str = "info"
+
+    def model(self, name: str) -> ModelRoute:
+        """The route for ``name``, or a 400 naming ``model``."""
+        for route in self.models:
+            if route.name == name:
+                return route
+        raise InvalidRequest(
+            f"The model '{name}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+
+def default_data_dir() -> Path:
+    """Where the embedded database lives unless told otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "respd"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain ``postgresql://`` and ``sqlite:///`` URLs and pick the async drivers."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
+    known = set(ModelRoute.__slots__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"models[{index}]: unknown keys {sorted(unknown)}")
+    if "name" not in raw:
+        raise ConfigError(f"models[{index}]: 'name' is required")
+    route = ModelRoute(**raw)
+    if route.backend not in BACKENDS:
+        raise ConfigError(f"models[{index}]: backend must be one of {BACKENDS}, not {route.backend!r}")
+    if route.backend == "openai" and not route.base_url:
+        raise ConfigError(f"models[{index}]: backend 'openai' needs base_url")
+    return route
+
+
+def load_settings(
+    config_path: str | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from a TOML file, the environment and explicit overrides."""
+    env = dict(os.environ) if env is None else env
+    config_path = config_path or env.get("RESPD_CONFIG")
+    raw: dict[str, Any] = {}
+    if config_path:
+        try:
+            raw = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {config_path}: {exc}") from exc
+    models = tuple(_model_route(m, i) for i, m in enumerate(raw.get("models", [])))
+    names = [m.name for m in models]
+    if len(names) != len(set(names)):
+        raise ConfigError("model names must be unique")
+    keys = list(raw.get("api_keys", []))
+    if env.get("RESPD_API_KEYS"):
+        keys += [k.strip() for k in env["RESPD_API_KEYS"].split(",") if k.strip()]
+    data_dir = Path(env.get("RESPD_DATA_DIR") or raw.get("data_dir") or default_data_dir())
+    db = database_url or env.get("RESPD_DATABASE_URL") or raw.get("database") or ""
+    if not db:
+        db = f"sqlite:///{data_dir / 'respd.db'}"
+    return Settings(
+        host=host or env.get("RESPD_HOST") or raw.get("host", "127.0.0.1"),
+        port=int(port or env.get("RESPD_PORT") or raw.get("port", 8080)),
+        database_url=normalize_database_url(db),
+        data_dir=data_dir,
+        api_keys=tuple(dict.fromkeys(keys)),
+        models=models,
+        log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
+    )

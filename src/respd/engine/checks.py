@@ -1,0 +1,97 @@
+"""Rules a create request must meet beyond its schema, and features respd cannot honour (yet).
+
+Everything here runs before anything is stored, so a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+from respd.errors import InvalidRequest, Unsupported
+from respd.wire import items as w
+from respd.wire.request import CreateResponse
+
+UNSUPPORTED_INCLUDES = ("reasoning.encrypted_content", "message.output_text.logprobs")
+
+
+def check_metadata(metadata: dict[str, str] | None, param: str = "metadata") -> None:
+    """At most 16 keys, keys up to 64 characters, values up to 512."""
+    if metadata is None:
+        return
+    if len(metadata) > 16:
+        raise InvalidRequest(
+            f"Invalid '{param}': too many properties. Expected an object with at most 16 properties, "
+            f"but got an object with {len(metadata)} properties instead.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise InvalidRequest(
+                f"Invalid '{param}': key too long. Expected a key with at most 64 characters, but got a key "
+                f"with {len(key)} characters instead.",
+                param=f"{param}.{key}",
+                code="string_above_max_length",
+            )
+        if len(value) > 512:
+            raise InvalidRequest(
+                f"Invalid '{param}.{key}': string too long. Expected a string with maximum length 512, "
+                f"but got a string with length {len(value)} instead.",
+                param=f"{param}.{key}",
+                code="string_above_max_length",
+            )
+
+
+def _check_tools(req: CreateResponse) -> None:
+    names = [t.name for t in req.tools or ()]
+    choice = req.tool_choice
+    if isinstance(choice, str) or choice is None:
+        if choice == "required" and not names:
+            raise InvalidRequest(
+                "Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice"
+            )
+        return
+    wanted = [choice.name] if choice.type == "function" else [t.get("name") for t in choice.tools]
+    for name in wanted:
+        if name not in names:
+            raise InvalidRequest(f"Tool choice '{name}' not found in 'tools' parameter.", param="tool_choice")
+
+
+def _check_input(req: CreateResponse) -> None:
+    if not isinstance(req.input, list):
+        return
+    for i, item in enumerate(req.input):
+        if isinstance(item, w.Message) and not isinstance(item.content, str):
+            for j, part in enumerate(item.content):
+                where = f"input[{i}].content[{j}]"
+                if isinstance(part, w.InputFile):
+                    raise Unsupported("Input files are not supported by this server.", param=where)
+                if isinstance(part, w.InputImage) and not part.image_url:
+                    raise Unsupported(
+                        "Images by 'file_id' are not supported by this server; send 'image_url' "
+                        "(an http(s) URL or a data URL).",
+                        param=f"{where}.file_id",
+                    )
+
+
+def check_request(req: CreateResponse) -> None:
+    """Raise the first 400 this request deserves; return quietly if it can run."""
+    if req.model is None:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    if req.input is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    check_metadata(req.metadata)
+    if req.background:
+        if req.store is False:
+            raise InvalidRequest("Background mode requires 'store' to be true.", param="background")
+        raise Unsupported("Background mode is not supported by this server yet.", param="background")
+    if req.conversation is not None:
+        raise Unsupported("Conversations are not supported by this server yet.", param="conversation")
+    for name in ("prompt", "context_management", "moderation"):
+        if getattr(req, name) is not None:
+            raise Unsupported(f"'{name}' is not supported by this server.", param=name)
+    if req.top_logprobs:
+        raise Unsupported("'top_logprobs' is not supported by this server yet.", param="top_logprobs")
+    for i, inc in enumerate(req.include or ()):
+        if inc in UNSUPPORTED_INCLUDES:
+            raise Unsupported(f"include '{inc}' is not supported by this server yet.", param=f"include[{i}]")
+    _check_tools(req)
+    _check_input(req)

@@ -1,0 +1,48 @@
+"""The model's context for a request: the chain behind ``previous_response_id``, then this turn's input.
+
+Also resolves ``item_reference`` inputs to the stored items they name. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from respd.engine.items import normalize, text_message
+from respd.errors import NotFound
+from respd.store.store import Store
+from respd.wire import items as w
+from respd.wire.request import CreateResponse
+
+
+async def input_items(store: Store, tenant: str, req: CreateResponse) -> list[dict[str, Any]]:
+    """This turn's input in stored form, item references resolved."""
+    if req.input is None:
+        return []
+    if isinstance(req.input, str):
+        return [text_message(req.input)]
+    refs = [it.id for it in req.input if isinstance(it, w.ItemReference)]
+    found = await store.find_items(tenant, refs) if refs else {}
+    out = []
+    for i, it in enumerate(req.input):
+        if isinstance(it, w.ItemReference):
+            if it.id not in found:
+                raise NotFound(f"Item with id '{it.id}' not found.", param=f"input[{i}].id")
+            out.append(found[it.id])
+        else:
+            out.append(normalize(it))
+    return out
+
+
+async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[str, Any]]:
+    """Every item of the previous responses in the chain, oldest first."""
+    prev = req.previous_response_id
+    if prev is None:
+        return []
+    row = await store.get_response(tenant, prev)
+    if row is None:
+        raise NotFound(
+            f"Previous response with id '{prev}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return await store.chain_items(tenant, prev)

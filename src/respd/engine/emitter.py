@@ -1,0 +1,224 @@
+"""Backend deltas → the API's stream events, in the exact order the real API sends them.
+
+The emitter owns the live Response: each event it makes is stamped with the next ``sequence_number`` and
+folded into that Response with :func:`respd.engine.fold.apply`, so a lifecycle snapshot is always the
+fold of the events before it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from respd.backends.base import Delta, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
+from respd.engine.fold import Event, Response, apply
+from respd.ids import new_id
+
+
+class _Open:
+    """An output item still being streamed."""
+
+    __slots__ = ("content_index", "index", "item", "kind")
+
+    def __init__(self, index: int, kind: str, item: dict[str, Any]) -> None:
+        self.index = index
+        self.kind = kind  # "text" | "refusal" | "reasoning" | "call"
+        self.item = item
+        self.content_index = 0
+
+
+class Emitter:
+    """Builds one response's events. Feed it deltas; it returns the events each one causes."""
+
+    def __init__(self, response: Response, *, max_tool_calls: int | None = None) -> None:
+        self.response: Response = response
+        self.seq = 0
+        self._open: _Open | None = None  # the message or reasoning item being streamed
+        self._calls: dict[int, _Open] = {}  # upstream tool-call index → its open function_call item
+        self._usage: Usage | None = None
+        self._finish: str | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _emit(self, kind: str, **fields: Any) -> Event:
+        ev: Event = {"type": kind, "sequence_number": self.seq, **fields}
+        self.seq += 1
+        self.response = apply(self.response, ev)
+        return ev
+
+    def _lifecycle(self, kind: str) -> Event:
+        snapshot = {**self.response, "output": list(self.response["output"])}
+        return self._emit(kind, response=snapshot)
+
+    def _next_index(self) -> int:
+        return len(self.response["output"])
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self, *, queued: bool = False) -> list[Event]:
+        """``response.created`` then ``in_progress`` (or ``queued``)."""
+        first = self._lifecycle("response.created")
+        return [first, self._lifecycle("response.queued" if queued else "response.in_progress")]
+
+    def resume_in_progress(self) -> list[Event]:
+        """A queued response starts running."""
+        self.response["status"] = "in_progress"
+        return [self._lifecycle("response.in_progress")]
+
+    def feed(self, delta: Delta) -> list[Event]:
+        """The events one backend delta causes."""
+        if isinstance(delta, TextDelta):
+            return self._text("text", delta.text)
+        if isinstance(delta, RefusalDelta):
+            return self._text("refusal", delta.text)
+        if isinstance(delta, ReasoningDelta):
+            return self._reasoning(delta.text)
+        if isinstance(delta, ToolCallDelta):
+            return self._tool_call(delta)
+        if isinstance(delta, Usage):
+            self._usage = delta
+            return []
+        self._finish = delta.reason
+        return []
+
+    def finish(self) -> list[Event]:
+        """Close every open item and end with ``completed`` or ``incomplete``."""
+        truncated = self._finish in ("length", "content_filter")
+        events = self._close_all(incomplete=truncated)
+        r = self.response
+        r["usage"] = self._usage_object()
+        if truncated:
+            r["status"] = "incomplete"
+            reason = "max_output_tokens" if self._finish == "length" else "content_filter"
+            r["incomplete_details"] = {"reason": reason}
+            r["completed_at"] = None
+            events.append(self._lifecycle("response.incomplete"))
+        else:
+            r["status"] = "completed"
+            r["completed_at"] = int(time.time())
+            events.append(self._lifecycle("response.completed"))
+        return events
+
+    def fail(self, message: str, code: str = "server_error") -> list[Event]:
+        """A flat ``error`` event, then ``response.failed`` with the output produced so far."""
+        events = self._close_all(incomplete=True)
+        events.append(self._emit("error", code=code, message=message, param=None))
+        r = self.response
+        r["status"] = "failed"
+        r["error"] = {"code": code, "message": message}
+        r["usage"] = self._usage_object() if self._usage else None
+        events.append(self._lifecycle("response.failed"))
+        return events
+
+    def cancel(self) -> list[Event]:
+        """The run was stopped (client gone, or cancelled): keep what was produced, end as cancelled."""
+        events = self._close_all(incomplete=True)
+        self.response["status"] = "cancelled"
+        self.response["usage"] = self._usage_object() if self._usage else None
+        events.append(self._lifecycle("response.cancelled"))
+        return events
+
+    def _usage_object(self) -> dict[str, Any]:
+        u = self._usage or Usage()
+        return {
+            "input_tokens": u.input_tokens,
+            "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens": u.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.input_tokens + u.output_tokens,
+        }
+
+    # -- output items -----------------------------------------------------------------------------
+    def _text(self, kind: str, text: str) -> list[Event]:
+        events: list[Event] = []
+        cur = self._open
+        if cur is None or cur.kind not in ("text", "refusal"):
+            events += self._close_open()
+            item = {"id": new_id("msg"), "type": "message", "status": "in_progress", "content": [],
+                    "role": "assistant"}  # fmt: skip
+            cur = self._open = _Open(self._next_index(), kind, item)
+            events.append(self._emit("response.output_item.added", output_index=cur.index, item=dict(item)))
+            events.append(self._part_added(cur, kind))
+        elif cur.kind != kind:
+            events += self._close_part(cur)
+            cur.kind = kind
+            cur.content_index += 1
+            events.append(self._part_added(cur, kind))
+        delta_type = "response.output_text.delta" if kind == "text" else "response.refusal.delta"
+        extra = {"logprobs": []} if kind == "text" else {}
+        events.append(self._emit(delta_type, item_id=cur.item["id"], output_index=cur.index,
+                                 content_index=cur.content_index, delta=text, **extra))  # fmt: skip
+        return events
+
+    def _part_added(self, cur: _Open, kind: str) -> Event:
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []} if kind == "text" \
+            else {"type": "refusal", "refusal": ""}  # fmt: skip
+        return self._emit("response.content_part.added", item_id=cur.item["id"], output_index=cur.index,
+                          content_index=cur.content_index, part=part)  # fmt: skip
+
+    def _reasoning(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        cur = self._open
+        if cur is None or cur.kind != "reasoning":
+            events += self._close_open()
+            item = {"id": new_id("rs"), "type": "reasoning", "summary": [], "content": [], "status": "in_progress"}
+            cur = self._open = _Open(self._next_index(), "reasoning", item)
+            events.append(self._emit("response.output_item.added", output_index=cur.index, item={**item, "content": []}))
+            events.append(self._emit("response.content_part.added", item_id=item["id"], output_index=cur.index,
+                                     content_index=0, part={"type": "reasoning_text", "text": ""}))  # fmt: skip
+        events.append(self._emit("response.reasoning_text.delta", item_id=cur.item["id"], output_index=cur.index,
+                                 content_index=0, delta=text))  # fmt: skip
+        return events
+
+    def _tool_call(self, d: ToolCallDelta) -> list[Event]:
+        events: list[Event] = []
+        call = self._calls.get(d.index)
+        if call is None:
+            events += self._close_open()
+            item = {"id": new_id("fc"), "type": "function_call", "status": "in_progress", "arguments": "",
+                    "call_id": d.call_id or new_id("call"), "name": d.name or ""}  # fmt: skip
+            call = self._calls[d.index] = _Open(self._next_index(), "call", item)
+            events.append(self._emit("response.output_item.added", output_index=call.index, item=dict(item)))
+        if d.arguments:
+            events.append(self._emit("response.function_call_arguments.delta", item_id=call.item["id"],
+                                     output_index=call.index, delta=d.arguments))  # fmt: skip
+        return events
+
+    # -- closing ----------------------------------------------------------------------------------
+    def _current(self, cur: _Open) -> dict[str, Any]:
+        item: dict[str, Any] = self.response["output"][cur.index]
+        return item
+
+    def _close_part(self, cur: _Open) -> list[Event]:
+        part = dict(self._current(cur)["content"][cur.content_index])
+        base = {"item_id": cur.item["id"], "output_index": cur.index, "content_index": cur.content_index}
+        if cur.kind == "text":
+            done = self._emit("response.output_text.done", **base, text=part["text"], logprobs=[])
+        elif cur.kind == "refusal":
+            done = self._emit("response.refusal.done", **base, refusal=part["refusal"])
+        else:
+            done = self._emit("response.reasoning_text.done", **base, text=part["text"])
+        return [done, self._emit("response.content_part.done", **base, part=part)]
+
+    def _close_open(self, *, incomplete: bool = False) -> list[Event]:
+        cur, self._open = self._open, None
+        if cur is None:
+            return []
+        events = self._close_part(cur)
+        item = self._current(cur)
+        item = {**item, "content": [dict(p) for p in item["content"]]}
+        item["status"] = "incomplete" if incomplete else "completed"
+        events.append(self._emit("response.output_item.done", output_index=cur.index, item=item))
+        return events
+
+    def _close_calls(self, *, incomplete: bool) -> list[Event]:
+        events: list[Event] = []
+        for call in sorted(self._calls.values(), key=lambda c: c.index):
+            item = dict(self._current(call))
+            item["status"] = "incomplete" if incomplete else "completed"
+            events.append(self._emit("response.function_call_arguments.done", item_id=item["id"],
+                                     output_index=call.index, name=item["name"], arguments=item["arguments"]))  # fmt: skip
+            events.append(self._emit("response.output_item.done", output_index=call.index, item=item))
+        self._calls.clear()
+        return events
+
+    def _close_all(self, *, incomplete: bool) -> list[Event]:
+        return self._close_open(incomplete=incomplete) + self._close_calls(incomplete=incomplete)

@@ -1,0 +1,184 @@
+"""A run: one request turned into the stream of events that is the response.
+
+``prepare`` checks the request and gathers its context (it may refuse; it stores nothing). ``Run.events``
+drives the backend, turns its deltas into events with the :class:`Emitter`, and records each event: to
+the store's event log (batched; the terminal event is committed before anyone sees it) and to followers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from respd.backends.base import ModelRequest
+from respd.config import ModelRoute
+from respd.engine import context
+from respd.engine.checks import check_request
+from respd.engine.emitter import Emitter
+from respd.engine.fold import TERMINAL_EVENTS, Event
+from respd.engine.runtime import Runtime
+from respd.errors import UpstreamError
+from respd.ids import new_id
+from respd.store.writer import Batch
+from respd.wire.request import CreateResponse
+from respd.wire.response import new_response
+
+log = logging.getLogger("respd.run")
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+class Run:
+    """One response being generated."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        req: CreateResponse,
+        *,
+        tenant: str,
+        route: ModelRoute,
+        history: list[dict[str, Any]],
+        inputs: list[dict[str, Any]],
+    ) -> None:
+        self.rt = rt
+        self.req = req
+        self.tenant = tenant
+        self.route = route
+        self.inputs = inputs
+        self.history = history
+        self.id = new_id("resp")
+        self.created_at = int(time.time())
+        self.store = req.store is not False
+        response = new_response(req, response_id=self.id, model=route.name, created_at=self.created_at,
+                                status="in_progress")  # fmt: skip
+        self.emitter = Emitter(response)
+        self.final: dict[str, Any] | None = None
+        self._stream = bool(req.stream)
+        self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer (non-stream)
+        self._row_written = False
+
+    # -- the model request ------------------------------------------------------------------------
+    def model_request(self) -> ModelRequest:
+        req = self.req
+        return ModelRequest(
+            model=self.route.target_model,
+            instructions=req.instructions,
+            items=self.history + self.inputs,
+            tools=[t.model_dump(exclude_none=True) for t in req.tools or ()],
+            tool_choice=req.tool_choice if isinstance(req.tool_choice, str | None) else req.tool_choice.model_dump(),
+            parallel_tool_calls=req.parallel_tool_calls,
+            text_format=(req.text.format.model_dump(by_alias=True) if req.text and req.text.format else None),
+            temperature=req.temperature,
+            top_p=req.top_p,
+            max_output_tokens=req.max_output_tokens,
+            frequency_penalty=req.frequency_penalty,
+            presence_penalty=req.presence_penalty,
+            reasoning_effort=req.reasoning.effort if req.reasoning else None,
+            user=req.safety_identifier or req.user,
+            stream=self._stream,
+        )
+
+    # -- recording --------------------------------------------------------------------------------
+    def _response_row(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": self.id, "tenant": self.tenant, "status": body["status"], "model": self.route.name,
+            "created_at": self.created_at, "updated_at": int(time.time()),
+            "previous_response_id": self.req.previous_response_id, "background": bool(self.req.background),
+            "owner": None, "body": _dumps(body),
+        }  # fmt: skip
+
+    def _item_rows(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"response_id": self.id, "kind": kind, "position": i, "tenant": self.tenant,
+             "item_id": item.get("id") or "", "body": _dumps(item)}
+            for i, item in enumerate(items)
+        ]  # fmt: skip
+
+    def _record(self, ev: Event) -> bytes:
+        data = orjson.dumps(ev)
+        if self.store:
+            self._logged.append({"response_id": self.id, "seq": ev["sequence_number"], "body": data.decode()})
+            self.rt.hub.publish(self.id, ev["sequence_number"], data)
+        return data
+
+    def _flush_batch(self, final: dict[str, Any] | None) -> Batch:
+        batch = Batch(events=self._logged)
+        self._logged = []
+        if not self._row_written:
+            body = final or self.emitter.response
+            batch.responses.append(self._response_row(body))
+            batch.items += self._item_rows("input", self.inputs)
+            self._row_written = True
+        elif final is not None:
+            row = self._response_row(final)
+            batch.updates.append({k: row[k] for k in ("id", "status", "updated_at", "body")})
+        if final is not None:
+            batch.items += self._item_rows("output", final["output"])
+        return batch
+
+    def _submit(self) -> None:
+        """Hand recorded events to the writer without waiting (streaming)."""
+        if self.store and self._logged:
+            self.rt.store.writer.submit(self._flush_batch(None))
+
+    async def _commit_final(self) -> None:
+        if self.store:
+            await self.rt.store.writer.commit(self._flush_batch(self.final))
+
+    # -- driving ----------------------------------------------------------------------------------
+    async def events(self) -> AsyncIterator[tuple[Event, bytes]]:
+        """Every event of the response, each with its JSON; the last one is terminal and durable."""
+        em = self.emitter
+        for ev in em.start():
+            yield ev, self._record(ev)
+        if self._stream:
+            self._submit()
+        terminal: list[Event]
+        try:
+            async for delta in self.rt.backend(self.route).generate(self.model_request()):
+                for ev in em.feed(delta):
+                    yield ev, self._record(ev)
+                if self._stream:
+                    self._submit()
+            terminal = em.finish()
+        except UpstreamError as exc:
+            log.warning("response %s failed: %s", self.id, exc.message)
+            terminal = em.fail(exc.message)
+        except asyncio.CancelledError:
+            await self._end(em.cancel())
+            raise
+        except Exception:
+            log.exception("response %s failed inside respd", self.id)
+            terminal = em.fail("The server had an error while processing your request.")
+        frames = [(ev, self._record(ev)) for ev in terminal]
+        await self._end([])
+        for frame in frames:
+            yield frame
+
+    async def _end(self, extra: list[Event]) -> None:
+        for ev in extra:
+            self._record(ev)
+        self.final = self.emitter.response
+        await self._commit_final()
+
+
+async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
+    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run."""
+    check_request(req)
+    assert req.model is not None
+    route = rt.settings.model(req.model)
+    hist = await context.history(rt.store, tenant, req)
+    inputs = await context.input_items(rt.store, tenant, req)
+    return Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs)
+
+
+def is_terminal(ev: Event) -> bool:
+    return ev["type"] in TERMINAL_EVENTS

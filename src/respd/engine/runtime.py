@@ -1,0 +1,41 @@
+"""What a run needs from the process: settings, the store, model backends and the live hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from respd.backends.base import Backend
+from respd.backends.openai_chat import OpenAIChatBackend
+from respd.config import ModelRoute, Settings
+from respd.engine.live import LiveHub
+from respd.store.store import Store
+
+
+def make_backend(route: ModelRoute) -> Backend:
+    """The backend that serves ``route``."""
+    if route.backend == "openai":
+        return OpenAIChatBackend(route)
+    raise ValueError(f"unknown backend {route.backend!r}")
+
+
+@dataclass
+class Runtime:
+    """The process-wide parts, built once at startup."""
+
+    settings: Settings
+    store: Store
+    hub: LiveHub = field(default_factory=LiveHub)
+    backends: dict[str, Backend] = field(default_factory=dict)
+
+    def backend(self, route: ModelRoute) -> Backend:
+        if route.name not in self.backends:
+            self.backends[route.name] = make_backend(route)
+        return self.backends[route.name]
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+        await self.store.close()

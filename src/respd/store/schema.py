@@ -1,0 +1,49 @@
+"""The database tables. Changes to them are Alembic migrations in ``migrations/versions``.
+
+JSON is kept as text: respd writes far more often than it queries inside documents, and text is the
+same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("previous_response_id", String(80), nullable=True),
+    Column("background", Boolean, nullable=False, default=False),
+    Column("owner", String(80), nullable=True),
+    # The Response object: the fold of the event log, cached.
+    Column("body", Text, nullable=False),
+)
+
+# The input items of each response (what input_items lists) and its output items, in order.
+response_items = Table(
+    "response_items",
+    metadata,
+    Column("response_id", String(80), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # "input" | "output"
+    Column("position", Integer, primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("item_id", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_response_items_tenant_item", "tenant", "item_id"),
+)
+
+# The event log: every stream event of a stored response, by sequence number.
+response_events = Table(
+    "response_events",
+    metadata,
+    Column("response_id", String(80), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("body", Text, nullable=False),
+)

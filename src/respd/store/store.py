@@ -1,0 +1,138 @@
+"""Reads of stored responses, and the database engine they share with the writer.
+
+SQLite (embedded default, one file) and PostgreSQL (for scale) run the same queries. Every read is
+scoped by tenant: what one API key created is invisible to another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from respd.store.migrate import migrate
+from respd.store.schema import response_events, response_items, responses
+from respd.store.writer import Writer
+
+_CHAIN = text(
+    """
+    WITH RECURSIVE chain(id, prev, depth) AS (
+        SELECT id, previous_response_id, 0 FROM responses WHERE id = :id AND tenant = :tenant
+        UNION ALL
+        SELECT r.id, r.previous_response_id, c.depth + 1
+        FROM responses r JOIN chain c ON r.id = c.prev WHERE r.tenant = :tenant
+    )
+    SELECT i.body FROM response_items i JOIN chain c ON i.response_id = c.id
+    ORDER BY c.depth DESC, i.kind, i.position
+    """
+)  # kind sorts 'input' before 'output'
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; NORMAL sync is durable across process crashes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; creates the SQLite file's folder when needed."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Store:
+    """The database: reads here, writes through :attr:`writer`."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+        self.writer = Writer(self.engine)
+
+    async def open(self) -> None:
+        """Migrate the schema and start the writer."""
+        await migrate(self.engine)
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.stop()
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def get_response(self, tenant: str, response_id: str) -> dict[str, Any] | None:
+        """The stored row of a response: ``status``, ``background`` and the cached ``body`` (decoded)."""
+        q = select(responses.c.status, responses.c.background, responses.c.body).where(
+            responses.c.id == response_id, responses.c.tenant == tenant
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        if row is None:
+            return None
+        return {"status": row.status, "background": row.background, "body": orjson.loads(row.body)}
+
+    async def chain_items(self, tenant: str, response_id: str) -> list[dict[str, Any]]:
+        """Every input and output item of ``response_id`` and the responses it chains back to."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(_CHAIN, {"id": response_id, "tenant": tenant})).all()
+        return [orjson.loads(r.body) for r in rows]
+
+    async def find_items(self, tenant: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored items by id (for ``item_reference``); the newest copy wins."""
+        q = (
+            select(response_items.c.item_id, response_items.c.body)
+            .where(response_items.c.tenant == tenant, response_items.c.item_id.in_(item_ids))
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return {r.item_id: orjson.loads(r.body) for r in rows}
+
+    async def input_items(self, response_id: str) -> list[dict[str, Any]]:
+        """The input items of a response, oldest first."""
+        q = (
+            select(response_items.c.body)
+            .where(response_items.c.response_id == response_id, response_items.c.kind == "input")
+            .order_by(response_items.c.position)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [orjson.loads(r.body) for r in rows]
+
+    async def events_after(self, response_id: str, after: int) -> list[tuple[int, bytes]]:
+        """The logged events with sequence number > ``after``, as stored JSON."""
+        q = (
+            select(response_events.c.seq, response_events.c.body)
+            .where(response_events.c.response_id == response_id, response_events.c.seq > after)
+            .order_by(response_events.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [(r.seq, r.body.encode()) for r in rows]
+
+    async def unfinished(self) -> list[tuple[str, dict[str, Any], int]]:
+        """Foreground responses still marked running: ``(id, body, last sequence number)``."""
+        last = (
+            select(func.max(response_events.c.seq))
+            .where(response_events.c.response_id == responses.c.id)
+            .scalar_subquery()
+        )
+        q = select(responses.c.id, responses.c.body, last.label("last")).where(
+            responses.c.status.in_(("queued", "in_progress")), responses.c.background.is_(False)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [(r.id, orjson.loads(r.body), -1 if r.last is None else r.last) for r in rows]

@@ -1,0 +1,162 @@
+"""Input items and content parts of a create request, as the API accepts them.
+
+Item types the API defines but respd cannot take yet are named in :data:`KNOWN_ITEM_TYPES`, so that a
+client sending one gets "not supported" rather than "invalid".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+MAX_TEXT = 10_485_760
+
+
+class Wire(BaseModel):
+    """Base for request models: unknown fields are errors, types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class InputText(Wire):
+    type: Literal["input_text"]
+    text: Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class InputImage(Wire):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["low", "high", "auto", "original"] = "auto"
+
+
+class InputFile(Wire):
+    type: Literal["input_file"]
+    file_id: str | None = None
+    file_data: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+    detail: Literal["low", "high", "auto"] | None = None
+
+
+class OutputText(Wire):
+    type: Literal["output_text"]
+    text: Annotated[str, Field(max_length=MAX_TEXT)]
+    annotations: list[dict[str, Any]] = Field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class Refusal(Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class SummaryText(Wire):
+    type: Literal["summary_text"]
+    text: str
+
+
+class ReasoningText(Wire):
+    type: Literal["reasoning_text"]
+    text: str
+
+
+ContentPart = Annotated[
+    InputText | InputImage | InputFile | OutputText | Refusal, Field(discriminator="type")
+]
+ToolOutputPart = Annotated[InputText | InputImage | InputFile, Field(discriminator="type")]
+
+
+class Message(Wire):
+    """A message in any of the API's three shapes (easy, input, output); ``type`` may be left out."""
+
+    type: Literal["message"] | None = None
+    id: str | None = None
+    role: Literal["user", "assistant", "system", "developer"]
+    content: Annotated[str, Field(max_length=MAX_TEXT)] | list[ContentPart]
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+    phase: Literal["commentary", "final_answer"] | None = None
+
+
+class FunctionCall(Wire):
+    type: Literal["function_call"]
+    id: str | None = None
+    call_id: str
+    name: str
+    arguments: str
+    namespace: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class FunctionCallOutput(Wire):
+    type: Literal["function_call_output"]
+    id: str | None = None
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    output: Annotated[str, Field(max_length=MAX_TEXT)] | list[ToolOutputPart]
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class CustomToolCall(Wire):
+    type: Literal["custom_tool_call"]
+    id: str | None = None
+    call_id: str
+    name: str
+    input: str
+    namespace: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class CustomToolCallOutput(Wire):
+    type: Literal["custom_tool_call_output"]
+    id: str | None = None
+    call_id: Annotated[str, Field(min_length=1, max_length=64)]
+    output: Annotated[str, Field(max_length=MAX_TEXT)] | list[ToolOutputPart]
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class Reasoning(Wire):
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[SummaryText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class ItemReference(Wire):
+    type: Literal["item_reference"] | None = None
+    id: str
+
+
+def _item_tag(value: Any) -> str | None:
+    """The union member for an input item: its ``type``, or the shape when ``type`` is left out."""
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    if kind is None:
+        return "message" if "role" in value else "item_reference"
+    return kind if isinstance(kind, str) else None
+
+
+InputItem = Annotated[
+    Annotated[Message, Tag("message")]
+    | Annotated[FunctionCall, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[CustomToolCall, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
+    | Annotated[Reasoning, Tag("reasoning")]
+    | Annotated[ItemReference, Tag("item_reference")],
+    Discriminator(_item_tag),
+]
+
+# Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
+KNOWN_ITEM_TYPES = frozenset(
+    {
+        "file_search_call", "computer_call", "computer_call_output", "web_search_call",
+        "image_generation_call", "code_interpreter_call", "local_shell_call", "local_shell_call_output",
+        "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
+        "mcp_approval_request", "mcp_approval_response", "mcp_call", "compaction", "compaction_trigger",
+        "tool_search_call", "tool_search_output", "additional_tools", "program", "program_output",
+    }
+)  # fmt: skip

@@ -1,0 +1,138 @@
+"""The body of ``POST /v1/responses`` (``S:CreateResponse``) and its parts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from respd.wire.items import MAX_TEXT, InputItem, Wire
+
+INCLUDABLE = Literal[
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+]
+
+
+class FunctionTool(Wire):
+    type: Literal["function"]
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+    defer_loading: bool | None = None
+
+
+Tool = Annotated[FunctionTool, Field(discriminator="type")]
+
+# Tool types the spec defines that respd cannot serve yet: a clear "not supported" naming the type.
+KNOWN_TOOL_TYPES = frozenset(
+    {
+        "custom", "file_search", "web_search", "web_search_2025_08_26", "web_search_preview",
+        "web_search_preview_2025_03_11", "mcp", "code_interpreter", "image_generation", "computer",
+        "computer_use_preview", "local_shell", "shell", "apply_patch", "namespace", "tool_search",
+        "programmatic_tool_calling",
+    }
+)  # fmt: skip
+
+
+class ToolChoiceFunction(Wire):
+    type: Literal["function"]
+    name: str
+
+
+class ToolChoiceAllowed(Wire):
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+ToolChoice = (
+    Literal["none", "auto", "required"]
+    | Annotated[ToolChoiceFunction | ToolChoiceAllowed, Field(discriminator="type")]
+)
+
+
+class FormatText(Wire):
+    type: Literal["text"]
+
+
+class FormatJsonObject(Wire):
+    type: Literal["json_object"]
+
+
+class FormatJsonSchema(Wire):
+    type: Literal["json_schema"]
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=64)]
+    schema_: Annotated[dict[str, Any], Field(alias="schema")]
+    description: str | None = None
+    strict: bool | None = None
+
+
+TextFormat = Annotated[FormatText | FormatJsonObject | FormatJsonSchema, Field(discriminator="type")]
+
+
+class TextParam(Wire):
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ReasoningParam(Wire):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+    mode: str | None = None
+    context: Literal["auto", "current_turn", "all_turns"] | None = None
+
+
+class StreamOptions(Wire):
+    include_obfuscation: bool | None = None
+
+
+class ConversationRef(Wire):
+    id: str
+
+
+class CreateResponse(Wire):
+    """``S:CreateResponse`` plus Open Responses' penalties; every other key is an unknown parameter."""
+
+    model: str | None = None
+    input: Annotated[str, Field(max_length=MAX_TEXT)] | list[InputItem] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation: str | ConversationRef | None = None
+    store: bool | None = True
+    background: bool | None = False
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    include: list[INCLUDABLE] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=16)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    text: TextParam | None = None
+    reasoning: ReasoningParam | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    metadata: dict[str, str] | None = None
+    prompt: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = None
+    user: str | None = None
+    safety_identifier: Annotated[str, Field(max_length=64)] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    moderation: dict[str, Any] | None = None
+    client_metadata: dict[str, Any] | None = None
