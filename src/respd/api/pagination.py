@@ -15,7 +15,9 @@ def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
     try:
         limit = int(q.get("limit", "20"))
     except ValueError:
-        raise InvalidRequest("Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type") from None
+        raise InvalidRequest(
+            "Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type"
+        ) from None
     if not 1 <= limit <= 100:
         raise InvalidRequest(
             f"Invalid 'limit': integer out of range. Expected a value between 1 and 100, but got {limit} instead.",

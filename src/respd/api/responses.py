@@ -128,5 +128,3 @@ async def list_input_items(request: Request) -> Response:
     rid, _ = await _stored(request)
     items = await rt.store.input_items(rid)
     return json_response(paginate(request, items))
-
-

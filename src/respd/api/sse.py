@@ -9,6 +9,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 _HEADERS = [
@@ -30,15 +31,18 @@ def frame(event_type: str, data: bytes, *, obfuscate: bool = False) -> bytes:
     return b"event: " + event_type.encode() + b"\ndata: " + data + b"\n\n"
 
 
-class EventStreamResponse:
+class EventStreamResponse(Response):
     """Streams the frames of ``source``; a client disconnect cancels the producer (and so the run)."""
 
     def __init__(self, source: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+        # Not Response.__init__: there is no body to measure; the frames are written as they come.
         self.source = source
-        self.headers = _HEADERS + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        self.status_code = 200
+        self.background = None
+        self.frame_headers = _HEADERS + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.start", "status": 200, "headers": self.frame_headers})
         producer = asyncio.create_task(self._pump(send))
         watcher = asyncio.create_task(_wait_disconnect(receive))
         done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)

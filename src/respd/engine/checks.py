@@ -45,9 +45,7 @@ def _check_tools(req: CreateResponse) -> None:
     choice = req.tool_choice
     if isinstance(choice, str) or choice is None:
         if choice == "required" and not names:
-            raise InvalidRequest(
-                "Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice"
-            )
+            raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return
     wanted = [choice.name] if choice.type == "function" else [t.get("name") for t in choice.tools]
     for name in wanted:

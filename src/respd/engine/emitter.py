@@ -120,7 +120,7 @@ class Emitter:
         u = self._usage or Usage()
         return {
             "input_tokens": u.input_tokens,
-            "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": u.output_tokens,
             "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.input_tokens + u.output_tokens,
@@ -143,7 +143,7 @@ class Emitter:
             cur.content_index += 1
             events.append(self._part_added(cur, kind))
         delta_type = "response.output_text.delta" if kind == "text" else "response.refusal.delta"
-        extra = {"logprobs": []} if kind == "text" else {}
+        extra: dict[str, Any] = {"logprobs": []} if kind == "text" else {}
         events.append(self._emit(delta_type, item_id=cur.item["id"], output_index=cur.index,
                                  content_index=cur.content_index, delta=text, **extra))  # fmt: skip
         return events
@@ -161,7 +161,9 @@ class Emitter:
             events += self._close_open()
             item = {"id": new_id("rs"), "type": "reasoning", "summary": [], "content": [], "status": "in_progress"}
             cur = self._open = _Open(self._next_index(), "reasoning", item)
-            events.append(self._emit("response.output_item.added", output_index=cur.index, item={**item, "content": []}))
+            events.append(
+                self._emit("response.output_item.added", output_index=cur.index, item={**item, "content": []})
+            )
             events.append(self._emit("response.content_part.added", item_id=item["id"], output_index=cur.index,
                                      content_index=0, part={"type": "reasoning_text", "text": ""}))  # fmt: skip
         events.append(self._emit("response.reasoning_text.delta", item_id=cur.item["id"], output_index=cur.index,
@@ -214,8 +216,8 @@ class Emitter:
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             item = dict(self._current(call))
             item["status"] = "incomplete" if incomplete else "completed"
-            events.append(self._emit("response.function_call_arguments.done", item_id=item["id"],
-                                     output_index=call.index, name=item["name"], arguments=item["arguments"]))  # fmt: skip
+            args = {"item_id": item["id"], "output_index": call.index, "name": item["name"]}
+            events.append(self._emit("response.function_call_arguments.done", **args, arguments=item["arguments"]))
             events.append(self._emit("response.output_item.done", output_index=call.index, item=item))
         self._calls.clear()
         return events

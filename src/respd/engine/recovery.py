@@ -24,7 +24,8 @@ async def end_orphans(store: Store) -> int:
                  "param": None}  # fmt: skip
         failed = {"type": "response.failed", "sequence_number": last + 2, "response": body}
         batch.events += [
-            {"response_id": rid, "seq": ev["sequence_number"], "body": orjson.dumps(ev).decode()} for ev in (error, failed)
+            {"response_id": rid, "seq": ev["sequence_number"], "body": orjson.dumps(ev).decode()}
+            for ev in (error, failed)
         ]
         batch.updates.append({"id": rid, "status": "failed", "updated_at": int(time.time()),
                               "body": orjson.dumps(body).decode()})  # fmt: skip

@@ -93,9 +93,8 @@ class Store:
 
     async def find_items(self, tenant: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (for ``item_reference``); the newest copy wins."""
-        q = (
-            select(response_items.c.item_id, response_items.c.body)
-            .where(response_items.c.tenant == tenant, response_items.c.item_id.in_(item_ids))
+        q = select(response_items.c.item_id, response_items.c.body).where(
+            response_items.c.tenant == tenant, response_items.c.item_id.in_(item_ids)
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()

@@ -6,7 +6,8 @@ client sending one gets "not supported" rather than "invalid".
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -17,6 +18,36 @@ class Wire(BaseModel):
     """Base for request models: unknown fields are errors, types are not coerced."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+TAG_MARK = "~"  # marks union tags in error locations, so they can be told from field names
+
+
+def tagged(*models: type[Wire], default: Callable[[dict[str, Any]], str] | None = None) -> Any:
+    """A union discriminated by ``type`` whose tags cannot be mistaken for field names in error paths.
+
+    ``default`` is the member for a dict without ``type`` (messages may leave it out).
+    """
+
+    def tag_of(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            value = {"type": getattr(value, "type", None)}
+        if not isinstance(value, dict):
+            return None
+        kind = value.get("type")
+        if kind is None and default is not None:
+            kind = default(value)
+        return TAG_MARK + kind if isinstance(kind, str) else None
+
+    members = tuple(Annotated[m, Tag(TAG_MARK + _literal_type(m))] for m in models)
+    return Annotated[Union[members], Discriminator(tag_of)]  # noqa: UP007
+
+
+def _literal_type(model: type[Wire]) -> str:
+    args = [a for a in get_args(model.model_fields["type"].annotation) if a is not type(None)]
+    (literal,) = args
+    value = get_args(literal)[0] if get_args(literal) else literal
+    return str(value)
 
 
 class InputText(Wire):
@@ -62,10 +93,12 @@ class ReasoningText(Wire):
     text: str
 
 
-ContentPart = Annotated[
-    InputText | InputImage | InputFile | OutputText | Refusal, Field(discriminator="type")
-]
-ToolOutputPart = Annotated[InputText | InputImage | InputFile, Field(discriminator="type")]
+if TYPE_CHECKING:  # what the tagged unions below are, for the type checker
+    ContentPart = InputText | InputImage | InputFile | OutputText | Refusal
+    ToolOutputPart = InputText | InputImage | InputFile
+else:
+    ContentPart = tagged(InputText, InputImage, InputFile, OutputText, Refusal)
+    ToolOutputPart = tagged(InputText, InputImage, InputFile)
 
 
 class Message(Wire):
@@ -129,26 +162,21 @@ class ItemReference(Wire):
     id: str
 
 
-def _item_tag(value: Any) -> str | None:
-    """The union member for an input item: its ``type``, or the shape when ``type`` is left out."""
-    if not isinstance(value, dict):
-        return None
-    kind = value.get("type")
-    if kind is None:
-        return "message" if "role" in value else "item_reference"
-    return kind if isinstance(kind, str) else None
+def _item_shape(value: dict[str, Any]) -> str:
+    """An input item without ``type``: a message if it has a role, else an item reference."""
+    return "message" if "role" in value else "item_reference"
 
 
-InputItem = Annotated[
-    Annotated[Message, Tag("message")]
-    | Annotated[FunctionCall, Tag("function_call")]
-    | Annotated[FunctionCallOutput, Tag("function_call_output")]
-    | Annotated[CustomToolCall, Tag("custom_tool_call")]
-    | Annotated[CustomToolCallOutput, Tag("custom_tool_call_output")]
-    | Annotated[Reasoning, Tag("reasoning")]
-    | Annotated[ItemReference, Tag("item_reference")],
-    Discriminator(_item_tag),
-]
+InputItem = tagged(
+    Message,
+    FunctionCall,
+    FunctionCallOutput,
+    CustomToolCall,
+    CustomToolCallOutput,
+    Reasoning,
+    ItemReference,
+    default=_item_shape,
+)
 
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
-from respd.wire.items import MAX_TEXT, InputItem, Wire
+from respd.wire.items import MAX_TEXT, InputItem, Wire, tagged
 
 INCLUDABLE = Literal[
     "file_search_call.results",
@@ -29,7 +29,10 @@ class FunctionTool(Wire):
     defer_loading: bool | None = None
 
 
-Tool = Annotated[FunctionTool, Field(discriminator="type")]
+if TYPE_CHECKING:
+    Tool = FunctionTool
+else:
+    Tool = tagged(FunctionTool)
 
 # Tool types the spec defines that respd cannot serve yet: a clear "not supported" naming the type.
 KNOWN_TOOL_TYPES = frozenset(
@@ -53,10 +56,10 @@ class ToolChoiceAllowed(Wire):
     tools: list[dict[str, Any]]
 
 
-ToolChoice = (
-    Literal["none", "auto", "required"]
-    | Annotated[ToolChoiceFunction | ToolChoiceAllowed, Field(discriminator="type")]
-)
+if TYPE_CHECKING:
+    ToolChoice = Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed
+else:
+    ToolChoice = Literal["none", "auto", "required"] | tagged(ToolChoiceFunction, ToolChoiceAllowed)
 
 
 class FormatText(Wire):
@@ -75,7 +78,10 @@ class FormatJsonSchema(Wire):
     strict: bool | None = None
 
 
-TextFormat = Annotated[FormatText | FormatJsonObject | FormatJsonSchema, Field(discriminator="type")]
+if TYPE_CHECKING:
+    TextFormat = FormatText | FormatJsonObject | FormatJsonSchema
+else:
+    TextFormat = tagged(FormatText, FormatJsonObject, FormatJsonSchema)
 
 
 class TextParam(Wire):

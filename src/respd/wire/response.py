@@ -55,7 +55,7 @@ def _reasoning(req: CreateResponse) -> dict[str, Any]:
 
 def new_response(req: CreateResponse, *, response_id: str, model: str, created_at: int, status: str) -> Response:
     """A Response for ``req`` before any output: the echo of every request parameter."""
-    return {
+    response: Response = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -84,7 +84,6 @@ def new_response(req: CreateResponse, *, response_id: str, model: str, created_a
         "presence_penalty": req.presence_penalty or 0.0,
         "truncation": req.truncation or "disabled",
         "usage": None,
-        "user": req.user,
         "metadata": req.metadata or {},
         "conversation": None,
         "prompt": None,
@@ -92,6 +91,9 @@ def new_response(req: CreateResponse, *, response_id: str, model: str, created_a
         "prompt_cache_retention": req.prompt_cache_retention,
         "safety_identifier": req.safety_identifier,
     }
+    if req.user is not None:  # deprecated, and a string (not nullable) in the spec: present only when given
+        response["user"] = req.user
+    return response
 
 
 TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})

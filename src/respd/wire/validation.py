@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from respd.errors import InvalidRequest, Unsupported
-from respd.wire.items import KNOWN_ITEM_TYPES
+from respd.wire.items import KNOWN_ITEM_TYPES, TAG_MARK
 from respd.wire.request import KNOWN_TOOL_TYPES
 
 M = TypeVar("M", bound=BaseModel)
@@ -50,17 +50,9 @@ def _is_union_label(part: str) -> bool:
         "[" in part
         or "-" in part
         or part in {"str", "int", "float", "bool", "dict", "list", "none"}
-        or part in _TAGS
+        or part.startswith(TAG_MARK)
         or part.startswith("literal")
     )
-
-
-_TAGS = {
-    "message", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output",
-    "reasoning", "item_reference", "input_text", "input_image", "input_file", "output_text", "refusal",
-    "function", "allowed_tools", "text", "json_object", "json_schema", "summary_text", "reasoning_text",
-    "ConversationRef",
-}  # fmt: skip
 
 
 def _got(value: Any) -> str:
@@ -71,6 +63,7 @@ def _got(value: Any) -> str:
 
 def _best(errors: list[ErrorDetails]) -> ErrorDetails:
     """Of the alternatives a union reports, the one that went deepest is what the client got wrong."""
+
     def depth(e: ErrorDetails) -> int:
         return len([p for p in e["loc"] if not (isinstance(p, str) and _is_union_label(p))])
 
@@ -92,9 +85,7 @@ def to_invalid_request(exc: ValidationError) -> InvalidRequest:
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unknown parameter: '{path}'.", param=path, code="unknown_parameter")
     if kind == "missing":
-        return InvalidRequest(
-            f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter"
-        )
+        return InvalidRequest(f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         return _bad_tag(path, err)
     if kind in _TYPE_NAMES:
@@ -107,13 +98,14 @@ def to_invalid_request(exc: ValidationError) -> InvalidRequest:
         )
     if kind in ("less_than_equal", "less_than", "greater_than_equal", "greater_than"):
         bound = next(iter((err.get("ctx") or {}).values()), None)
-        rel = "below minimum" if kind.startswith("greater") else "above maximum"
+        above = not kind.startswith("greater")
+        rel = "above maximum" if above else "below minimum"
+        number = "integer" if isinstance(value, int) else "decimal"
         sign = {"less_than_equal": "<=", "less_than": "<", "greater_than_equal": ">=", "greater_than": ">"}
         return InvalidRequest(
-            f"Invalid '{path}': value {rel} value. Expected a value {sign[kind]} {bound}, "
-            f"but got {value} instead.",
+            f"Invalid '{path}': value {rel} value. Expected a value {sign[kind]} {bound}, but got {value} instead.",
             param=path,
-            code=f"{'integer' if isinstance(value, int) else 'decimal'}_{'above_max' if rel.startswith('above') else 'below_min'}_value",
+            code=f"{number}_{'above_max' if above else 'below_min'}_value",
         )
     if kind in ("string_too_long", "too_long", "string_too_short", "too_short"):
         code = "string_above_max_length" if "long" in kind else "string_below_min_length"
@@ -127,13 +119,13 @@ def to_invalid_request(exc: ValidationError) -> InvalidRequest:
 
 
 def _bad_tag(path: str, err: ErrorDetails) -> InvalidRequest:
-    tag = (err.get("ctx") or {}).get("tag") or (err.get("input") or {}).get("type")
+    tag = str((err.get("ctx") or {}).get("tag") or (err.get("input") or {}).get("type")).removeprefix(TAG_MARK)
     param = f"{path}.type" if path else "type"
     if path.startswith("tools") and tag in KNOWN_TOOL_TYPES:
         return Unsupported(f"Tool type '{tag}' is not supported by this server.", param=param)
     if path.startswith("input") and tag in KNOWN_ITEM_TYPES:
         return Unsupported(f"Input item type '{tag}' is not supported by this server.", param=param)
-    expected = (err.get("ctx") or {}).get("expected_tags", "")
+    expected = str((err.get("ctx") or {}).get("expected_tags", "")).replace(TAG_MARK, "")
     return InvalidRequest(
         f"Invalid value: '{tag}'. Supported values are: {expected}.", param=param, code="invalid_value"
     )

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install respd (uv, then the locked environment in .venv) and start the server. Flags go to `respd serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==0.13.9"
+python3 -m uv sync --frozen --no-dev
+exec python3 -m uv run --frozen --no-dev respd serve "$@"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install everything (uv, then the locked environment in .venv) and run the full check: lint, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==0.13.9"
+python3 -m uv sync --frozen
+python3 -m uv run --frozen ruff check src tests bench
+python3 -m uv run --frozen mypy
+python3 -m uv run --frozen pytest "$@"

@@ -1,0 +1,73 @@
+"""Shape checks used across the suite: every Response, event and error is held to both specs and the SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+from openai.types.responses import Response as SDKResponse
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from tests.spec_schemas import validate_openai, validate_openresponses
+
+_EVENT = TypeAdapter(ResponseStreamEvent)
+
+# respd's own terminal event for a run stopped before it finished (the API defines no stream event for it).
+RESPD_EVENTS = {"response.cancelled"}
+
+
+def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
+    # The real API sends `usage: null` until a response ends (Open Responses models that); the OpenAI
+    # spec only lists the object, so its check sees the response without the null.
+    return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
+
+
+def check_response(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` is a Response under the OpenAI spec, Open Responses and the SDK's model."""
+    validate_openai("Response", _openai_view(body))
+    validate_openresponses("ResponseResource", body)
+    SDKResponse.model_validate(body)
+    return body
+
+
+def check_event(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` is a stream event of the OpenAI spec (and its snapshot a valid Response)."""
+    if event["type"] in RESPD_EVENTS:
+        check_response(event["response"])
+        return event
+    validate_openai(
+        "ResponseStreamEvent", {**event, "response": _openai_view(event["response"])} if "response" in event else event
+    )
+    _EVENT.validate_python(event)
+    if "response" in event:
+        check_response(event["response"])
+    return event
+
+
+def check_error(resp: httpx.Response, status: int, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """An error answer: the status, the envelope with all four keys, and the offending ``param``."""
+    assert resp.status_code == status, f"{resp.status_code} != {status}: {resp.text}"
+    body = resp.json()
+    validate_openai("ErrorResponse", body)
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    assert err["message"], err
+    if param is not None:
+        assert err["param"] == param, err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    """Parse an SSE body; every frame must be ``event: <type>`` + ``data: <json with that type>``."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = block.split("\n")
+        assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block
+        ev = orjson.loads(lines[1][len("data: ") :])
+        assert ev["type"] == lines[0][len("event: ") :]
+        events.append(ev)
+    return events

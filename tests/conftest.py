@@ -1,0 +1,82 @@
+"""Fixtures: a scripted fake upstream, and real respd servers on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.fake_upstream import FakeUpstream
+from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
+
+UPSTREAM_KEY = "upstream-secret"
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake(request: pytest.FixtureRequest) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+
+
+@pytest.fixture(scope="session")
+def config_path(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> str:
+    return write_config(tmp_path_factory.mktemp("config") / "respd.toml", fake.base_url)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+def _server(tmp: Path, config: str, database_url: str, env: dict[str, str] | None = None) -> RespdServer:
+    server = RespdServer(config=config, database_url=database_url, data_dir=tmp,
+                         env={"RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})})  # fmt: skip
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def any_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, config_path: str
+) -> Iterator[RespdServer]:
+    """A respd server on each storage backend: tests using it run twice."""
+    tmp = tmp_path_factory.mktemp(f"respd-{request.param}")
+    url = f"sqlite:///{tmp / 'respd.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    server = _server(tmp, config_path, url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, config_path: str) -> Iterator[RespdServer]:
+    """A respd server on SQLite, for tests whose subject is not storage."""
+    tmp = tmp_path_factory.mktemp("respd-main")
+    srv = _server(tmp, config_path, f"sqlite:///{tmp / 'respd.db'}")
+    yield srv
+    srv.stop()
+
+
+def _client(server: RespdServer, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=20)
+
+
+@pytest.fixture
+def client(server: RespdServer) -> openai.OpenAI:
+    return _client(server)
+
+
+@pytest.fixture
+def any_client(any_server: RespdServer) -> openai.OpenAI:
+    return _client(any_server)

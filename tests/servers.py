@@ -1,0 +1,130 @@
+"""Real respd server processes for tests: ``respd serve`` on a free port, on SQLite or a fresh PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+PG_ADMIN_URL = os.environ.get("RESPD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def create_pg_database() -> str:
+    """A new, empty PostgreSQL database for this test run; returns its URL."""
+    name = f"respd_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@dataclass
+class RespdServer:
+    """One ``respd serve`` process."""
+
+    config: str
+    database_url: str
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"server-{self.port}.log"
+        env = {**os.environ, "RESPD_DATA_DIR": str(self.data_dir), **self.env}
+        cmd = [sys.executable, "-m", "respd", "serve", "--port", str(self.port), "--config", self.config,
+               "--database", self.database_url]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"respd exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"respd did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def write_config(path: Path, upstream_url: str, extra: str = "") -> str:
+    """A config with the test models: ``test-model`` on the fake upstream, ``dead-model`` on a closed port."""
+    path.write_text(
+        extra
+        + f"""
+[[models]]
+name = "test-model"
+backend = "openai"
+base_url = "{upstream_url}"
+api_key_env = "RESPD_TEST_UPSTREAM_KEY"
+upstream_model = "fake-upstream-model"
+timeout_s = 5
+
+[[models]]
+name = "dead-model"
+backend = "openai"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+connect_timeout_s = 2
+"""
+    )
+    return str(path)

@@ -1,0 +1,51 @@
+"""API keys: every /v1 call needs one, and what one key created is invisible to another."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.checks import check_error
+from tests.conftest import UPSTREAM_KEY
+from tests.servers import RespdServer
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory, config_path: str) -> Iterator[RespdServer]:
+    tmp = tmp_path_factory.mktemp("respd-keys")
+    srv = RespdServer(config=config_path, database_url=f"sqlite:///{tmp / 'db.sqlite'}", data_dir=tmp,
+                      env={"RESPD_API_KEYS": "key-alice,key-bob", "RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY})  # fmt: skip
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_missing_or_wrong_key_is_401(keyed: RespdServer) -> None:
+    check_error(httpx.get(keyed.url + "/v1/models"), 401)
+    check_error(httpx.post(keyed.url + "/v1/responses", json={"model": "test-model", "input": "x"}), 401)
+    check_error(httpx.get(keyed.url + "/v1/models", headers={"Authorization": "Bearer key-mallory"}), 401,
+                code="invalid_api_key")  # fmt: skip
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=keyed.url + "/v1", api_key="nope", max_retries=0).models.list()
+    assert httpx.get(keyed.url + "/healthz").status_code == 200  # health needs no key
+
+
+def test_tenants_are_isolated(keyed: RespdServer) -> None:
+    alice = openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-alice", max_retries=0)
+    bob = openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-bob", max_retries=0)
+    mine = alice.responses.create(model="test-model", input="alice's secret")
+    assert alice.responses.retrieve(mine.id).id == mine.id
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.input_items.list(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.delete(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="test-model", input="x", previous_response_id=mine.id)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.create(model="test-model", input=[{"type": "item_reference", "id": mine.output[0].id}])
+    assert alice.responses.retrieve(mine.id).status == "completed"
