@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -74,6 +75,18 @@ def _post(url: str, body: dict[str, object]) -> bytes:
         return bytes(r.read())
 
 
+def _machine_busy_seconds() -> float:
+    """CPU time used on the whole machine (all cores, all processes) since boot, in seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads) in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -98,6 +111,8 @@ class Result:
     rps: float
     cpu_pct: float  # CPU of the server process under test (upstream for direct, respd for respd)
     upstream_cpu_pct: float
+    wrk_cpu_pct: float
+    other_cpu_pct: float  # CPU used by processes that are not part of the benchmark (noise)
 
     @property
     def mode(self) -> str:
@@ -121,9 +136,14 @@ def wrk(url: str, body: dict[str, object], conc: int, seconds: float) -> dict[st
 def measure(t: Target, stream: bool, conc: int, seconds: float, warmup: float, upstream_pid: int) -> Result:
     if warmup > 0:
         wrk(t.url, t.bodies[stream], conc, warmup)
-    c0, u0, w0 = _cpu_seconds(t.pid), _cpu_seconds(upstream_pid), time.monotonic()
+    pids = {t.pid, upstream_pid}
+    m0, k0, w0 = _machine_busy_seconds(), _children_cpu(), time.monotonic()
+    c0, u0, a0 = _cpu_seconds(t.pid), _cpu_seconds(upstream_pid), sum(_cpu_seconds(p) for p in pids)
     d = wrk(t.url, t.bodies[stream], conc, seconds)
-    c1, u1, w1 = _cpu_seconds(t.pid), _cpu_seconds(upstream_pid), time.monotonic()
+    c1, u1, a1 = _cpu_seconds(t.pid), _cpu_seconds(upstream_pid), sum(_cpu_seconds(p) for p in pids)
+    m1, k1, w1 = _machine_busy_seconds(), _children_cpu(), time.monotonic()
+    wall = w1 - w0
+    own = (a1 - a0) + (k1 - k0)
     return Result(
         target=t.name,
         stream=stream,
@@ -131,8 +151,10 @@ def measure(t: Target, stream: bool, conc: int, seconds: float, warmup: float, u
         p50_ms=d["p50_us"] / 1000,
         p99_ms=d["p99_us"] / 1000,
         rps=d["requests"] / (d["duration_us"] / 1e6),
-        cpu_pct=100 * (c1 - c0) / (w1 - w0),
-        upstream_cpu_pct=100 * (u1 - u0) / (w1 - w0),
+        cpu_pct=100 * (c1 - c0) / wall,
+        upstream_cpu_pct=100 * (u1 - u0) / wall,
+        wrk_cpu_pct=100 * (k1 - k0) / wall,
+        other_cpu_pct=max(0.0, 100 * ((m1 - m0) - own) / wall),
     )
 
 
@@ -145,6 +167,8 @@ def _median(results: list[Result]) -> Result:
         statistics.median(r.rps for r in results),
         statistics.median(r.cpu_pct for r in results),
         statistics.median(r.upstream_cpu_pct for r in results),
+        statistics.median(r.wrk_cpu_pct for r in results),
+        statistics.median(r.other_cpu_pct for r in results),
     )  # fmt: skip
 
 
@@ -180,29 +204,35 @@ def commit() -> str:
     return f"{sha}{' + uncommitted changes in src/' if dirty else ''}"
 
 
+LABELS = {"direct": "upstream direct", "respd": "**respd**", "respd-nostore": "respd, `store: false`"}
+
+
 def render(results: list[Result], args: argparse.Namespace) -> str:
     by = {(r.target, r.stream, r.conc): r for r in results}
+    targets = [t for t in LABELS if any(r.target == t for r in results)]
     lines = [
         f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {machine()}; respd commit {commit()}; "
-        f"Python {platform.python_version()}; wrk, 1 thread, {args.duration:g} s per scenario after "
-        f"{args.warmup:g} s warm-up, {args.rounds} round(s) (median).",
+        f"Python {platform.python_version()}; wrk 1 thread, {args.duration:g} s per scenario after "
+        f"{args.warmup:g} s warm-up; {args.rounds} round(s), median shown.",
         "",
-        "| scenario | conc | target | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | req/s ratio | server CPU % |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | conc | through | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | req/s ratio "
+        "| server CPU % | other load % |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stream in (False, True):
         for conc in (1, 32):
             d = by[("direct", stream, conc)]
-            r = by[("respd", stream, conc)]
-            lines.append(
-                f"| {d.mode} | {conc} | upstream direct | {d.p50_ms:.3f} | {d.p99_ms:.3f} | {d.rps:,.0f} "
-                f"| | | | {d.cpu_pct:.0f} |"
-            )
-            lines.append(
-                f"| {r.mode} | {conc} | **respd** | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.rps:,.0f} "
-                f"| {r.p50_ms - d.p50_ms:+.3f} | {r.p99_ms - d.p99_ms:+.3f} | {r.rps / d.rps:.3f} "
-                f"| {r.cpu_pct:.0f} (upstream {r.upstream_cpu_pct:.0f}) |"
-            )
+            for t in targets:
+                r = by[(t, stream, conc)]
+                row = f"| {r.mode} | {conc} | {LABELS[t]} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.rps:,.0f} "
+                if t == "direct":
+                    row += f"| | | | {r.cpu_pct:.0f} | {r.other_cpu_pct:.0f} |"
+                else:
+                    row += (
+                        f"| {r.p50_ms - d.p50_ms:+.3f} | {r.p99_ms - d.p99_ms:+.3f} | {r.rps / d.rps:.3f} "
+                        f"| {r.cpu_pct:.0f} | {r.other_cpu_pct:.0f} |"
+                    )
+                lines.append(row)
     t1 = by[("respd", False, 1)].p50_ms - by[("direct", False, 1)].p50_ms
     t2 = by[("respd", False, 32)].rps
     t3 = by[("respd", True, 1)].p50_ms - by[("direct", True, 1)].p50_ms
@@ -212,7 +242,7 @@ def render(results: list[Result], args: argparse.Namespace) -> str:
 
     lines += [
         "",
-        "| target (one respd worker) | measured | |",
+        "| target (one respd worker, default `store: true`) | measured | |",
         "|---|---:|---|",
         f"| added p50 ≤ {TARGET_ADDED_P50_MS:g} ms, non-stream, concurrency 1 | {t1:.3f} ms | "
         f"{verdict(t1 <= TARGET_ADDED_P50_MS)} |",
@@ -220,6 +250,9 @@ def render(results: list[Result], args: argparse.Namespace) -> str:
         f"{verdict(t2 >= TARGET_RPS_C32)} |",
         f"| added p50 ≤ {TARGET_ADDED_STREAM_MS:g} ms, {TOKENS}-token stream, concurrency 1 | {t3:.3f} ms | "
         f"{verdict(t3 <= TARGET_ADDED_STREAM_MS)} |",
+        "",
+        "*server CPU %*: CPU of the process under test (the upstream for direct rows, respd for respd rows), "
+        "in % of one core. *other load %*: CPU used meanwhile by processes outside the benchmark (noise).",
     ]
     return "\n".join(lines)
 
@@ -238,6 +271,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each scenario (default 2)")
     p.add_argument("--rounds", type=int, default=1, help="repeat all scenarios N times, report medians")
+    p.add_argument("--also-no-store", action="store_true",
+                   help='also measure respd with "store": false (diagnostic rows; targets use the default)')
     p.add_argument("--no-readme", action="store_true", help="print only; leave bench/README.md alone")
     p.add_argument("--keep-db", action="store_true", help="keep the temp dir (respd.db, logs) and print its path")
     args = p.parse_args()
@@ -286,16 +321,23 @@ def main() -> None:
             {False: {"model": MODEL, "input": "hello"}, True: {"model": MODEL, "input": "hello", "stream": True}},
         )  # fmt: skip
 
+        nostore = Target(
+            "respd-nostore", respd_url, respd.pid,
+            {k: {**v, "store": False} for k, v in through.bodies.items()},
+        )  # fmt: skip
+        targets = [direct, through, nostore] if args.also_no_store else [direct, through]
+
         runs: dict[tuple[str, bool, int], list[Result]] = {}
         for rnd in range(args.rounds):
             for stream in (False, True):
                 for conc in (1, 32):
-                    for t in (direct, through):
+                    for t in targets:
                         r = measure(t, stream, conc, args.duration, args.warmup, upstream.pid)
                         runs.setdefault((t.name, stream, conc), []).append(r)
                         print(
-                            f"[round {rnd + 1}] {t.name:6} {r.mode:14} c={conc:<2} p50 {r.p50_ms:7.3f} ms  "
-                            f"p99 {r.p99_ms:7.3f} ms  {r.rps:9,.0f} req/s  server CPU {r.cpu_pct:4.0f}%",
+                            f"[round {rnd + 1}] {t.name:13} {r.mode:14} c={conc:<2} p50 {r.p50_ms:7.3f} ms  "
+                            f"p99 {r.p99_ms:7.3f} ms  {r.rps:9,.0f} req/s  server CPU {r.cpu_pct:4.0f}%  "
+                            f"other load {r.other_cpu_pct:4.0f}%",
                             flush=True,
                         )
         if respd.poll() is not None:

@@ -91,5 +91,8 @@ def test_unknown_route_and_method(server: RespdServer) -> None:
 def test_bad_query_parameters(server: RespdServer, fake: FakeUpstream) -> None:
     rid = httpx.post(server.url + "/v1/responses", json=OK).json()["id"]
     check_error(httpx.get(server.url + f"/v1/responses/{rid}", params={"stream": "maybe"}), 400, param="stream")
+    check_error(httpx.get(server.url + f"/v1/responses/{rid}", params={"include[]": "bogus"}), 400, param="include")
+    ok = httpx.get(server.url + f"/v1/responses/{rid}", params={"include[]": "message.input_image.image_url"})
+    assert ok.status_code == 200
     check_error(httpx.get(server.url + f"/v1/responses/{rid}", params={"stream": "true", "starting_after": "x"}), 400,
                 param="starting_after")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -81,3 +82,30 @@ def test_client_disconnect_stops_the_upstream_and_is_recorded(server: RespdServe
     assert body["output"][0]["content"][0]["text"].startswith("word")
     replay = sse_events(httpx.get(server.url + f"/v1/responses/{rid}", params={"stream": "true"}).text)
     assert replay[-1]["type"] == "response.cancelled" and replay[-1]["response"] == body
+
+
+def test_a_killed_server_leaves_no_response_running(tmp_path: Path, config_path: str, fake: FakeUpstream) -> None:
+    """SIGKILL mid-stream; on restart the response is failed, with its partial output and a terminal event."""
+    srv = RespdServer(config=config_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", data_dir=tmp_path)
+    srv.start()
+    try:
+        fake.script(Reply(text=" ".join(["tok"] * 100), delay_s=0.05))
+        rid = None
+        with httpx.stream("POST", srv.url + "/v1/responses", json={"model": "test-model", "input": "x", "stream": True}) as r:
+            for line in r.iter_lines():
+                if '"response.created"' in line:
+                    rid = line.split('"id":"')[1].split('"')[0]
+                if line.count("output_text.delta") and rid:
+                    time.sleep(0.1)  # let the writer log a few deltas
+                    srv.kill()
+                    break
+        srv.proc = None
+        srv.start()
+        body = check_response(httpx.get(srv.url + f"/v1/responses/{rid}").json())
+        assert body["status"] == "failed" and "stopped" in body["error"]["message"]
+        assert body["output"][0]["status"] == "incomplete" and body["output"][0]["content"][0]["text"].startswith("tok")
+        replay = sse_events(httpx.get(srv.url + f"/v1/responses/{rid}", params={"stream": "true"}).text)
+        assert [e["type"] for e in replay[-2:]] == ["error", "response.failed"]
+        assert [e["sequence_number"] for e in replay] == list(range(len(replay)))
+    finally:
+        srv.stop()

@@ -21,7 +21,7 @@ def test_retrieve_returns_the_created_response(any_client: openai.OpenAI, any_se
 def test_delete_then_get_is_404(any_client: openai.OpenAI, any_server: RespdServer) -> None:
     created = any_client.responses.create(model="test-model", input="bye")
     r = httpx.delete(f"{any_server.url}/v1/responses/{created.id}")
-    assert r.status_code == 200 and r.json() == {"id": created.id, "object": "response.deleted", "deleted": True}
+    assert r.status_code == 200 and r.json() == {"id": created.id, "object": "response", "deleted": True}
     check_error(httpx.get(f"{any_server.url}/v1/responses/{created.id}"), 404)
     check_error(httpx.delete(f"{any_server.url}/v1/responses/{created.id}"), 404)
     with pytest.raises(openai.NotFoundError):

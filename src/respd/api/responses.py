@@ -16,7 +16,7 @@ from respd.engine.fold import TERMINAL_EVENTS, fold
 from respd.engine.run import Run, prepare
 from respd.errors import InvalidRequest, NotFound
 from respd.store.writer import Batch
-from respd.wire.request import CreateResponse
+from respd.wire.request import INCLUDABLE_VALUES, CreateResponse
 from respd.wire.response import TERMINAL_STATUSES
 from respd.wire.validation import parse_body
 
@@ -76,8 +76,20 @@ async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
     return rid, row
 
 
+def _check_include(request: Request) -> None:
+    """``include[]`` values must be ones the API knows; the ones about built-in tools have nothing to add here."""
+    for value in request.query_params.getlist("include[]") + request.query_params.getlist("include"):
+        if value not in INCLUDABLE_VALUES:
+            raise InvalidRequest(
+                f"Invalid value: '{value}'. Supported values are: {', '.join(sorted(INCLUDABLE_VALUES))}.",
+                param="include",
+                code="invalid_value",
+            )
+
+
 async def get_response(request: Request) -> Response:
     rt = runtime_of(request)
+    _check_include(request)
     rid, row = await _stored(request)
     if _flag(request, "stream"):
         after = _int_param(request, "starting_after", -1)
@@ -120,7 +132,7 @@ async def delete_response(request: Request) -> Response:
     rt = runtime_of(request)
     rid, _ = await _stored(request)
     await rt.store.writer.commit(Batch(deletes=[(tenant_of(request), rid)]))
-    return json_response({"id": rid, "object": "response.deleted", "deleted": True})
+    return json_response({"id": rid, "object": "response", "deleted": True})
 
 
 async def list_input_items(request: Request) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -18,6 +18,7 @@ INCLUDABLE = Literal[
     "reasoning.encrypted_content",
     "message.output_text.logprobs",
 ]
+INCLUDABLE_VALUES = frozenset(get_args(INCLUDABLE))
 
 
 class FunctionTool(Wire):
