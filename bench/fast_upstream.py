@@ -65,8 +65,8 @@ def build_stream(tokens: int) -> bytes:
         b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
     ]
     sse = [b"data: " + _json(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
-    for piece in sse:
-        out.append(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+    for event in sse:
+        out.append(f"{len(event):x}\r\n".encode() + event + b"\r\n")
     out.append(b"0\r\n\r\n")
     return b"".join(out)
 
@@ -82,9 +82,11 @@ class Upstream(asyncio.Protocol):
     not_found = _response(b"404 Not Found", b"application/json", b'{"error":{"message":"not found"}}')
 
     __slots__ = ("buf", "transport")
+    transport: asyncio.Transport
+    buf: bytes
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a uvloop TCPTransport is not a subclass
         self.buf = b""
 
     def data_received(self, data: bytes) -> None:

@@ -271,8 +271,11 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each scenario (default 2)")
     p.add_argument("--rounds", type=int, default=1, help="repeat all scenarios N times, report medians")
-    p.add_argument("--also-no-store", action="store_true",
-                   help='also measure respd with "store": false (diagnostic rows; targets use the default)')
+    p.add_argument(
+        "--also-no-store",
+        action="store_true",
+        help='also measure respd with "store": false (diagnostic rows; targets use the default)',
+    )
     p.add_argument("--no-readme", action="store_true", help="print only; leave bench/README.md alone")
     p.add_argument("--keep-db", action="store_true", help="keep the temp dir (respd.db, logs) and print its path")
     args = p.parse_args()
