@@ -24,10 +24,24 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
 
 
+# Open Responses has no custom or namespace tools (nor their calls); its check sees the rest.
+_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call"}
+
+
+def _openresponses_view(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **body,
+        "tools": [t for t in body["tools"] if t["type"] not in _NOT_IN_OPENRESPONSES],
+        "output": [i for i in body["output"] if i["type"] not in _NOT_IN_OPENRESPONSES],
+        "tool_choice": "auto" if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] == "custom"
+        else body["tool_choice"],
+    }
+
+
 def check_response(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` is a Response under the OpenAI spec, Open Responses and the SDK's model."""
     validate_openai("Response", _openai_view(body))
-    validate_openresponses("ResponseResource", body)
+    validate_openresponses("ResponseResource", _openresponses_view(body))
     SDKResponse.model_validate(body)
     return body
 

@@ -73,10 +73,12 @@ def _client(server: RespdServer, key: str = "unused") -> openai.OpenAI:
 
 
 @pytest.fixture
-def client(server: RespdServer) -> openai.OpenAI:
-    return _client(server)
+def client(server: RespdServer) -> Iterator[openai.OpenAI]:
+    with _client(server) as c:
+        yield c
 
 
 @pytest.fixture
-def any_client(any_server: RespdServer) -> openai.OpenAI:
-    return _client(any_server)
+def any_client(any_server: RespdServer) -> Iterator[openai.OpenAI]:
+    with _client(any_server) as c:
+        yield c

@@ -28,14 +28,18 @@ def test_missing_or_wrong_key_is_401(keyed: RespdServer) -> None:
     check_error(httpx.post(keyed.url + "/v1/responses", json={"model": "test-model", "input": "x"}), 401)
     check_error(httpx.get(keyed.url + "/v1/models", headers={"Authorization": "Bearer key-mallory"}), 401,
                 code="invalid_api_key")  # fmt: skip
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=keyed.url + "/v1", api_key="nope", max_retries=0).models.list()
+    with pytest.raises(openai.AuthenticationError), openai.OpenAI(base_url=keyed.url + "/v1", api_key="nope") as c:
+        c.models.list()
     assert httpx.get(keyed.url + "/healthz").status_code == 200  # health needs no key
 
 
 def test_tenants_are_isolated(keyed: RespdServer) -> None:
-    alice = openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-alice", max_retries=0)
-    bob = openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-bob", max_retries=0)
+    with openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-alice") as alice, \
+            openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-bob") as bob:  # fmt: skip
+        _isolation(alice, bob)
+
+
+def _isolation(alice: openai.OpenAI, bob: openai.OpenAI) -> None:
     mine = alice.responses.create(model="test-model", input="alice's secret")
     assert alice.responses.retrieve(mine.id).id == mine.id
     with pytest.raises(openai.NotFoundError):

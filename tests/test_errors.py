@@ -29,8 +29,6 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
     ("item type", {**OK, "input": [{"type": "nonsense"}]}, "input[0].type", "invalid_value"),
     ("unsupported item type", {**OK, "input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type",
      "unsupported_parameter"),
-    ("unsupported tool type", {**OK, "tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}, "tools[0].type",
-     "unsupported_parameter"),
     ("tool without name", {**OK, "tools": [{"type": "function"}]}, "tools[0].name", "missing_required_parameter"),
     ("tool_choice names missing tool", {**OK, "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice", None),
     ("metadata too many keys", {**OK, "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata",

@@ -13,7 +13,7 @@ from respd.wire.response import new_response
 
 def _emitter() -> Emitter:
     req = CreateResponse.model_validate({"model": "m", "input": "hi"})
-    return Emitter(new_response(req, response_id="resp_1", model="m", created_at=1, status="in_progress"))
+    return Emitter(new_response(req, response_id="resp_1", model="m", created_at=1, status="in_progress", tools=[]))
 
 
 def _run(deltas: list[Delta]) -> tuple[list[dict], dict]:

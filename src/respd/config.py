@@ -65,6 +65,9 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     models: tuple[ModelRoute, ...] = ()
     log_level: str = "info"
+    # Built-in tools (web_search, …) have no executor here: left out of what the model sees and named in
+    # the `respd-omitted-tools` header (false), or refused with a 400 naming the tool (true).
+    strict_tools: bool = False
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -111,6 +114,12 @@ def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
     return route
 
 
+def _flag(env_value: str | None, default: Any) -> bool:
+    if env_value is None:
+        return bool(default)
+    return env_value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def load_settings(
     config_path: str | None = None,
     *,
@@ -147,4 +156,5 @@ def load_settings(
         api_keys=tuple(dict.fromkeys(keys)),
         models=models,
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
+        strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
     )

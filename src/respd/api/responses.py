@@ -20,26 +20,29 @@ from respd.wire.request import INCLUDABLE_VALUES, CreateResponse
 from respd.wire.response import TERMINAL_STATUSES
 from respd.wire.validation import parse_body
 
+OMITTED_TOOLS_HEADER = "respd-omitted-tools"  # built-in tools left out because nothing here can run them
+
 
 async def create_response(request: Request) -> Response:
     rt = runtime_of(request)
     tenant = tenant_of(request)
     req = parse_body(CreateResponse, await request.body())
     run = await prepare(rt, req, tenant)
+    headers = {OMITTED_TOOLS_HEADER: ",".join(run.tools.omitted)} if run.tools.omitted else {}
     if req.stream:
         opts = req.stream_options
         obfuscate = opts is None or opts.include_obfuscation is not False
-        return EventStreamResponse(_live_frames(run, obfuscate))
+        return EventStreamResponse(_live_frames(run, obfuscate), headers=headers)
     last: dict[str, Any] | None = None
-    async for ev, _ in run.events():
-        last = ev
+    async for batch in run.events():
+        last = batch[-1][0]
     assert last is not None and "response" in last
-    return json_response(last["response"])
+    return json_response(last["response"], headers=headers)
 
 
 async def _live_frames(run: Run, obfuscate: bool) -> AsyncIterator[bytes]:
-    async for ev, data in run.events():
-        yield frame(ev["type"], data, obfuscate=obfuscate)
+    async for batch in run.events():
+        yield b"".join(frame(ev["type"], data, obfuscate=obfuscate) for ev, data in batch)
 
 
 def _flag(request: Request, name: str) -> bool | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
@@ -37,12 +37,17 @@ class RefusalDelta:
 
 @dataclass(slots=True)
 class ToolCallDelta:
-    """A fragment of the ``index``-th tool call of this turn; ``call_id``/``name`` arrive once."""
+    """A fragment of the ``index``-th tool call of this turn; ``call_id``/``name``/``kind`` arrive once.
+
+    For a ``custom`` tool, ``arguments`` carries pieces of the free-text input itself.
+    """
 
     index: int
     call_id: str | None = None
     name: str | None = None
     arguments: str = ""
+    namespace: str | None = None
+    kind: Literal["function", "custom"] = "function"
 
 
 @dataclass(slots=True)
@@ -72,6 +77,8 @@ class ModelRequest:
     model: str
     instructions: str | None
     items: list[dict[str, Any]]
+    # Neutral tools: {"type": "function"|"custom", "name", "namespace", "description", "parameters",
+    # "strict", "format"}; tool_choice is None, a string, {"type", "name"} or {"type": "allowed_tools", …}.
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
@@ -89,8 +96,10 @@ class ModelRequest:
 class Backend(Protocol):
     """A model that can run one turn."""
 
-    def generate(self, request: ModelRequest) -> AsyncIterator[Delta]:
+    def generate(self, request: ModelRequest) -> AsyncIterator[Delta | list[Delta]]:
         """Yield the turn's deltas; end with :class:`Usage` (when known) and one :class:`Finish`.
+
+        A list yields deltas that arrived together (one network read); the client gets them in one write.
 
         Raises :class:`respd.errors.UpstreamError` when the model cannot answer. Cancelling the
         iteration must stop generation (close the upstream connection, stop the local model).
@@ -99,4 +108,25 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release pooled connections or model memory."""
+        ...
+
+
+class Admission:
+    """A request's place at a backend, held from admission until its run ends (see :class:`Admitting`)."""
+
+    def release(self) -> None:
+        """Give the place back. Idempotent."""
+
+
+@runtime_checkable
+class Admitting(Protocol):
+    """A backend with limited room (a local model serves one request at a time, with a bounded queue).
+
+    The run asks it for a place before any event of the response exists, so that a full queue is an HTTP
+    429 (:class:`respd.errors.RateLimited`) and a request the model cannot read is a 400, never a failed
+    response.
+    """
+
+    def admit(self, request: ModelRequest) -> Admission:
+        """Reserve a place for ``request`` or raise a :class:`respd.errors.RespdError`."""
         ...

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from respd.backends.tool_calls import flat_name
+
 Message = dict[str, Any]
 
 
@@ -66,40 +68,16 @@ def to_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[M
             else:
                 messages.append({"role": role, "content": _user_content(item["content"])})
         elif kind == "function_call":
-            _attach_call(messages, _call(item["call_id"], item["name"], item["arguments"]))
+            name = flat_name(item.get("namespace"), item["name"])
+            _attach_call(messages, _call(item["call_id"], name, item["arguments"]))
         elif kind == "custom_tool_call":
             args = orjson.dumps({"input": item["input"]}).decode()
-            _attach_call(messages, _call(item["call_id"], item["name"], args))
+            _attach_call(messages, _call(item["call_id"], flat_name(item.get("namespace"), item["name"]), args))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             content = _tool_output(item["output"])
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
         # reasoning items are not replayed: Chat Completions servers have no field for them.
     return messages
-
-
-def to_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Responses function tools (flat) → Chat Completions tools (nested under ``function``)."""
-    out = []
-    for tool in tools:
-        fn: dict[str, Any] = {"name": tool["name"]}
-        if tool.get("description"):
-            fn["description"] = tool["description"]
-        fn["parameters"] = tool.get("parameters") or {"type": "object", "properties": {}}
-        if tool.get("strict") is not None:
-            fn["strict"] = tool["strict"]
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def to_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
-    """The Chat Completions ``tool_choice`` and the tools it leaves the model."""
-    if choice is None or isinstance(choice, str):
-        return choice, tools
-    if choice["type"] == "function":
-        return {"type": "function", "function": {"name": choice["name"]}}, tools
-    # allowed_tools: offer only the named subset, in the given mode.
-    allowed = {t.get("name") for t in choice["tools"]}
-    return choice["mode"], [t for t in tools if t["name"] in allowed]
 
 
 def to_response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -22,9 +22,9 @@ from respd.backends.base import (
     ReasoningDelta,
     RefusalDelta,
     TextDelta,
-    ToolCallDelta,
     Usage,
 )
+from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
 
@@ -67,8 +67,8 @@ class OpenAIChatBackend:
             "messages": cm.to_messages(req.instructions, req.items),
         }
         if req.tools:
-            choice, tools = cm.to_tool_choice(req.tool_choice, req.tools)
-            body["tools"] = cm.to_tools(tools)
+            choice, tools = chat_tool_choice(req.tool_choice, req.tools)
+            body["tools"] = chat_tools(tools)
             if choice is not None:
                 body["tool_choice"] = choice
             if req.parallel_tool_calls is not None:
@@ -92,23 +92,23 @@ class OpenAIChatBackend:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def generate(self, request: ModelRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
         headers = {"Content-Type": "application/json"}
         key = self.route.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         data = orjson.dumps(self.payload(request))
+        calls = CallDecoder(request.tools)
         try:
             async with self._client().post(self._url, data=data, headers=headers) as resp:
                 if resp.status >= 400:
                     raise UpstreamError(await _error_message(resp))
                 if request.stream:
-                    async for delta in _read_stream(resp):
-                        yield delta
+                    async for deltas in _read_stream(resp, calls):
+                        yield deltas
                 else:
-                    for delta in _read_json(await resp.read()):
-                        yield delta
-        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+                    yield _read_json(await resp.read(), calls)
+        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(_describe(exc)) from exc
 
 
@@ -144,7 +144,7 @@ def _usage(raw: dict[str, Any] | None) -> Usage | None:
     )
 
 
-def _read_json(raw: bytes) -> list[Delta]:
+def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
     body = orjson.loads(raw)
     if not isinstance(body, dict) or not body.get("choices"):
         raise UpstreamError("The model upstream sent a completion without choices.")
@@ -160,7 +160,8 @@ def _read_json(raw: bytes) -> list[Delta]:
         out.append(TextDelta(msg["content"]))
     for i, call in enumerate(msg.get("tool_calls") or []):
         fn = call.get("function") or {}
-        out.append(ToolCallDelta(i, call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+        out.append(calls.feed(i, call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+    out += calls.flush()
     usage = _usage(body.get("usage"))
     if usage is not None:
         out.append(usage)
@@ -168,7 +169,7 @@ def _read_json(raw: bytes) -> list[Delta]:
     return out
 
 
-def _chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
+def _chunk_deltas(chunk: dict[str, Any], calls: CallDecoder) -> list[Delta]:
     out: list[Delta] = []
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
@@ -181,7 +182,7 @@ def _chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
             out.append(TextDelta(delta["content"]))
         for call in delta.get("tool_calls") or ():
             fn = call.get("function") or {}
-            out.append(ToolCallDelta(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+            out.append(calls.feed(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
         if choice.get("finish_reason"):
             out.append(Finish(_FINISH.get(choice["finish_reason"], "stop")))
     usage = _usage(chunk.get("usage"))
@@ -190,23 +191,35 @@ def _chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
     return out
 
 
-async def _read_stream(resp: aiohttp.ClientResponse) -> AsyncIterator[Delta]:
-    """Parse the upstream's SSE; hold the finish back until usage (which comes after it) or [DONE]."""
+async def _read_stream(resp: aiohttp.ClientResponse, calls: CallDecoder) -> AsyncIterator[list[Delta]]:
+    """Parse the upstream's SSE, one list of deltas per network read (so the client gets one write per read).
+
+    The finish is held back until usage (which comes after it) or ``[DONE]``.
+    """
     finish: Finish | None = None
-    async for line in resp.content:
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
+    buffer = b""
+    done = False
+    async for block in resp.content.iter_any():
+        buffer += block
+        *lines, buffer = buffer.split(b"\n")
+        out: list[Delta] = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                done = True
+                break
+            for delta in _chunk_deltas(orjson.loads(data), calls):
+                if isinstance(delta, Finish):
+                    finish = delta
+                else:
+                    out.append(delta)
+        if out:
+            yield out
+        if done:
             break
-        for delta in _chunk_deltas(orjson.loads(data)):
-            if isinstance(delta, Finish):
-                finish = delta
-            else:
-                yield delta
-    else:
-        if finish is None:
-            raise UpstreamError("The model upstream closed the stream before it finished.")
     if finish is None:
-        raise UpstreamError("The model upstream ended the stream without a finish reason.")
-    yield finish
+        raise UpstreamError("The model upstream closed the stream before it finished.")
+    yield [*calls.flush(), finish]
+

@@ -40,19 +40,6 @@ def check_metadata(metadata: dict[str, str] | None, param: str = "metadata") -> 
             )
 
 
-def _check_tools(req: CreateResponse) -> None:
-    names = [t.name for t in req.tools or ()]
-    choice = req.tool_choice
-    if isinstance(choice, str) or choice is None:
-        if choice == "required" and not names:
-            raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
-        return
-    wanted = [choice.name] if choice.type == "function" else [t.get("name") for t in choice.tools]
-    for name in wanted:
-        if name not in names:
-            raise InvalidRequest(f"Tool choice '{name}' not found in 'tools' parameter.", param="tool_choice")
-
-
 def _check_input(req: CreateResponse) -> None:
     if not isinstance(req.input, list):
         return
@@ -91,5 +78,4 @@ def check_request(req: CreateResponse) -> None:
     for i, inc in enumerate(req.include or ()):
         if inc in UNSUPPORTED_INCLUDES:
             raise Unsupported(f"include '{inc}' is not supported by this server yet.", param=f"include[{i}]")
-    _check_tools(req)
     _check_input(req)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from respd.engine.items import normalize, text_message
-from respd.errors import NotFound
+from respd.errors import InvalidRequest, NotFound
 from respd.store.store import Store
 from respd.wire import items as w
 from respd.wire.request import CreateResponse
@@ -46,3 +46,18 @@ async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[s
             code="previous_response_not_found",
         )
     return await store.chain_items(tenant, prev)
+
+
+_CALLS = {"function_call_output": "function_call", "custom_tool_call_output": "custom_tool_call"}
+
+
+def check_call_outputs(history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
+    """Every tool output must answer a call made earlier in the context (a 400 naming it otherwise)."""
+    calls = {(item["type"], item["call_id"]) for item in history + inputs if item["type"] in _CALLS.values()}
+    for i, item in enumerate(inputs):
+        wanted = _CALLS.get(item["type"])
+        if wanted is not None and (wanted, item["call_id"]) not in calls:
+            raise InvalidRequest(
+                f"No tool call found for {item['type']} with call_id {item['call_id']}.",
+                param=f"input[{i}].call_id",
+            )

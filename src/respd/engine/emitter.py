@@ -22,7 +22,7 @@ class _Open:
 
     def __init__(self, index: int, kind: str, item: dict[str, Any]) -> None:
         self.index = index
-        self.kind = kind  # "text" | "refusal" | "reasoning" | "call"
+        self.kind = kind  # "text" | "refusal" | "reasoning" | "function" | "custom"
         self.item = item
         self.content_index = 0
 
@@ -30,8 +30,9 @@ class _Open:
 class Emitter:
     """Builds one response's events. Feed it deltas; it returns the events each one causes."""
 
-    def __init__(self, response: Response, *, max_tool_calls: int | None = None) -> None:
+    def __init__(self, response: Response, *, single_call: bool = False) -> None:
         self.response: Response = response
+        self._single_call = single_call  # parallel_tool_calls=false: keep the first call of a turn only
         self.seq = 0
         self._open: _Open | None = None  # the message or reasoning item being streamed
         self._calls: dict[int, _Open] = {}  # upstream tool-call index → its open function_call item
@@ -174,15 +175,29 @@ class Emitter:
         events: list[Event] = []
         call = self._calls.get(d.index)
         if call is None:
+            if self._single_call and self._calls:
+                return []
             events += self._close_open()
-            item = {"id": new_id("fc"), "type": "function_call", "status": "in_progress", "arguments": "",
-                    "call_id": d.call_id or new_id("call"), "name": d.name or ""}  # fmt: skip
-            call = self._calls[d.index] = _Open(self._next_index(), "call", item)
-            events.append(self._emit("response.output_item.added", output_index=call.index, item=dict(item)))
+            call = self._calls[d.index] = _Open(self._next_index(), d.kind, self._call_item(d))
+            events.append(self._emit("response.output_item.added", output_index=call.index, item=dict(call.item)))
         if d.arguments:
-            events.append(self._emit("response.function_call_arguments.delta", item_id=call.item["id"],
-                                     output_index=call.index, delta=d.arguments))  # fmt: skip
+            kind = "response.function_call_arguments.delta" if call.kind == "function" \
+                else "response.custom_tool_call_input.delta"  # fmt: skip
+            events.append(self._emit(kind, item_id=call.item["id"], output_index=call.index, delta=d.arguments))
         return events
+
+    @staticmethod
+    def _call_item(d: ToolCallDelta) -> dict[str, Any]:
+        call_id = d.call_id or new_id("call")
+        if d.kind == "custom":
+            item = {"id": new_id("ctc"), "type": "custom_tool_call", "call_id": call_id, "name": d.name or "",
+                    "input": ""}  # fmt: skip
+        else:
+            item = {"id": new_id("fc"), "type": "function_call", "status": "in_progress", "arguments": "",
+                    "call_id": call_id, "name": d.name or ""}  # fmt: skip
+        if d.namespace:
+            item["namespace"] = d.namespace
+        return item
 
     # -- closing ----------------------------------------------------------------------------------
     def _current(self, cur: _Open) -> dict[str, Any]:
@@ -215,9 +230,13 @@ class Emitter:
         events: list[Event] = []
         for call in sorted(self._calls.values(), key=lambda c: c.index):
             item = dict(self._current(call))
-            item["status"] = "incomplete" if incomplete else "completed"
-            args = {"item_id": item["id"], "output_index": call.index, "name": item["name"]}
-            events.append(self._emit("response.function_call_arguments.done", **args, arguments=item["arguments"]))
+            where = {"item_id": item["id"], "output_index": call.index}
+            if call.kind == "custom":
+                events.append(self._emit("response.custom_tool_call_input.done", **where, input=item["input"]))
+            else:
+                item["status"] = "incomplete" if incomplete else "completed"
+                args = {**where, "name": item["name"], "arguments": item["arguments"]}
+                events.append(self._emit("response.function_call_arguments.done", **args))
             events.append(self._emit("response.output_item.done", output_index=call.index, item=item))
         self._calls.clear()
         return events

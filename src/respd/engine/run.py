@@ -15,13 +15,14 @@ from typing import Any
 
 import orjson
 
-from respd.backends.base import ModelRequest
+from respd.backends.base import Admission, Admitting, ModelRequest
 from respd.config import ModelRoute
 from respd.engine import context
 from respd.engine.checks import check_request
 from respd.engine.emitter import Emitter
-from respd.engine.fold import TERMINAL_EVENTS, Event
+from respd.engine.fold import Event
 from respd.engine.runtime import Runtime
+from respd.engine.tools import ToolPlan, plan_tools
 from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store.writer import Batch
@@ -47,6 +48,7 @@ class Run:
         route: ModelRoute,
         history: list[dict[str, Any]],
         inputs: list[dict[str, Any]],
+        tools: ToolPlan,
     ) -> None:
         self.rt = rt
         self.req = req
@@ -54,16 +56,18 @@ class Run:
         self.route = route
         self.inputs = inputs
         self.history = history
+        self.tools = tools
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.store = req.store is not False
         response = new_response(req, response_id=self.id, model=route.name, created_at=self.created_at,
-                                status="in_progress")  # fmt: skip
-        self.emitter = Emitter(response)
+                                status="in_progress", tools=tools.echo)  # fmt: skip
+        self.emitter = Emitter(response, single_call=req.parallel_tool_calls is False)
         self.final: dict[str, Any] | None = None
         self._stream = bool(req.stream)
         self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer (non-stream)
         self._row_written = False
+        self._admission: Admission | None = None  # this run's place at a backend with limited room
 
     # -- the model request ------------------------------------------------------------------------
     def model_request(self) -> ModelRequest:
@@ -72,8 +76,8 @@ class Run:
             model=self.route.target_model,
             instructions=req.instructions,
             items=self.history + self.inputs,
-            tools=[t.model_dump(exclude_none=True) for t in req.tools or ()],
-            tool_choice=req.tool_choice if isinstance(req.tool_choice, str | None) else req.tool_choice.model_dump(),
+            tools=self.tools.offered,
+            tool_choice=self.tools.choice,
             parallel_tool_calls=req.parallel_tool_calls,
             text_format=(req.text.format.model_dump(by_alias=True) if req.text and req.text.format else None),
             temperature=req.temperature,
@@ -134,38 +138,49 @@ class Run:
             await self.rt.store.writer.commit(self._flush_batch(self.final))
 
     # -- driving ----------------------------------------------------------------------------------
-    async def events(self) -> AsyncIterator[tuple[Event, bytes]]:
-        """Every event of the response, each with its JSON; the last one is terminal and durable."""
+    async def events(self) -> AsyncIterator[list[tuple[Event, bytes]]]:
+        """The response's events, in batches that arrived together, each event with its JSON.
+
+        The last batch ends with the terminal event, which is durable before it is yielded.
+        """
         em = self.emitter
-        for ev in em.start():
-            yield ev, self._record(ev)
-        if self._stream:
-            self._submit()
+        yield self._record_all(em.start())
         terminal: list[Event]
         try:
-            async for delta in self.rt.backend(self.route).generate(self.model_request()):
-                for ev in em.feed(delta):
-                    yield ev, self._record(ev)
-                if self._stream:
-                    self._submit()
+            async for got in self.rt.backend(self.route).generate(self.model_request()):
+                batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
+                if batch:
+                    yield self._record_all(batch)
             terminal = em.finish()
         except UpstreamError as exc:
             log.warning("response %s failed: %s", self.id, exc.message)
             terminal = em.fail(exc.message)
         except asyncio.CancelledError:
-            await self._end(em.cancel())
+            self._record_all(em.cancel())
+            await self._end()
             raise
         except Exception:
             log.exception("response %s failed inside respd", self.id)
             terminal = em.fail("The server had an error while processing your request.")
         frames = [(ev, self._record(ev)) for ev in terminal]
-        await self._end([])
-        for frame in frames:
-            yield frame
+        await self._end()
+        yield frames
 
-    async def _end(self, extra: list[Event]) -> None:
-        for ev in extra:
-            self._record(ev)
+    def _record_all(self, events: list[Event]) -> list[tuple[Event, bytes]]:
+        frames = [(ev, self._record(ev)) for ev in events]
+        if self._stream:
+            self._submit()
+        return frames
+
+    def admit(self) -> None:
+        """Take this run's place at its backend (a local model's queue) or raise its 4xx, before any event."""
+        backend = self.rt.backend(self.route)
+        if isinstance(backend, Admitting):
+            self._admission = backend.admit(self.model_request())
+
+    async def _end(self) -> None:
+        if self._admission is not None:
+            self._admission.release()
         self.final = self.emitter.response
         await self._commit_final()
 
@@ -175,10 +190,10 @@ async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
     check_request(req)
     assert req.model is not None
     route = rt.settings.model(req.model)
+    tools = plan_tools(req, strict=rt.settings.strict_tools)
     hist = await context.history(rt.store, tenant, req)
     inputs = await context.input_items(rt.store, tenant, req)
-    return Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs)
-
-
-def is_terminal(ev: Event) -> bool:
-    return ev["type"] in TERMINAL_EVENTS
+    context.check_call_outputs(hist, inputs)
+    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools)
+    run.admit()
+    return run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from respd.wire.items import MAX_TEXT, InputItem, Wire, tagged
 
@@ -30,25 +30,86 @@ class FunctionTool(Wire):
     defer_loading: bool | None = None
 
 
-if TYPE_CHECKING:
-    Tool = FunctionTool
-else:
-    Tool = tagged(FunctionTool)
+class CustomFormatText(Wire):
+    type: Literal["text"]
 
-# Tool types the spec defines that respd cannot serve yet: a clear "not supported" naming the type.
-KNOWN_TOOL_TYPES = frozenset(
+
+class CustomFormatGrammar(Wire):
+    type: Literal["grammar"]
+    syntax: Literal["lark", "regex"]
+    definition: str
+
+
+if TYPE_CHECKING:
+    CustomFormat = CustomFormatText | CustomFormatGrammar
+else:
+    CustomFormat = tagged(CustomFormatText, CustomFormatGrammar)
+
+
+class CustomTool(Wire):
+    """A tool whose input is free text, optionally constrained by a grammar (Codex's ``apply_patch``)."""
+
+    type: Literal["custom"]
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    format: CustomFormat | None = None
+    defer_loading: bool | None = None
+
+
+if TYPE_CHECKING:
+    NamespacedTool = FunctionTool | CustomTool
+else:
+    NamespacedTool = tagged(FunctionTool, CustomTool)
+
+
+class NamespaceTool(Wire):
+    """A named group of function and custom tools; calls name the namespace and the tool."""
+
+    type: Literal["namespace"]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    description: str | None = None
+    tools: list[NamespacedTool]
+
+
+class BuiltinTool(BaseModel):
+    """A tool the API runs itself (web_search, file_search, …); respd has no executor for these yet."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+# Tool types the spec defines that need an executor inside the server.
+BUILTIN_TOOL_TYPES = frozenset(
     {
-        "custom", "file_search", "web_search", "web_search_2025_08_26", "web_search_preview",
+        "file_search", "web_search", "web_search_2025_08_26", "web_search_preview",
         "web_search_preview_2025_03_11", "mcp", "code_interpreter", "image_generation", "computer",
-        "computer_use_preview", "local_shell", "shell", "apply_patch", "namespace", "tool_search",
+        "computer_use_preview", "local_shell", "shell", "apply_patch", "tool_search",
         "programmatic_tool_calling",
     }
 )  # fmt: skip
+KNOWN_TOOL_TYPES = BUILTIN_TOOL_TYPES | {"function", "custom", "namespace"}
+
+if TYPE_CHECKING:
+    Tool = FunctionTool | CustomTool | NamespaceTool | BuiltinTool
+else:
+    Tool = tagged(FunctionTool, CustomTool, NamespaceTool, catch_all=(BuiltinTool, BUILTIN_TOOL_TYPES))
 
 
 class ToolChoiceFunction(Wire):
     type: Literal["function"]
     name: str
+
+
+class ToolChoiceCustom(Wire):
+    type: Literal["custom"]
+    name: str
+
+
+class ToolChoiceBuiltin(BaseModel):
+    """Forcing a built-in tool (``{"type": "web_search_preview"}``, ``{"type": "mcp", …}``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
 
 
 class ToolChoiceAllowed(Wire):
@@ -58,9 +119,14 @@ class ToolChoiceAllowed(Wire):
 
 
 if TYPE_CHECKING:
-    ToolChoice = Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceAllowed
+    ToolChoice = (
+        Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceCustom | ToolChoiceAllowed | ToolChoiceBuiltin
+    )
 else:
-    ToolChoice = Literal["none", "auto", "required"] | tagged(ToolChoiceFunction, ToolChoiceAllowed)
+    ToolChoice = Literal["none", "auto", "required"] | tagged(
+        ToolChoiceFunction, ToolChoiceCustom, ToolChoiceAllowed,
+        catch_all=(ToolChoiceBuiltin, BUILTIN_TOOL_TYPES | {"computer_use"}),
+    )
 
 
 class FormatText(Wire):

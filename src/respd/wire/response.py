@@ -13,22 +13,6 @@ from respd.wire.request import CreateResponse
 Response = dict[str, Any]
 
 
-def echo_tools(req: CreateResponse) -> list[dict[str, Any]]:
-    """The request's tools as the API echoes them: every key present, ``strict`` a boolean."""
-    out = []
-    for tool in req.tools or ():
-        out.append(
-            {
-                "type": "function",
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-                "strict": True if tool.strict is None else tool.strict,
-            }
-        )
-    return out
-
-
 def _tool_choice(req: CreateResponse) -> Any:
     choice = req.tool_choice
     if choice is None:
@@ -53,7 +37,9 @@ def _reasoning(req: CreateResponse) -> dict[str, Any]:
     return {"effort": r.effort, "summary": r.summary or r.generate_summary}
 
 
-def new_response(req: CreateResponse, *, response_id: str, model: str, created_at: int, status: str) -> Response:
+def new_response(
+    req: CreateResponse, *, response_id: str, model: str, created_at: int, status: str, tools: list[dict[str, Any]]
+) -> Response:
     """A Response for ``req`` before any output: the echo of every request parameter."""
     response: Response = {
         "id": response_id,
@@ -77,7 +63,7 @@ def new_response(req: CreateResponse, *, response_id: str, model: str, created_a
         "temperature": 1.0 if req.temperature is None else req.temperature,
         "text": _text(req),
         "tool_choice": _tool_choice(req),
-        "tools": echo_tools(req),
+        "tools": tools,
         "top_logprobs": req.top_logprobs or 0,
         "top_p": 1.0 if req.top_p is None else req.top_p,
         "frequency_penalty": req.frequency_penalty or 0.0,
