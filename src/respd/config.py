@@ -68,6 +68,7 @@ class Settings:
     # Built-in tools (web_search, …) have no executor here: left out of what the model sees and named in
     # the `respd-omitted-tools` header (false), or refused with a 400 naming the tool (true).
     strict_tools: bool = False
+    secret_key: str | None = None  # base64 of 32 bytes; seals encrypted_content (replicas must share it)
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -157,4 +158,5 @@ def load_settings(
         models=models,
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
+        secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
     )

@@ -108,7 +108,7 @@ class OpenAIChatBackend:
                         yield deltas
                 else:
                     yield _read_json(await resp.read(), calls)
-        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(_describe(exc)) from exc
 
 

@@ -9,7 +9,7 @@ from respd.errors import InvalidRequest, Unsupported
 from respd.wire import items as w
 from respd.wire.request import CreateResponse
 
-UNSUPPORTED_INCLUDES = ("reasoning.encrypted_content", "message.output_text.logprobs")
+UNSUPPORTED_INCLUDES = ("message.output_text.logprobs",)
 
 
 def check_metadata(metadata: dict[str, str] | None, param: str = "metadata") -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from respd.engine.items import normalize, text_message
 from respd.errors import InvalidRequest, NotFound
+from respd.sealing import Sealer, SealError
 from respd.store.store import Store
 from respd.wire import items as w
 from respd.wire.request import CreateResponse
@@ -46,6 +47,27 @@ async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[s
             code="previous_response_not_found",
         )
     return await store.chain_items(tenant, prev)
+
+
+REASONING = "reasoning"  # the sealing purpose of a reasoning item's encrypted_content
+
+
+def unseal_reasoning(sealer: Sealer, tenant: str, inputs: list[dict[str, Any]]) -> None:
+    """Reasoning items sent back by value get their sealed text restored into the context."""
+    for i, item in enumerate(inputs):
+        blob = item.get("encrypted_content") if item["type"] == "reasoning" else None
+        if blob is None:
+            continue
+        try:
+            sealed = sealer.open(tenant, REASONING, blob)
+        except SealError as exc:
+            raise InvalidRequest(
+                f"The encrypted content of reasoning item '{item['id']}' could not be verified: {exc}.",
+                param=f"input[{i}].encrypted_content",
+                code="invalid_encrypted_content",
+            ) from None
+        item["content"] = sealed["content"]
+        item["summary"] = item["summary"] or sealed["summary"]
 
 
 _CALLS = {"function_call_output": "function_call", "custom_tool_call_output": "custom_tool_call"}

@@ -8,6 +8,7 @@ fold of the events before it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from respd.backends.base import Delta, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
@@ -30,9 +31,18 @@ class _Open:
 class Emitter:
     """Builds one response's events. Feed it deltas; it returns the events each one causes."""
 
-    def __init__(self, response: Response, *, single_call: bool = False) -> None:
+    def __init__(
+        self,
+        response: Response,
+        *,
+        single_call: bool = False,
+        summarize: bool = False,
+        seal: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
         self.response: Response = response
         self._single_call = single_call  # parallel_tool_calls=false: keep the first call of a turn only
+        self._summarize = summarize  # reasoning.summary asked for: the reasoning text is its own summary
+        self._seal = seal  # include reasoning.encrypted_content: seals a reasoning item's text
         self.seq = 0
         self._open: _Open | None = None  # the message or reasoning item being streamed
         self._calls: dict[int, _Open] = {}  # upstream tool-call index → its open function_call item
@@ -215,13 +225,29 @@ class Emitter:
             done = self._emit("response.reasoning_text.done", **base, text=part["text"])
         return [done, self._emit("response.content_part.done", **base, part=part)]
 
+    def _summary(self, cur: _Open, text: str) -> list[Event]:
+        where = {"item_id": cur.item["id"], "output_index": cur.index, "summary_index": 0}
+        done = {"type": "summary_text", "text": text}
+        return [
+            self._emit("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""}),
+            self._emit("response.reasoning_summary_text.delta", **where, delta=text),
+            self._emit("response.reasoning_summary_text.done", **where, text=text),
+            self._emit("response.reasoning_summary_part.done", **where, part=done),
+        ]
+
     def _close_open(self, *, incomplete: bool = False) -> list[Event]:
         cur, self._open = self._open, None
         if cur is None:
             return []
         events = self._close_part(cur)
+        if cur.kind == "reasoning" and self._summarize:
+            events += self._summary(cur, self._current(cur)["content"][0]["text"])
         item = self._current(cur)
         item = {**item, "content": [dict(p) for p in item["content"]]}
+        if cur.kind == "reasoning":
+            item["summary"] = [dict(p) for p in item["summary"]]
+            if self._seal is not None:
+                item["encrypted_content"] = self._seal({"content": item["content"], "summary": item["summary"]})
         item["status"] = "incomplete" if incomplete else "completed"
         events.append(self._emit("response.output_item.done", output_index=cur.index, item=item))
         return events

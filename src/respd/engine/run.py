@@ -19,6 +19,7 @@ from respd.backends.base import Admission, Admitting, ModelRequest
 from respd.config import ModelRoute
 from respd.engine import context
 from respd.engine.checks import check_request
+from respd.engine.context import REASONING
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event
 from respd.engine.runtime import Runtime
@@ -62,7 +63,14 @@ class Run:
         self.store = req.store is not False
         response = new_response(req, response_id=self.id, model=route.name, created_at=self.created_at,
                                 status="in_progress", tools=tools.echo)  # fmt: skip
-        self.emitter = Emitter(response, single_call=req.parallel_tool_calls is False)
+        wants_sealed = "reasoning.encrypted_content" in (req.include or ())
+        summarize = bool(req.reasoning and (req.reasoning.summary or req.reasoning.generate_summary))
+        self.emitter = Emitter(
+            response,
+            single_call=req.parallel_tool_calls is False,
+            summarize=summarize,
+            seal=(lambda payload: rt.sealer.seal(tenant, REASONING, payload)) if wants_sealed else None,
+        )
         self.final: dict[str, Any] | None = None
         self._stream = bool(req.stream)
         self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer (non-stream)
@@ -193,6 +201,7 @@ async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
     tools = plan_tools(req, strict=rt.settings.strict_tools)
     hist = await context.history(rt.store, tenant, req)
     inputs = await context.input_items(rt.store, tenant, req)
+    context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools)
     run.admit()

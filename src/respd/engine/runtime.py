@@ -8,6 +8,7 @@ from respd.backends.base import Backend
 from respd.backends.openai_chat import OpenAIChatBackend
 from respd.config import ModelRoute, Settings
 from respd.engine.live import LiveHub
+from respd.sealing import Sealer, load_key
 from respd.store.store import Store
 
 
@@ -24,6 +25,7 @@ class Runtime:
 
     settings: Settings
     store: Store
+    sealer: Sealer = field(init=False)
     hub: LiveHub = field(default_factory=LiveHub)
     backends: dict[str, Backend] = field(default_factory=dict)
 
@@ -31,6 +33,9 @@ class Runtime:
         if route.name not in self.backends:
             self.backends[route.name] = make_backend(route)
         return self.backends[route.name]
+
+    def __post_init__(self) -> None:
+        self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
 
     async def open(self) -> None:
         await self.store.open()

@@ -39,11 +39,13 @@ response_items = Table(
     Index("ix_response_items_tenant_item", "tenant", "item_id"),
 )
 
-# The event log: every stream event of a stored response, by sequence number.
+# The event log: every stream event of a stored response. One row holds the events ``seq..last_seq`` that
+# were written together, one JSON document per line: a response costs a few rows, not one per token.
 response_events = Table(
     "response_events",
     metadata,
     Column("response_id", String(80), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", Integer, nullable=False),
     Column("body", Text, nullable=False),
 )

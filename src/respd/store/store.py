@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import event, func, select, text
+from sqlalchemy import StaticPool, event, func, select, text
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from respd.store.migrate import migrate
 from respd.store.schema import response_events, response_items, responses
-from respd.store.writer import Writer
+from respd.store.writer import Writer, async_sink, thread_sink
 
 _CHAIN = text(
     """
@@ -53,12 +54,23 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def _writer_for(url: str, engine: AsyncEngine) -> Writer:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return Writer(async_sink(engine))
+    # SQLite: a plain pysqlite connection owned by the writer thread (see respd.store.writer).
+    sync = sa_create_engine(parsed.set(drivername="sqlite"), poolclass=StaticPool,
+                            connect_args={"check_same_thread": False})  # fmt: skip
+    event.listen(sync, "connect", _sqlite_pragmas)
+    return Writer(thread_sink(sync))
+
+
 class Store:
     """The database: reads here, writes through :attr:`writer`."""
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
-        self.writer = Writer(self.engine)
+        self.writer = _writer_for(url, self.engine)
 
     async def open(self) -> None:
         """Migrate the schema and start the writer."""
@@ -112,20 +124,25 @@ class Store:
         return [orjson.loads(r.body) for r in rows]
 
     async def events_after(self, response_id: str, after: int) -> list[tuple[int, bytes]]:
-        """The logged events with sequence number > ``after``, as stored JSON."""
+        """The logged events with sequence number > ``after``, each as its stored JSON."""
         q = (
             select(response_events.c.seq, response_events.c.body)
-            .where(response_events.c.response_id == response_id, response_events.c.seq > after)
+            .where(response_events.c.response_id == response_id, response_events.c.last_seq > after)
             .order_by(response_events.c.seq)
         )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
-        return [(r.seq, r.body.encode()) for r in rows]
+        out = []
+        for row in rows:
+            for offset, line in enumerate(row.body.encode().split(b"\n")):
+                if row.seq + offset > after:
+                    out.append((row.seq + offset, line))
+        return out
 
     async def unfinished(self) -> list[tuple[str, dict[str, Any], int]]:
         """Foreground responses still marked running: ``(id, body, last sequence number)``."""
         last = (
-            select(func.max(response_events.c.seq))
+            select(func.max(response_events.c.last_seq))
             .where(response_events.c.response_id == responses.c.id)
             .scalar_subquery()
         )

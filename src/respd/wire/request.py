@@ -120,7 +120,11 @@ class ToolChoiceAllowed(Wire):
 
 if TYPE_CHECKING:
     ToolChoice = (
-        Literal["none", "auto", "required"] | ToolChoiceFunction | ToolChoiceCustom | ToolChoiceAllowed | ToolChoiceBuiltin
+        Literal["none", "auto", "required"]
+        | ToolChoiceFunction
+        | ToolChoiceCustom
+        | ToolChoiceAllowed
+        | ToolChoiceBuiltin
     )
 else:
     ToolChoice = Literal["none", "auto", "required"] | tagged(

@@ -41,6 +41,7 @@ def upgrade() -> None:
         "response_events",
         sa.Column("response_id", sa.String(80), primary_key=True),
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("last_seq", sa.Integer, nullable=False),
         sa.Column("body", sa.Text, nullable=False),
     )
 
