@@ -116,6 +116,8 @@ class _Answer:
         }  # fmt: skip
         options = body.get("stream_options")
         self.include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        # With `logprobs: true`, each text piece is one token with a made-up log probability.
+        self.top = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
 
     @staticmethod
     def _call_deltas(index: int, call: dict[str, Any]) -> list[dict[str, Any]]:
@@ -139,16 +141,27 @@ class _Answer:
                  "function": {"name": c["name"], "arguments": str(c.get("arguments", ""))}}
                 for i, c in enumerate(r.tool_calls)
             ]  # fmt: skip
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason}
+        choice = {"index": 0, "message": message, "logprobs": self.logprobs(self.pieces), "finish_reason": self.finish_reason}
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
                 "choices": [choice], "usage": self.usage}  # fmt: skip
+
+    def logprobs(self, pieces: list[str]) -> dict[str, Any] | None:
+        """Chat Completions' ``logprobs`` for these text pieces, or None when not asked for."""
+        if self.top is None or not pieces:
+            return None
+
+        def entry(token: str, rank: int) -> dict[str, Any]:
+            return {"token": token, "logprob": -0.5 * (rank + 1), "bytes": list(token.encode())}
+
+        return {"content": [{**entry(p, 0), "top_logprobs": [entry(p, r) for r in range(self.top)]} for p in pieces]}
 
     def chunk(self, delta: dict[str, Any] | None, finish_reason: str | None = None) -> dict[str, Any]:
         """One ``chat.completion.chunk``; ``delta=None`` makes the final usage-only chunk."""
         out: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                                "model": self.model, "choices": []}  # fmt: skip
         if delta is not None:
-            out["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            logprobs = self.logprobs([delta["content"]] if delta.get("content") else [])
+            out["choices"] = [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]
         if self.include_usage:
             out["usage"] = self.usage if delta is None else None
         return out

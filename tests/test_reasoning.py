@@ -71,3 +71,20 @@ def test_reasoning_items_validate_against_both_specs(server: RespdServer, fake: 
                          "reasoning": {"summary": "detailed"}}).json()  # fmt: skip
     check_response(body)
     assert body["output"][0]["encrypted_content"].startswith("respd1.")
+
+
+def test_logprobs_when_asked_for(server: RespdServer, client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script(Reply(text="a b"), Reply(text="a b"))
+    resp = client.responses.create(model="test-model", input="x", top_logprobs=2, include=["message.output_text.logprobs"])
+    sent = fake.requests[-1]["body"]
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+    part = resp.output[0].content[0]  # type: ignore[union-attr]
+    assert [lp.token for lp in part.logprobs] == ["a", " b"]  # type: ignore[union-attr]
+    assert len(part.logprobs[0].top_logprobs) == 2  # type: ignore[union-attr,index]
+    events = [check_event(e) for e in sse_events(post(server, {"model": "test-model", "input": "x", "stream": True,
+                                                                "include": ["message.output_text.logprobs"]}).text)]  # fmt: skip
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [d["logprobs"][0]["token"] for d in deltas] == ["a", " b"]
+    assert events[-1]["response"]["output"][0]["content"][0]["logprobs"] == [lp for d in deltas for lp in d["logprobs"]]
+    plain = client.responses.create(model="test-model", input="x")
+    assert "logprobs" not in fake.requests[-1]["body"] and plain.output[0].content[0].logprobs == []  # type: ignore[union-attr]

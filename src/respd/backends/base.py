@@ -16,9 +16,13 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 @dataclass(slots=True)
 class TextDelta:
-    """A piece of the assistant's visible answer."""
+    """A piece of the assistant's visible answer, with its tokens' log probabilities when asked for.
+
+    ``logprobs`` entries are ``{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}``.
+    """
 
     text: str
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -89,6 +93,7 @@ class ModelRequest:
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     reasoning_effort: str | None = None
+    top_logprobs: int | None = None  # None: no log probabilities; 0..20: with that many alternatives
     user: str | None = None
     stream: bool = True
 

@@ -87,6 +87,9 @@ class OpenAIChatBackend:
         ):
             if value is not None:
                 body[key] = value
+        if req.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = req.top_logprobs
         if req.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -144,6 +147,18 @@ def _usage(raw: dict[str, Any] | None) -> Usage | None:
     )
 
 
+def _logprobs(choice: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Chat Completions' per-token log probabilities, in the Responses shape (the same fields)."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not content:
+        return None
+    return [{**_token(t), "top_logprobs": [_token(a) for a in t.get("top_logprobs") or ()]} for t in content]
+
+
+def _token(t: dict[str, Any]) -> dict[str, Any]:
+    return {"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes") or list(t["token"].encode())}
+
+
 def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
     body = orjson.loads(raw)
     if not isinstance(body, dict) or not body.get("choices"):
@@ -157,7 +172,7 @@ def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
     if msg.get("refusal"):
         out.append(RefusalDelta(msg["refusal"]))
     if msg.get("content"):
-        out.append(TextDelta(msg["content"]))
+        out.append(TextDelta(msg["content"], _logprobs(choice)))
     for i, call in enumerate(msg.get("tool_calls") or []):
         fn = call.get("function") or {}
         out.append(calls.feed(i, call.get("id"), fn.get("name"), fn.get("arguments") or ""))
@@ -179,7 +194,7 @@ def _chunk_deltas(chunk: dict[str, Any], calls: CallDecoder) -> list[Delta]:
         if delta.get("refusal"):
             out.append(RefusalDelta(delta["refusal"]))
         if delta.get("content"):
-            out.append(TextDelta(delta["content"]))
+            out.append(TextDelta(delta["content"], _logprobs(choice)))
         for call in delta.get("tool_calls") or ():
             fn = call.get("function") or {}
             out.append(calls.feed(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""))

@@ -9,8 +9,6 @@ from respd.errors import InvalidRequest, Unsupported
 from respd.wire import items as w
 from respd.wire.request import CreateResponse
 
-UNSUPPORTED_INCLUDES = ("message.output_text.logprobs",)
-
 
 def check_metadata(metadata: dict[str, str] | None, param: str = "metadata") -> None:
     """At most 16 keys, keys up to 64 characters, values up to 512."""
@@ -73,9 +71,4 @@ def check_request(req: CreateResponse) -> None:
     for name in ("prompt", "context_management", "moderation"):
         if getattr(req, name) is not None:
             raise Unsupported(f"'{name}' is not supported by this server.", param=name)
-    if req.top_logprobs:
-        raise Unsupported("'top_logprobs' is not supported by this server yet.", param="top_logprobs")
-    for i, inc in enumerate(req.include or ()):
-        if inc in UNSUPPORTED_INCLUDES:
-            raise Unsupported(f"include '{inc}' is not supported by this server yet.", param=f"include[{i}]")
     _check_input(req)

@@ -77,7 +77,7 @@ class Emitter:
     def feed(self, delta: Delta) -> list[Event]:
         """The events one backend delta causes."""
         if isinstance(delta, TextDelta):
-            return self._text("text", delta.text)
+            return self._text("text", delta.text, delta.logprobs)
         if isinstance(delta, RefusalDelta):
             return self._text("refusal", delta.text)
         if isinstance(delta, ReasoningDelta):
@@ -138,7 +138,7 @@ class Emitter:
         }
 
     # -- output items -----------------------------------------------------------------------------
-    def _text(self, kind: str, text: str) -> list[Event]:
+    def _text(self, kind: str, text: str, logprobs: list[dict[str, Any]] | None = None) -> list[Event]:
         events: list[Event] = []
         cur = self._open
         if cur is None or cur.kind not in ("text", "refusal"):
@@ -154,7 +154,7 @@ class Emitter:
             cur.content_index += 1
             events.append(self._part_added(cur, kind))
         delta_type = "response.output_text.delta" if kind == "text" else "response.refusal.delta"
-        extra: dict[str, Any] = {"logprobs": []} if kind == "text" else {}
+        extra: dict[str, Any] = {"logprobs": logprobs or []} if kind == "text" else {}
         events.append(self._emit(delta_type, item_id=cur.item["id"], output_index=cur.index,
                                  content_index=cur.content_index, delta=text, **extra))  # fmt: skip
         return events
@@ -218,7 +218,7 @@ class Emitter:
         part = dict(self._current(cur)["content"][cur.content_index])
         base = {"item_id": cur.item["id"], "output_index": cur.index, "content_index": cur.content_index}
         if cur.kind == "text":
-            done = self._emit("response.output_text.done", **base, text=part["text"], logprobs=[])
+            done = self._emit("response.output_text.done", **base, text=part["text"], logprobs=part["logprobs"])
         elif cur.kind == "refusal":
             done = self._emit("response.refusal.done", **base, refusal=part["refusal"])
         else:

@@ -76,6 +76,14 @@ def _append_text(key: str, index_field: str, text_field: str) -> Callable[[Respo
     return step
 
 
+def _text_delta(state: Response, ev: Event) -> Response:
+    part = _part_list(state, ev, "content")[ev["content_index"]]
+    part["text"] = part.get("text", "") + ev["delta"]
+    if ev.get("logprobs"):
+        part["logprobs"] = [*part.get("logprobs", ()), *ev["logprobs"]]
+    return state
+
+
 def _append_field(field: str) -> Callable[[Response, Event], Response]:
     def step(state: Response, ev: Event) -> Response:
         item = state["output"][ev["output_index"]]
@@ -94,7 +102,7 @@ _STEPS: dict[str, Callable[[Response, Event], Response]] = {
     "response.output_item.done": _item_done,
     "response.content_part.added": _set_part("content", "content_index"),
     "response.content_part.done": _set_part("content", "content_index"),
-    "response.output_text.delta": _append_text("content", "content_index", "text"),
+    "response.output_text.delta": _text_delta,
     "response.refusal.delta": _append_text("content", "content_index", "refusal"),
     "response.reasoning_text.delta": _append_text("content", "content_index", "text"),
     "response.reasoning_summary_part.added": _set_part("summary", "summary_index"),

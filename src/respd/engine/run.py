@@ -94,9 +94,15 @@ class Run:
             frequency_penalty=req.frequency_penalty,
             presence_penalty=req.presence_penalty,
             reasoning_effort=req.reasoning.effort if req.reasoning else None,
+            top_logprobs=self._top_logprobs(),
             user=req.safety_identifier or req.user,
             stream=self._stream,
         )
+
+    def _top_logprobs(self) -> int | None:
+        if self.req.top_logprobs or "message.output_text.logprobs" in (self.req.include or ()):
+            return self.req.top_logprobs or 0
+        return None
 
     # -- recording --------------------------------------------------------------------------------
     def _response_row(self, body: dict[str, Any]) -> dict[str, Any]:
