@@ -85,6 +85,9 @@ def test_parallel_tool_calls_false_keeps_one_call(client: openai.OpenAI, fake: F
     assert [c.call_id for c in one.output] == ["c1"]  # type: ignore[union-attr]
     both = client.responses.create(model="test-model", input="x", tools=[WEATHER])  # type: ignore[list-item]
     assert [c.call_id for c in both.output] == ["c1", "c2"]  # type: ignore[union-attr]
+    fake.script(Reply(tool_calls=[*calls, {"id": "c3", "name": "weather", "arguments": "{}"}]))
+    capped = client.responses.create(model="test-model", input="x", tools=[WEATHER], max_tool_calls=2)  # type: ignore[list-item]
+    assert [c.call_id for c in capped.output] == ["c1", "c2"] and capped.max_tool_calls == 2  # type: ignore[union-attr]
 
 
 PATCH_TEXT = '*** Begin Patch\n*** Add File: hello.txt\n+Hello "world" \\ ✓\n*** End Patch'

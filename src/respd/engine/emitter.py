@@ -35,12 +35,12 @@ class Emitter:
         self,
         response: Response,
         *,
-        single_call: bool = False,
+        max_calls: int | None = None,
         summarize: bool = False,
         seal: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self.response: Response = response
-        self._single_call = single_call  # parallel_tool_calls=false: keep the first call of a turn only
+        self._max_calls = max_calls  # parallel_tool_calls=false / max_tool_calls: later calls are dropped
         self._summarize = summarize  # reasoning.summary asked for: the reasoning text is its own summary
         self._seal = seal  # include reasoning.encrypted_content: seals a reasoning item's text
         self.seq = 0
@@ -185,7 +185,7 @@ class Emitter:
         events: list[Event] = []
         call = self._calls.get(d.index)
         if call is None:
-            if self._single_call and self._calls:
+            if self._max_calls is not None and len(self._calls) >= self._max_calls:
                 return []
             events += self._close_open()
             call = self._calls[d.index] = _Open(self._next_index(), d.kind, self._call_item(d))

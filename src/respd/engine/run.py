@@ -67,7 +67,7 @@ class Run:
         summarize = bool(req.reasoning and (req.reasoning.summary or req.reasoning.generate_summary))
         self.emitter = Emitter(
             response,
-            single_call=req.parallel_tool_calls is False,
+            max_calls=1 if req.parallel_tool_calls is False else req.max_tool_calls,
             summarize=summarize,
             seal=(lambda payload: rt.sealer.seal(tenant, REASONING, payload)) if wants_sealed else None,
         )
