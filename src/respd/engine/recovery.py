@@ -33,7 +33,7 @@ async def end_orphans(store: Store) -> int:
                  "param": None}  # fmt: skip
         failed = {"type": "response.failed", "sequence_number": last + 2, "response": final}
         for ev in (error, failed):
-            batch.events.append({"response_id": rid, "seq": ev["sequence_number"], "body": orjson.dumps(ev).decode()})
+            batch.events.append({"response_id": rid, "seq": ev["sequence_number"], "body": orjson.dumps(ev)})
         batch.updates.append({"id": rid, "status": "failed", "updated_at": int(time.time()),
                               "body": orjson.dumps(final).decode()})  # fmt: skip
     if batch.updates:

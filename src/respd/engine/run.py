@@ -123,7 +123,7 @@ class Run:
     def _record(self, ev: Event) -> bytes:
         data = orjson.dumps(ev)
         if self.store:
-            self._logged.append({"response_id": self.id, "seq": ev["sequence_number"], "body": data.decode()})
+            self._logged.append({"response_id": self.id, "seq": ev["sequence_number"], "body": data})
             self.rt.hub.publish(self.id, ev["sequence_number"], data)
         return data
 

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import StaticPool, event, func, select, text
 from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from respd.store.migrate import migrate
 from respd.store.schema import response_events, response_items, responses
-from respd.store.writer import Writer, async_sink, thread_sink
+from respd.store.writer import SqliteSink, Writer, async_sink
 
 _CHAIN = text(
     """
@@ -58,11 +58,11 @@ def _writer_for(url: str, engine: AsyncEngine) -> Writer:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return Writer(async_sink(engine))
-    # SQLite: a plain pysqlite connection owned by the writer thread (see respd.store.writer).
-    sync = sa_create_engine(parsed.set(drivername="sqlite"), poolclass=StaticPool,
-                            connect_args={"check_same_thread": False})  # fmt: skip
+    # SQLite: plain pysqlite connections for the writer and its checkpointer (see respd.store.writer).
+    sync = sa_create_engine(parsed.set(drivername="sqlite"), connect_args={"check_same_thread": False})
     event.listen(sync, "connect", _sqlite_pragmas)
-    return Writer(thread_sink(sync))
+    sink = SqliteSink(sync)
+    return Writer(sink, sink.close)
 
 
 class Store:
