@@ -40,7 +40,8 @@ def pg_url() -> Iterator[str]:
     drop_pg_database(url)
 
 
-def _server(tmp: Path, config: str, database_url: str, env: dict[str, str] | None = None) -> RespdServer:
+def start_server(tmp: Path, config: str, database_url: str, env: dict[str, str] | None = None) -> RespdServer:
+    """A started respd on ``database_url``, with the test upstream key and ``env`` in its environment."""
     server = RespdServer(config=config, database_url=database_url, data_dir=tmp,
                          env={"RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})})  # fmt: skip
     server.start()
@@ -54,7 +55,7 @@ def any_server(
     """A respd server on each storage backend: tests using it run twice."""
     tmp = tmp_path_factory.mktemp(f"respd-{request.param}")
     url = f"sqlite:///{tmp / 'respd.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    server = _server(tmp, config_path, url)
+    server = start_server(tmp, config_path, url)
     yield server
     server.stop()
 
@@ -63,7 +64,7 @@ def any_server(
 def server(tmp_path_factory: pytest.TempPathFactory, config_path: str) -> Iterator[RespdServer]:
     """A respd server on SQLite, for tests whose subject is not storage."""
     tmp = tmp_path_factory.mktemp("respd-main")
-    srv = _server(tmp, config_path, f"sqlite:///{tmp / 'respd.db'}")
+    srv = start_server(tmp, config_path, f"sqlite:///{tmp / 'respd.db'}")
     yield srv
     srv.stop()
 

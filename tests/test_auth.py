@@ -9,16 +9,14 @@ import openai
 import pytest
 
 from tests.checks import check_error
-from tests.conftest import UPSTREAM_KEY
+from tests.conftest import start_server
 from tests.servers import RespdServer
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory, config_path: str) -> Iterator[RespdServer]:
     tmp = tmp_path_factory.mktemp("respd-keys")
-    srv = RespdServer(config=config_path, database_url=f"sqlite:///{tmp / 'db.sqlite'}", data_dir=tmp,
-                      env={"RESPD_API_KEYS": "key-alice,key-bob", "RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY})  # fmt: skip
-    srv.start()
+    srv = start_server(tmp, config_path, f"sqlite:///{tmp / 'db.sqlite'}", {"RESPD_API_KEYS": "key-alice,key-bob"})
     yield srv
     srv.stop()
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.checks import check_error, check_event, check_response, sse_events
-from tests.conftest import UPSTREAM_KEY
+from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer
 
@@ -154,9 +154,7 @@ def test_builtin_tools_are_left_out_and_named(server: RespdServer, fake: FakeUps
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory, config_path: str) -> Iterator[RespdServer]:
     tmp = tmp_path_factory.mktemp("respd-strict")
-    srv = RespdServer(config=config_path, database_url=f"sqlite:///{tmp / 'db.sqlite'}", data_dir=tmp,
-                      env={"RESPD_STRICT_TOOLS": "true", "RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY})  # fmt: skip
-    srv.start()
+    srv = start_server(tmp, config_path, f"sqlite:///{tmp / 'db.sqlite'}", {"RESPD_STRICT_TOOLS": "true"})
     yield srv
     srv.stop()
 

@@ -159,23 +159,28 @@ def _token(t: dict[str, Any]) -> dict[str, Any]:
     return {"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes") or list(t["token"].encode())}
 
 
-def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
-    body = orjson.loads(raw)
-    if not isinstance(body, dict) or not body.get("choices"):
-        raise UpstreamError("The model upstream sent a completion without choices.")
-    choice = body["choices"][0]
-    msg = choice.get("message") or {}
+def _message_deltas(choice: dict[str, Any], msg: dict[str, Any], calls: CallDecoder) -> list[Delta]:
+    """The deltas in a whole ``message`` or in one chunk's ``delta`` (the same fields, in pieces)."""
     out: list[Delta] = []
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")  # vLLM/llama.cpp name it either way
     if reasoning:
         out.append(ReasoningDelta(reasoning))
     if msg.get("refusal"):
         out.append(RefusalDelta(msg["refusal"]))
     if msg.get("content"):
         out.append(TextDelta(msg["content"], _logprobs(choice)))
-    for i, call in enumerate(msg.get("tool_calls") or []):
+    for i, call in enumerate(msg.get("tool_calls") or ()):
         fn = call.get("function") or {}
-        out.append(calls.feed(i, call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+        out.append(calls.feed(call.get("index", i), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+    return out
+
+
+def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
+    body = orjson.loads(raw)
+    if not isinstance(body, dict) or not body.get("choices"):
+        raise UpstreamError("The model upstream sent a completion without choices.")
+    choice = body["choices"][0]
+    out = _message_deltas(choice, choice.get("message") or {}, calls)
     out += calls.flush()
     usage = _usage(body.get("usage"))
     if usage is not None:
@@ -187,17 +192,7 @@ def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
 def _chunk_deltas(chunk: dict[str, Any], calls: CallDecoder) -> list[Delta]:
     out: list[Delta] = []
     for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning:
-            out.append(ReasoningDelta(reasoning))
-        if delta.get("refusal"):
-            out.append(RefusalDelta(delta["refusal"]))
-        if delta.get("content"):
-            out.append(TextDelta(delta["content"], _logprobs(choice)))
-        for call in delta.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            out.append(calls.feed(call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
+        out += _message_deltas(choice, choice.get("delta") or {}, calls)
         if choice.get("finish_reason"):
             out.append(Finish(_FINISH.get(choice["finish_reason"], "stop")))
     usage = _usage(chunk.get("usage"))
