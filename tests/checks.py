@@ -24,13 +24,25 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
 
 
-# Open Responses has no custom or namespace tools (nor their calls); its check sees the rest.
-_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call"}
+# Open Responses has no custom, namespace or tool search tools (nor their calls); its check sees the rest.
+_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call"}
+
+
+def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:
+    # Open Responses' JsonSchemaResponseFormat types `schema` as null only and requires a nullable
+    # `description` that the OpenAI spec types as a string; no echo of a json_schema format meets both, so
+    # its check sees that format with an empty schema and description (the OpenAI check sees it as it is).
+    fmt = text["format"]
+    if fmt["type"] != "json_schema":
+        return text
+    return {**text, "format": {**fmt, "schema": None, "description": fmt.get("description"),
+                               "strict": bool(fmt.get("strict"))}}  # fmt: skip
 
 
 def _openresponses_view(body: dict[str, Any]) -> dict[str, Any]:
     return {
         **body,
+        "text": _openresponses_text(body["text"]),
         "tools": [t for t in body["tools"] if t["type"] not in _NOT_IN_OPENRESPONSES],
         "output": [i for i in body["output"] if i["type"] not in _NOT_IN_OPENRESPONSES],
         "tool_choice": "auto" if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] == "custom"

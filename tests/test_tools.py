@@ -198,3 +198,26 @@ def test_refusal_becomes_a_refusal_part(server: RespdServer, fake: FakeUpstream,
     else:
         response = check_response(r.json())
     assert response["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help with that."}]
+
+
+TOOL_SEARCH_CLIENT = {"type": "tool_search", "execution": "client", "description": "Find deferred tools.",
+                      "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}  # fmt: skip
+
+
+def test_server_tool_search_is_a_builtin_but_client_tool_search_is_offered(server: RespdServer, fake: FakeUpstream) -> None:
+    r = post(server, {"model": "test-model", "input": "x", "tools": [{"type": "tool_search"}, TOOL_SEARCH_CLIENT]})
+    assert r.status_code == 200 and r.headers["respd-omitted-tools"] == "tool_search"
+    (offered,) = fake.requests[-1]["body"]["tools"]
+    assert offered["function"]["name"] == "tool_search" and offered["function"]["parameters"] == TOOL_SEARCH_CLIENT["parameters"]
+    assert check_response(r.json())["tools"] == [TOOL_SEARCH_CLIENT]
+
+
+def test_strict_tools_refuses_server_tool_search_and_builtins_in_input_items(strict_server: RespdServer, fake: FakeUpstream) -> None:
+    ok = post(strict_server, {"model": "test-model", "input": "x", "tools": [TOOL_SEARCH_CLIENT]})
+    assert ok.status_code == 200 and "respd-omitted-tools" not in ok.headers
+    check_error(post(strict_server, {"model": "test-model", "input": "x", "tools": [{"type": "tool_search", "execution": "server"}]}),
+                400, param="tools[0].type", code="unsupported_parameter")  # fmt: skip
+    extra = {"type": "additional_tools", "role": "developer", "tools": [WEATHER, *BUILTINS]}
+    check_error(post(strict_server, {"model": "test-model", "input": [extra, {"role": "user", "content": "x"}]}),
+                400, param="input[0].tools[1].type", code="unsupported_parameter")  # fmt: skip
+    assert len(fake.requests) == 1

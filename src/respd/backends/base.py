@@ -43,7 +43,8 @@ class RefusalDelta:
 class ToolCallDelta:
     """A fragment of the ``index``-th tool call of this turn; ``call_id``/``name``/``kind`` arrive once.
 
-    For a ``custom`` tool, ``arguments`` carries pieces of the free-text input itself.
+    For a ``custom`` tool, ``arguments`` carries pieces of the free-text input itself; a ``tool_search`` call
+    (a client-run tool search) carries JSON arguments like a function's.
     """
 
     index: int
@@ -51,7 +52,7 @@ class ToolCallDelta:
     name: str | None = None
     arguments: str = ""
     namespace: str | None = None
-    kind: Literal["function", "custom"] = "function"
+    kind: Literal["function", "custom", "tool_search"] = "function"
 
 
 @dataclass(slots=True)
@@ -81,8 +82,9 @@ class ModelRequest:
     model: str
     instructions: str | None
     items: list[dict[str, Any]]
-    # Neutral tools: {"type": "function"|"custom", "name", "namespace", "description", "parameters",
-    # "strict", "format"}; tool_choice is None, a string, {"type", "name"} or {"type": "allowed_tools", …}.
+    # Neutral tools: {"type": "function"|"custom"|"tool_search", "name", "namespace", "description",
+    # "parameters", "strict", "format"}; a "tool_search" tool is offered like a function.
+    # tool_choice is None, a string, {"type", "name"} or {"type": "allowed_tools", …}.
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None

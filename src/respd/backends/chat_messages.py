@@ -2,7 +2,9 @@
 
 Shared by every backend that speaks the Chat Completions dialect (an HTTP upstream, a local chat
 template). Choices here favour what the widest range of OpenAI-compatible servers accept: ``developer``
-becomes ``system``, text-only content is sent as a plain string, reasoning items are not sent back.
+becomes ``system``, text-only content is sent as a plain string, reasoning items are not sent back. A
+client-run tool search is a call of the function ``tool_search`` answered by a tool message naming the
+tools it loaded; ``additional_tools`` items bring tools, not words, so they are no message at all.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import orjson
 
 from respd.backends.tool_calls import flat_name
+from respd.wire.tools import TOOL_SEARCH
 
 Message = dict[str, Any]
 
@@ -37,6 +40,18 @@ def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 def _tool_output(output: str | list[dict[str, Any]]) -> str:
     return output if isinstance(output, str) else _text_of(output)
+
+
+def _loaded_tools(tools: list[dict[str, Any]]) -> str:
+    """A tool search's output for the model: the tools it can call now, by the names it must call them by."""
+    loaded = []
+    for tool in tools:
+        namespace = tool["name"] if tool["type"] == "namespace" else None
+        for t in tool["tools"] if namespace is not None else [tool]:
+            if t["type"] in ("function", "custom"):  # built-ins were left out of what the model is offered
+                entry = {"name": flat_name(namespace, t["name"])}
+                loaded.append(entry | ({"description": t["description"]} if t.get("description") else {}))
+    return orjson.dumps({"loaded_tools": loaded}).decode()
 
 
 def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
@@ -76,7 +91,15 @@ def to_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[M
         elif kind in ("function_call_output", "custom_tool_call_output"):
             content = _tool_output(item["output"])
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
-        # reasoning items are not replayed: Chat Completions servers have no field for them.
+        elif kind == "tool_search_call" and item["call_id"]:
+            args = item["arguments"]
+            args = args if isinstance(args, str) else orjson.dumps(args).decode()
+            _attach_call(messages, _call(item["call_id"], TOOL_SEARCH, args))
+        elif kind == "tool_search_output" and item["call_id"]:
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _loaded_tools(item["tools"])})
+        # Not replayed: reasoning items (Chat Completions servers have no field for them), tool search items
+        # without a call_id (a search the server ran: no call of the model's to answer), additional_tools
+        # (tools, not words: the engine offers them as tools).
     return messages
 
 

@@ -1,8 +1,9 @@
 """Tools in the Chat Completions dialect, which has only flat function tools.
 
 A namespaced tool is offered as ``<namespace>__<name>``; a custom (free-text) tool as a function with one
-string parameter ``input``. :class:`CallDecoder` turns the model's tool-call fragments back: it restores
-namespace and name, and for custom tools streams the decoded ``input`` text instead of JSON.
+string parameter ``input``; a client-run tool search as the function ``tool_search`` with its parameters.
+:class:`CallDecoder` turns the model's tool-call fragments back: it restores namespace, name and kind,
+and for custom tools streams the decoded ``input`` text instead of JSON.
 """
 
 from __future__ import annotations

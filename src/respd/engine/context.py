@@ -70,15 +70,23 @@ def unseal_reasoning(sealer: Sealer, tenant: str, inputs: list[dict[str, Any]]) 
         item["summary"] = item["summary"] or sealed["summary"]
 
 
-_CALLS = {"function_call_output": "function_call", "custom_tool_call_output": "custom_tool_call"}
+_CALLS = {
+    "function_call_output": "function_call",
+    "custom_tool_call_output": "custom_tool_call",
+    "tool_search_output": "tool_search_call",
+}
 
 
 def check_call_outputs(history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
-    """Every tool output must answer a call made earlier in the context (a 400 naming it otherwise)."""
+    """Every tool output must answer a call made earlier in the context (a 400 naming it otherwise).
+
+    A tool search output without a ``call_id`` answers no call the model made (the spec allows it for a
+    search the server ran), so there is nothing to match it with.
+    """
     calls = {(item["type"], item["call_id"]) for item in history + inputs if item["type"] in _CALLS.values()}
     for i, item in enumerate(inputs):
         wanted = _CALLS.get(item["type"])
-        if wanted is not None and (wanted, item["call_id"]) not in calls:
+        if wanted is not None and item["call_id"] is not None and (wanted, item["call_id"]) not in calls:
             raise InvalidRequest(
                 f"No tool call found for {item['type']} with call_id {item['call_id']}.",
                 param=f"input[{i}].call_id",

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from respd.backends.base import Delta, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
 from respd.engine.fold import Event, Response, apply
 from respd.ids import new_id
@@ -19,13 +21,14 @@ from respd.ids import new_id
 class _Open:
     """An output item still being streamed."""
 
-    __slots__ = ("content_index", "index", "item", "kind")
+    __slots__ = ("arguments", "content_index", "index", "item", "kind")
 
     def __init__(self, index: int, kind: str, item: dict[str, Any]) -> None:
         self.index = index
-        self.kind = kind  # "text" | "refusal" | "reasoning" | "function" | "custom"
+        self.kind = kind  # "text" | "refusal" | "reasoning" | "function" | "custom" | "tool_search"
         self.item = item
         self.content_index = 0
+        self.arguments = ""  # a tool search's JSON arguments so far: the item holds them parsed, at the end
 
 
 class Emitter:
@@ -190,7 +193,9 @@ class Emitter:
             events += self._close_open()
             call = self._calls[d.index] = _Open(self._next_index(), d.kind, self._call_item(d))
             events.append(self._emit("response.output_item.added", output_index=call.index, item=dict(call.item)))
-        if d.arguments:
+        if call.kind == "tool_search":  # the API streams no deltas for a tool search call, only the done item
+            call.arguments += d.arguments
+        elif d.arguments:
             kind = "response.function_call_arguments.delta" if call.kind == "function" \
                 else "response.custom_tool_call_input.delta"  # fmt: skip
             events.append(self._emit(kind, item_id=call.item["id"], output_index=call.index, delta=d.arguments))
@@ -199,6 +204,9 @@ class Emitter:
     @staticmethod
     def _call_item(d: ToolCallDelta) -> dict[str, Any]:
         call_id = d.call_id or new_id("call")
+        if d.kind == "tool_search":
+            return {"id": new_id("tsc"), "type": "tool_search_call", "call_id": call_id, "execution": "client",
+                    "arguments": {}, "status": "in_progress"}  # fmt: skip
         if d.kind == "custom":
             item = {"id": new_id("ctc"), "type": "custom_tool_call", "call_id": call_id, "name": d.name or "",
                     "input": ""}  # fmt: skip
@@ -259,6 +267,9 @@ class Emitter:
             where = {"item_id": item["id"], "output_index": call.index}
             if call.kind == "custom":
                 events.append(self._emit("response.custom_tool_call_input.done", **where, input=item["input"]))
+            elif call.kind == "tool_search":
+                item["arguments"] = _search_arguments(call.arguments)
+                item["status"] = "incomplete" if incomplete else "completed"
             else:
                 item["status"] = "incomplete" if incomplete else "completed"
                 args = {**where, "name": item["name"], "arguments": item["arguments"]}
@@ -269,3 +280,16 @@ class Emitter:
 
     def _close_all(self, *, incomplete: bool) -> list[Event]:
         return self._close_open(incomplete=incomplete) + self._close_calls(incomplete=incomplete)
+
+
+def _search_arguments(raw: str) -> Any:
+    """A tool search call's arguments as the object the API gives.
+
+    Text that is not a JSON object is kept as the model sent it: the client sees what went wrong, rather
+    than an empty search.
+    """
+    try:
+        parsed = orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        return raw
+    return parsed if isinstance(parsed, dict) else raw

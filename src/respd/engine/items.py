@@ -1,7 +1,8 @@
 """Input items as respd stores them: every item gets an id, a ``type``, a ``status`` and list content.
 
 This is the shape ``input_items`` lists and the shape backends read, whatever shorthand the client used
-(a bare string input, a message without ``type``, string content).
+(a bare string input, a message without ``type``, string content). Ids a client made (``msg_<uuid>``,
+``fco_…``) are kept as they are: they name the item, nothing looks them up.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ _ID_PREFIX = {
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
     "reasoning": "rs",
+    "tool_search_call": "tsc",
+    "tool_search_output": "tso",
+    "additional_tools": "at",
 }
+
+Normalizable = (
+    w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall | w.CustomToolCallOutput | w.Reasoning
+    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools
+)  # fmt: skip
 
 
 def _parts(msg: w.Message) -> list[dict[str, Any]]:
@@ -36,12 +45,25 @@ def _parts(msg: w.Message) -> list[dict[str, Any]]:
     return out
 
 
-def normalize(item: w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall
-              | w.CustomToolCallOutput | w.Reasoning) -> dict[str, Any]:  # fmt: skip
+def _tool_search(item: w.ToolSearchCall | w.ToolSearchOutput) -> dict[str, Any]:
+    # A search item the client sends back without `execution` is one it ran: respd runs no searches.
+    d: dict[str, Any] = {"call_id": item.call_id, "execution": item.execution or "client"}
+    if isinstance(item, w.ToolSearchCall):
+        d["arguments"] = item.arguments
+    else:
+        d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+    return d
+
+
+def normalize(item: Normalizable) -> dict[str, Any]:
     """One validated input item (not an item_reference) in stored form."""
     kind = "message" if isinstance(item, w.Message) else item.type
     assert kind is not None
     d: dict[str, Any] = {"id": item.id or new_id(_ID_PREFIX[kind]), "type": kind}
+    if isinstance(item, w.AdditionalTools):  # the spec's AdditionalTools item has no status
+        d["role"] = item.role
+        d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+        return d
     if isinstance(item, w.Message):
         d["role"] = item.role
         d["content"] = _parts(item)
@@ -53,6 +75,8 @@ def normalize(item: w.Message | w.FunctionCall | w.FunctionCallOutput | w.Custom
             d["content"] = [c.model_dump() for c in item.content]
         if item.encrypted_content is not None:
             d["encrypted_content"] = item.encrypted_content
+    elif isinstance(item, w.ToolSearchCall | w.ToolSearchOutput):
+        d.update(_tool_search(item))
     else:
         dumped = item.model_dump(exclude_none=True, exclude={"id", "type", "status"})
         d.update(dumped)

@@ -1,28 +1,38 @@
 """The tools of a request: what the model is offered, what is left out, and what the Response echoes.
 
-Namespaces are flattened here into one list of function and custom tools, each remembering its namespace;
-how a backend presents them to its model (a Chat Completions upstream has neither namespaces nor custom
-tools) is the backend's business. Built-in tools (web_search, file_search, …) have no executor in respd:
-they are left out of what the model sees and named in ``omitted``, or refused when ``strict``.
+A turn's tools are the request's ``tools`` plus those its input items bring (``additional_tools``, and the
+tools a client-run ``tool_search`` loaded). Namespaces are flattened here into one list of function and
+custom tools, each remembering its namespace; how a backend presents them to its model (a Chat Completions
+upstream has neither namespaces nor custom tools) is the backend's business. A client-run tool search is
+offered like a function named ``tool_search``. Built-in tools (web_search, file_search, a server-run
+tool_search, …) have no executor in respd: they are left out of what the model sees and named in
+``omitted``, or refused when ``strict``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from respd.errors import InvalidRequest, Unsupported
+from respd.wire import items as w
 from respd.wire.request import (
-    BuiltinTool,
     CreateResponse,
-    CustomTool,
-    FunctionTool,
-    NamespaceTool,
     ToolChoiceAllowed,
     ToolChoiceBuiltin,
     ToolChoiceCustom,
     ToolChoiceFunction,
+)
+from respd.wire.tools import (
+    TOOL_SEARCH,
+    BuiltinTool,
+    CustomTool,
+    FunctionTool,
+    NamespaceTool,
+    Tool,
+    ToolSearchTool,
 )
 
 log = logging.getLogger("respd.tools")
@@ -38,20 +48,29 @@ class ToolPlan:
     choice: Any = None  # the tool_choice for the backend (a string or a neutral dict)
 
 
-def _offer(tool: FunctionTool | CustomTool, namespace: str | None) -> dict[str, Any]:
+def _offer(tool: FunctionTool | CustomTool | ToolSearchTool, namespace: str | None) -> dict[str, Any]:
     if isinstance(tool, FunctionTool):
         return {"type": "function", "name": tool.name, "namespace": namespace, "description": tool.description,
                 "parameters": tool.parameters, "strict": tool.strict}  # fmt: skip
+    if isinstance(tool, ToolSearchTool):
+        return {"type": "tool_search", "name": TOOL_SEARCH, "namespace": None, "description": tool.description,
+                "parameters": tool.parameters, "strict": None}  # fmt: skip
     fmt = tool.format.model_dump() if tool.format is not None else None
     return {"type": "custom", "name": tool.name, "namespace": namespace, "description": tool.description,
             "format": fmt}  # fmt: skip
 
 
-def _echo(tool: FunctionTool | CustomTool | NamespaceTool) -> dict[str, Any]:
+def _offers(tool: FunctionTool | CustomTool | NamespaceTool | ToolSearchTool) -> list[dict[str, Any]]:
+    if isinstance(tool, NamespaceTool):
+        return [_offer(t, tool.name) for t in tool.tools]
+    return [_offer(tool, None)]
+
+
+def _echo(tool: FunctionTool | CustomTool | NamespaceTool | ToolSearchTool) -> dict[str, Any]:
     if isinstance(tool, FunctionTool):
         return {"type": "function", "name": tool.name, "description": tool.description,
                 "parameters": tool.parameters, "strict": True if tool.strict is None else tool.strict}  # fmt: skip
-    if isinstance(tool, CustomTool):
+    if isinstance(tool, CustomTool | ToolSearchTool):
         return tool.model_dump(exclude_none=True)
     return {"type": "namespace", "name": tool.name, "description": tool.description or "",
             "tools": [_echo(t) for t in tool.tools]}  # fmt: skip
@@ -78,20 +97,37 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
     return {"type": choice.type, "name": choice.name}
 
 
-def plan_tools(req: CreateResponse, *, strict: bool) -> ToolPlan:
-    """Sort the request's tools; raises a 400 for a built-in tool when ``strict``."""
-    plan = ToolPlan()
+def _turn_tools(req: CreateResponse) -> Iterator[tuple[str, Tool, bool]]:
+    """Each tool of this turn with its parameter path and whether the Response's ``tools`` echoes it.
+
+    Only ``tools`` is echoed: the rest are part of the input, which the client already has.
+    """
     for i, tool in enumerate(req.tools or ()):
-        if isinstance(tool, BuiltinTool):
+        yield f"tools[{i}]", tool, True
+    for i, item in enumerate(req.input if isinstance(req.input, list) else ()):
+        if isinstance(item, w.AdditionalTools | w.ToolSearchOutput):
+            for j, tool in enumerate(item.tools):
+                yield f"input[{i}].tools[{j}]", tool, False
+
+
+def plan_tools(req: CreateResponse, *, strict: bool) -> ToolPlan:
+    """Sort the turn's tools; raises a 400 for a built-in tool when ``strict``."""
+    plan = ToolPlan()
+    offered: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for where, tool, echoed in _turn_tools(req):
+        if isinstance(tool, BuiltinTool) or (isinstance(tool, ToolSearchTool) and tool.execution != "client"):
             if strict:
-                raise Unsupported(f"Tool type '{tool.type}' is not supported by this server.", param=f"tools[{i}].type")
-            plan.omitted.append(tool.type)
+                raise Unsupported(f"Tool type '{tool.type}' is not supported by this server.", param=f"{where}.type")
+            if tool.type not in plan.omitted:
+                plan.omitted.append(tool.type)
             continue
-        plan.echo.append(_echo(tool))
-        if isinstance(tool, NamespaceTool):
-            plan.offered += [_offer(t, tool.name) for t in tool.tools]
-        else:
-            plan.offered.append(_offer(tool, None))
+        if echoed:
+            plan.echo.append(_echo(tool))
+        # A client replaying its history can bring one tool twice (in `tools` and in the tool_search_output
+        # that loaded it); upstreams may refuse a repeated function name, so the first definition wins.
+        for offer in _offers(tool):
+            offered.setdefault((offer["namespace"], offer["name"]), offer)
+    plan.offered = list(offered.values())
     if plan.omitted:
         log.info("left out built-in tools without an executor: %s", ", ".join(plan.omitted))
     plan.choice = _choice(req, plan)

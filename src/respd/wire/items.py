@@ -6,58 +6,12 @@ client sending one gets "not supported" rather than "invalid".
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import Field
 
-MAX_TEXT = 10_485_760
-
-
-class Wire(BaseModel):
-    """Base for request models: unknown fields are errors, types are not coerced."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-TAG_MARK = "~"  # marks union tags in error locations, so they can be told from field names
-
-
-def tagged(
-    *models: type[BaseModel],
-    default: Callable[[dict[str, Any]], str] | None = None,
-    catch_all: tuple[type[BaseModel], frozenset[str]] | None = None,
-) -> Any:
-    """A union discriminated by ``type`` whose tags cannot be mistaken for field names in error paths.
-
-    ``default`` is the member for a dict without ``type`` (messages may leave it out); ``catch_all`` is one
-    model that takes every ``type`` in its set (built-in tools respd passes through or leaves out).
-    """
-    caught = catch_all[1] if catch_all else frozenset()
-
-    def tag_of(value: Any) -> str | None:
-        if isinstance(value, BaseModel):
-            value = {"type": getattr(value, "type", None)}
-        if not isinstance(value, dict):
-            return None
-        kind = value.get("type")
-        if kind is None and default is not None:
-            kind = default(value)
-        if kind in caught:
-            kind = "*"
-        return TAG_MARK + kind if isinstance(kind, str) else None
-
-    members = tuple(Annotated[m, Tag(TAG_MARK + _literal_type(m))] for m in models)
-    if catch_all is not None:
-        members += (Annotated[catch_all[0], Tag(TAG_MARK + "*")],)
-    return Annotated[Union[members], Discriminator(tag_of)]  # noqa: UP007
-
-
-def _literal_type(model: type[BaseModel]) -> str:
-    args = [a for a in get_args(model.model_fields["type"].annotation) if a is not type(None)]
-    (literal,) = args
-    value = get_args(literal)[0] if get_args(literal) else literal
-    return str(value)
+from respd.wire.base import MAX_TEXT, Wire, tagged
+from respd.wire.tools import Tool
 
 
 class InputText(Wire):
@@ -172,6 +126,37 @@ class ItemReference(Wire):
     id: str
 
 
+class ToolSearchCall(Wire):
+    """A tool search the model asked for (``S:ToolSearchCallItemParam``), sent back by a client."""
+
+    type: Literal["tool_search_call"]
+    id: str | None = None
+    call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    execution: Literal["server", "client"] | None = None
+    arguments: dict[str, Any] | str  # a string only as respd gives back a model's arguments that were no object
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class ToolSearchOutput(Wire):
+    """The tools a client-run search loaded (``S:ToolSearchOutputItemParam``); they join this turn's tools."""
+
+    type: Literal["tool_search_output"]
+    id: str | None = None
+    call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    execution: Literal["server", "client"] | None = None
+    tools: list[Tool]
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class AdditionalTools(Wire):
+    """Tools made available from this item on (``S:AdditionalToolsItemParam``); Codex sends its tools here."""
+
+    type: Literal["additional_tools"]
+    id: str | None = None
+    role: Literal["developer"] = "developer"
+    tools: list[Tool]
+
+
 def _item_shape(value: dict[str, Any]) -> str:
     """An input item without ``type``: a message if it has a role, else an item reference."""
     return "message" if "role" in value else "item_reference"
@@ -184,6 +169,9 @@ InputItem = tagged(
     CustomToolCall,
     CustomToolCallOutput,
     Reasoning,
+    ToolSearchCall,
+    ToolSearchOutput,
+    AdditionalTools,
     ItemReference,
     default=_item_shape,
 )
@@ -195,6 +183,6 @@ KNOWN_ITEM_TYPES = frozenset(
         "image_generation_call", "code_interpreter_call", "local_shell_call", "local_shell_call_output",
         "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
         "mcp_approval_request", "mcp_approval_response", "mcp_call", "compaction", "compaction_trigger",
-        "tool_search_call", "tool_search_output", "additional_tools", "program", "program_output",
+        "program", "program_output",
     }
 )  # fmt: skip

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from respd.wire.items import MAX_TEXT, InputItem, Wire, tagged
+from respd.wire.base import MAX_TEXT, Wire, tagged
+from respd.wire.items import InputItem
+from respd.wire.tools import BUILTIN_TOOL_TYPES, Tool
 
 INCLUDABLE = Literal[
     "file_search_call.results",
@@ -19,80 +21,6 @@ INCLUDABLE = Literal[
     "message.output_text.logprobs",
 ]
 INCLUDABLE_VALUES = frozenset(get_args(INCLUDABLE))
-
-
-class FunctionTool(Wire):
-    type: Literal["function"]
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
-    defer_loading: bool | None = None
-
-
-class CustomFormatText(Wire):
-    type: Literal["text"]
-
-
-class CustomFormatGrammar(Wire):
-    type: Literal["grammar"]
-    syntax: Literal["lark", "regex"]
-    definition: str
-
-
-if TYPE_CHECKING:
-    CustomFormat = CustomFormatText | CustomFormatGrammar
-else:
-    CustomFormat = tagged(CustomFormatText, CustomFormatGrammar)
-
-
-class CustomTool(Wire):
-    """A tool whose input is free text, optionally constrained by a grammar (Codex's ``apply_patch``)."""
-
-    type: Literal["custom"]
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    description: str | None = None
-    format: CustomFormat | None = None
-    defer_loading: bool | None = None
-
-
-if TYPE_CHECKING:
-    NamespacedTool = FunctionTool | CustomTool
-else:
-    NamespacedTool = tagged(FunctionTool, CustomTool)
-
-
-class NamespaceTool(Wire):
-    """A named group of function and custom tools; calls name the namespace and the tool."""
-
-    type: Literal["namespace"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    description: str | None = None
-    tools: list[NamespacedTool]
-
-
-class BuiltinTool(BaseModel):
-    """A tool the API runs itself (web_search, file_search, …); respd has no executor for these yet."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-
-
-# Tool types the spec defines that need an executor inside the server.
-BUILTIN_TOOL_TYPES = frozenset(
-    {
-        "file_search", "web_search", "web_search_2025_08_26", "web_search_preview",
-        "web_search_preview_2025_03_11", "mcp", "code_interpreter", "image_generation", "computer",
-        "computer_use_preview", "local_shell", "shell", "apply_patch", "tool_search",
-        "programmatic_tool_calling",
-    }
-)  # fmt: skip
-KNOWN_TOOL_TYPES = BUILTIN_TOOL_TYPES | {"function", "custom", "namespace"}
-
-if TYPE_CHECKING:
-    Tool = FunctionTool | CustomTool | NamespaceTool | BuiltinTool
-else:
-    Tool = tagged(FunctionTool, CustomTool, NamespaceTool, catch_all=(BuiltinTool, BUILTIN_TOOL_TYPES))
 
 
 class ToolChoiceFunction(Wire):

@@ -6,14 +6,16 @@ real API words it (``Unknown parameter: 'foo'.``, ``Invalid type for 'temperatur
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from respd.errors import InvalidRequest, Unsupported
-from respd.wire.items import KNOWN_ITEM_TYPES, TAG_MARK
-from respd.wire.request import KNOWN_TOOL_TYPES
+from respd.wire.base import TAG_MARK
+from respd.wire.items import KNOWN_ITEM_TYPES
+from respd.wire.tools import KNOWN_TOOL_TYPES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -118,10 +120,13 @@ def to_invalid_request(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid '{path}': {err['msg']}.", param=path or None, code="invalid_value")
 
 
+_TOOL_PATH = re.compile(r"(^|\.)tools\[\d+\]$")
+
+
 def _bad_tag(path: str, err: ErrorDetails) -> InvalidRequest:
     tag = str((err.get("ctx") or {}).get("tag") or (err.get("input") or {}).get("type")).removeprefix(TAG_MARK)
     param = f"{path}.type" if path else "type"
-    if path.startswith("tools") and tag in KNOWN_TOOL_TYPES:
+    if _TOOL_PATH.search(path) and tag in KNOWN_TOOL_TYPES:  # in `tools`, or in an item that brings tools
         return Unsupported(f"Tool type '{tag}' is not supported by this server.", param=param)
     if path.startswith("input") and tag in KNOWN_ITEM_TYPES:
         return Unsupported(f"Input item type '{tag}' is not supported by this server.", param=param)
