@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        proxy_headers=False,  # respd does not use the client address; skip the per-request middleware
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=10,

@@ -33,11 +33,9 @@ async def create_response(request: Request) -> Response:
         opts = req.stream_options
         obfuscate = opts is None or opts.include_obfuscation is not False
         return EventStreamResponse(_live_frames(run, obfuscate), headers=headers)
-    last: dict[str, Any] | None = None
-    async for batch in run.events():
-        last = batch[-1][0]
-    assert last is not None and "response" in last
-    return json_response(last["response"], headers=headers)
+    async for _ in run.events():
+        pass
+    return Response(run.snapshot_json, media_type="application/json", headers=headers)
 
 
 async def _live_frames(run: Run, obfuscate: bool) -> AsyncIterator[bytes]:

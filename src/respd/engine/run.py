@@ -75,6 +75,7 @@ class Run:
         self._stream = bool(req.stream)
         self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer (non-stream)
         self._row_written = False
+        self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
         self._admission: Admission | None = None  # this run's place at a backend with limited room
 
     # -- the model request ------------------------------------------------------------------------
@@ -105,12 +106,12 @@ class Run:
         return None
 
     # -- recording --------------------------------------------------------------------------------
-    def _response_row(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _response_row(self, body: dict[str, Any], body_json: bytes | None = None) -> dict[str, Any]:
         return {
             "id": self.id, "tenant": self.tenant, "status": body["status"], "model": self.route.name,
             "created_at": self.created_at, "updated_at": int(time.time()),
             "previous_response_id": self.req.previous_response_id, "background": bool(self.req.background),
-            "owner": None, "body": _dumps(body),
+            "owner": None, "body": (body_json or orjson.dumps(body)).decode(),
         }  # fmt: skip
 
     def _item_rows(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -121,7 +122,14 @@ class Run:
         ]  # fmt: skip
 
     def _record(self, ev: Event) -> bytes:
-        data = orjson.dumps(ev)
+        if "response" in ev:
+            # A lifecycle event is mostly its snapshot: serialize that once, and keep the last one, which
+            # is the stored row's body and the non-streamed answer.
+            self.snapshot_json = orjson.dumps(ev["response"])
+            head = {k: v for k, v in ev.items() if k != "response"}
+            data = orjson.dumps(head)[:-1] + b',"response":' + self.snapshot_json + b"}"
+        else:
+            data = orjson.dumps(ev)
         if self.store:
             self._logged.append({"response_id": self.id, "seq": ev["sequence_number"], "body": data})
             self.rt.hub.publish(self.id, ev["sequence_number"], data)
@@ -132,11 +140,11 @@ class Run:
         self._logged = []
         if not self._row_written:
             body = final or self.emitter.response
-            batch.responses.append(self._response_row(body))
+            batch.responses.append(self._response_row(body, self.snapshot_json))
             batch.items += self._item_rows("input", self.inputs)
             self._row_written = True
         elif final is not None:
-            row = self._response_row(final)
+            row = self._response_row(final, self.snapshot_json)
             batch.updates.append({k: row[k] for k in ("id", "status", "updated_at", "body")})
         if final is not None:
             batch.items += self._item_rows("output", final["output"])
