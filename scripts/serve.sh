@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==0.13.9"
+# llama-cpp-python builds from source on first sync: compile on every core
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 python3 -m uv sync --frozen --no-dev
 exec python3 -m uv run --frozen --no-dev respd serve "$@"

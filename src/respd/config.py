@@ -11,6 +11,14 @@ A config file looks like::
     base_url = "http://127.0.0.1:9000/v1"
     api_key_env = "UPSTREAM_KEY"       # the upstream key is read from this env var
     upstream_model = "qwen2.5"         # model name sent upstream (default: name)
+
+    [[models]]
+    name = "local"
+    backend = "llama_cpp"              # a GGUF model run inside respd (llama.cpp)
+    path = "/models/qwen2.5-7b-instruct-q4_k_m.gguf"   # omit for the bundled default model
+    n_ctx = 8192
+
+With no ``[[models]]`` at all, respd serves the bundled default model (:mod:`respd.backends.bundled`).
 """
 
 from __future__ import annotations
@@ -21,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
 
-BACKENDS = ("openai",)
+BACKENDS = ("openai", "llama_cpp")
 
 
 class ConfigError(ValueError):
@@ -43,6 +52,15 @@ class ModelRoute:
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     created: int = 0
+    # llama_cpp: a local GGUF model run in this process.
+    path: str = ""  # the GGUF file; empty means the bundled default model
+    sha256: str = ""  # when set, the file must have this digest before it is loaded
+    n_ctx: int = 8192  # context size in tokens (KV cache); 0 means the model's trained size
+    n_threads: int = 0  # CPU threads for generation; 0 means every core of the machine
+    n_batch: int = 512  # prompt tokens evaluated per step
+    chat_template: str = ""  # a Jinja chat template used instead of the one inside the GGUF
+    max_queue: int = 16  # requests that may wait for the model behind the running one; more get 429
+    cache_mb: int = 256  # memory for saved KV caches, so a conversation's next turn skips its shared prefix
 
     @property
     def target_model(self) -> str:
@@ -112,7 +130,16 @@ def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
         raise ConfigError(f"models[{index}]: backend must be one of {BACKENDS}, not {route.backend!r}")
     if route.backend == "openai" and not route.base_url:
         raise ConfigError(f"models[{index}]: backend 'openai' needs base_url")
+    if route.backend == "llama_cpp" and route.path and not Path(route.path).is_file():
+        raise ConfigError(f"models[{index}]: no GGUF file at path {route.path!r}")
+    if min(route.n_ctx, route.n_threads, route.max_queue, route.cache_mb) < 0 or route.n_batch < 1:
+        raise ConfigError(f"models[{index}]: n_ctx, n_threads, max_queue and cache_mb must be >= 0, n_batch >= 1")
     return route
+
+
+def default_models() -> tuple[ModelRoute, ...]:
+    """What respd serves when the config names no model: the bundled model, run in-process."""
+    return (ModelRoute(name=BUNDLED.name, backend="llama_cpp"),)
 
 
 def _flag(env_value: str | None, default: Any) -> bool:
@@ -138,7 +165,7 @@ def load_settings(
             raw = tomllib.loads(Path(config_path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {config_path}: {exc}") from exc
-    models = tuple(_model_route(m, i) for i, m in enumerate(raw.get("models", [])))
+    models = tuple(_model_route(m, i) for i, m in enumerate(raw.get("models", []))) or default_models()
     names = [m.name for m in models]
     if len(names) != len(set(names)):
         raise ConfigError("model names must be unique")

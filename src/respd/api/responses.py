@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -38,9 +39,10 @@ async def create_response(request: Request) -> Response:
     return Response(run.snapshot_json, media_type="application/json", headers=headers)
 
 
-async def _live_frames(run: Run, obfuscate: bool) -> AsyncIterator[bytes]:
-    async for batch in run.events():
-        yield b"".join(frame(ev["type"], data, obfuscate=obfuscate) for ev, data in batch)
+async def _live_frames(run: Run, obfuscate: bool) -> AsyncGenerator[bytes, None]:
+    async with contextlib.aclosing(run.events()) as events:
+        async for batch in events:
+            yield b"".join(frame(ev["type"], data, obfuscate=obfuscate) for ev, data in batch)
 
 
 def _flag(request: Request, name: str) -> bool | None:
@@ -104,7 +106,7 @@ async def get_response(request: Request) -> Response:
     return json_response(fold(events) if events else row["body"])
 
 
-async def _replay_frames(request: Request, rid: str, after: int, obfuscate: bool) -> AsyncIterator[bytes]:
+async def _replay_frames(request: Request, rid: str, after: int, obfuscate: bool) -> AsyncGenerator[bytes, None]:
     """The stored events after ``after``, then the live ones until the terminal event: no gap, no repeat."""
     rt = runtime_of(request)
     queue = rt.hub.subscribe(rid)  # subscribe first, so nothing falls between the read and the follow

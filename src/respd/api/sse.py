@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -34,7 +34,7 @@ def frame(event_type: str, data: bytes, *, obfuscate: bool = False) -> bytes:
 class EventStreamResponse(Response):
     """Streams the frames of ``source``; a client disconnect cancels the producer (and so the run)."""
 
-    def __init__(self, source: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+    def __init__(self, source: AsyncGenerator[bytes, None], headers: dict[str, str] | None = None) -> None:
         # Not Response.__init__: there is no body to measure; the frames are written as they come.
         self.source = source
         self.status_code = 200
@@ -55,8 +55,9 @@ class EventStreamResponse(Response):
             await producer
 
     async def _pump(self, send: Send) -> None:
-        async for chunk in self.source:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        async with contextlib.aclosing(self.source):  # a cancelled pump closes the chain that feeds it
+            async for chunk in self.source:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

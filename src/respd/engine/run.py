@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import orjson
@@ -160,15 +160,15 @@ class Run:
             await self.rt.store.writer.commit(self._flush_batch(self.final))
 
     # -- driving ----------------------------------------------------------------------------------
-    async def events(self) -> AsyncIterator[list[tuple[Event, bytes]]]:
+    async def events(self) -> AsyncGenerator[list[tuple[Event, bytes]], None]:
         """The response's events, in batches that arrived together, each event with its JSON.
 
         The last batch ends with the terminal event, which is durable before it is yielded.
         """
         em = self.emitter
-        yield self._record_all(em.start())
         terminal: list[Event]
         try:
+            yield self._record_all(em.start())
             async for got in self.rt.backend(self.route).generate(self.model_request()):
                 batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
                 if batch:
@@ -177,7 +177,8 @@ class Run:
         except UpstreamError as exc:
             log.warning("response %s failed: %s", self.id, exc.message)
             terminal = em.fail(exc.message)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client left: cancelled while awaiting the model, or closed while paused at a yield.
             self._record_all(em.cancel())
             await self._end()
             raise

@@ -16,6 +16,11 @@ def make_backend(route: ModelRoute) -> Backend:
     """The backend that serves ``route``."""
     if route.backend == "openai":
         return OpenAIChatBackend(route)
+    if route.backend == "llama_cpp":
+        # imported here: loading llama.cpp's library is for processes that run a local model
+        from respd.backends.llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend(route)
     raise ValueError(f"unknown backend {route.backend!r}")
 
 
@@ -39,6 +44,14 @@ class Runtime:
 
     async def open(self) -> None:
         await self.store.open()
+        for route in self.settings.models:
+            if route.backend == "llama_cpp":
+                # load local models at startup: the first request should not wait for it, and a bad
+                # GGUF path or digest should stop the server now, not fail a response later
+                backend = self.backend(route)
+                load = getattr(backend, "load", None)
+                if load is not None:
+                    await load()
 
     async def close(self) -> None:
         for backend in self.backends.values():

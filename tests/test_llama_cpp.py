@@ -1,0 +1,364 @@
+"""The embedded model: a real GGUF (the bundled Qwen2.5-Coder-0.5B-Instruct) run by respd, no mocks.
+
+One server process loads the model once for the module. Answers are greedy (temperature 0) where the
+test reads their content, and short (max_output_tokens) so the suite stays fast on two cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from respd.backends import llama_grammars as grammars
+from respd.backends.base import ModelRequest
+from respd.backends.bundled import BUNDLED
+from respd.backends.llama_cpp import LlamaCppBackend
+from respd.backends.llama_engine import StateCache
+from respd.backends.llama_tools import BrokenCall, Call, CallScanner, CallStarted, Text
+from respd.config import ConfigError, ModelRoute, load_settings
+from respd.errors import InvalidRequest, RateLimited
+from tests.checks import check_error, check_event, check_response, sse_events
+from tests.servers import RespdServer
+
+MODEL = "local"
+CONFIG = f"""
+[[models]]
+name = "{MODEL}"
+backend = "llama_cpp"   # no path: the bundled model
+n_ctx = 4096
+max_queue = 1           # one running, one waiting, the third is refused
+"""
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespdServer]:
+    tmp = tmp_path_factory.mktemp("respd-llama")
+    config = tmp / "respd.toml"
+    config.write_text(CONFIG)
+    server = RespdServer(config=str(config), database_url=f"sqlite:///{tmp / 'respd.db'}", data_dir=tmp)
+    server.start(timeout=120)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm(llama_server: RespdServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=llama_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def _body(**kw: Any) -> dict[str, Any]:
+    return {"model": MODEL, "temperature": 0, **kw}
+
+
+def test_plain_answer_with_exact_usage(llm: openai.OpenAI) -> None:
+    r = llm.responses.create(**_body(input="What is the capital of France? Answer in one word.", max_output_tokens=20))
+    check_response(r.model_dump(mode="json", exclude_unset=True))
+    assert r.status == "completed" and "Paris" in r.output_text
+    assert r.usage is not None and r.usage.input_tokens > 10 and 0 < r.usage.output_tokens <= 20
+    assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+    # the same prompt again: the model's context still holds it, all but the last token is reused
+    again = llm.responses.create(
+        **_body(input="What is the capital of France? Answer in one word.", max_output_tokens=20)
+    )
+    assert again.output_text == r.output_text and again.usage is not None
+    assert again.usage.input_tokens == r.usage.input_tokens
+    assert again.usage.input_tokens_details.cached_tokens == r.usage.input_tokens - 1
+
+
+def test_stream_token_by_token(llama_server: RespdServer) -> None:
+    body = _body(input="Count from 1 to 10, separated by spaces.", max_output_tokens=40, stream=True)
+    resp = httpx.post(llama_server.url + "/v1/responses", json=body, timeout=120)
+    events = [check_event(ev) for ev in sse_events(resp.text)]
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.completed"
+    assert len(deltas) >= 10  # one event per token (or a few tokens when the client lags)
+    assert "".join(deltas) == final["output"][0]["content"][0]["text"]
+    assert "1 2 3" in "".join(deltas)
+    assert final["usage"]["output_tokens"] >= len(deltas)
+
+
+@pytest.mark.parametrize("choice", [{"type": "function", "name": "get_weather"}, "required"])
+def test_forced_tool_call_parses(llm: openai.OpenAI, choice: Any) -> None:
+    r = llm.responses.create(**_body(input="What's the weather in Paris, in celsius?", tools=[WEATHER],
+                                     tool_choice=choice))  # fmt: skip
+    check_response(r.model_dump(mode="json", exclude_unset=True))
+    calls = [item for item in r.output if item.type == "function_call"]
+    assert r.status == "completed" and len(calls) == 1 and calls[0].name == "get_weather"
+    args = json.loads(calls[0].arguments)
+    jsonschema.validate(args, WEATHER["parameters"])
+    assert args["city"] == "Paris" and args["unit"] == "celsius"
+    assert not r.output_text
+
+
+def test_auto_tool_call_is_never_text(llm: openai.OpenAI) -> None:
+    r = llm.responses.create(**_body(input="What's the weather in Tokyo right now? Use celsius.", tools=[WEATHER]))
+    assert "<tool_call>" not in r.output_text and "</tool_call>" not in r.output_text
+    calls = [item for item in r.output if item.type == "function_call"]
+    assert calls, r.output  # this model calls the tool here; the call is an item, not text
+    jsonschema.validate(json.loads(calls[0].arguments), WEATHER["parameters"])
+    # the tool's answer goes back (rendered by the model's template); the model answers in text
+    out = llm.responses.create(**_body(
+        previous_response_id=r.id, tools=[WEATHER], tool_choice="none", max_output_tokens=60,
+        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"temperature": 21}'}],
+    ))  # fmt: skip
+    assert out.status in ("completed", "incomplete") and "21" in out.output_text
+
+
+def test_json_schema_output_validates(llm: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                       "languages": {"type": "array", "items": {"type": "string"}, "maxItems": 3}},
+        "required": ["name", "age", "languages"],
+        "additionalProperties": False,
+    }  # fmt: skip
+    r = llm.responses.create(**_body(
+        input="Describe a fictional programmer as JSON.", max_output_tokens=120,
+        text={"format": {"type": "json_schema", "name": "person", "schema": schema, "strict": True}},
+    ))  # fmt: skip
+    assert r.status == "completed"
+    jsonschema.validate(json.loads(r.output_text), schema)
+    obj = llm.responses.create(**_body(input="The city and country of the Eiffel Tower, as a JSON object.",
+                                       max_output_tokens=120,
+                                       text={"format": {"type": "json_object"}}))  # fmt: skip
+    assert obj.status == "completed" and isinstance(json.loads(obj.output_text), dict)
+
+
+def test_max_output_tokens_is_incomplete(llm: openai.OpenAI) -> None:
+    r = llm.responses.create(**_body(input="Write a long story about a dragon.", max_output_tokens=16))
+    check_response(r.model_dump(mode="json", exclude_unset=True))
+    assert r.status == "incomplete" and r.incomplete_details is not None
+    assert r.incomplete_details.reason == "max_output_tokens"
+    assert r.usage is not None and r.usage.output_tokens == 16 and r.output_text
+
+
+def test_chained_turn_reuses_the_prefix(llm: openai.OpenAI) -> None:
+    first = llm.responses.create(**_body(input="My name is Ada. Say hello to me.", max_output_tokens=30))
+    second = llm.responses.create(**_body(input="What is my name?", previous_response_id=first.id,
+                                          max_output_tokens=20))  # fmt: skip
+    assert first.usage is not None and second.usage is not None
+    assert "Ada" in second.output_text
+    # the second prompt is the first one, its answer, then the new message: only the new part is read
+    assert second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens
+    assert second.usage.input_tokens - second.usage.input_tokens_details.cached_tokens < 30
+
+
+def _first_delta_and_end(server: RespdServer, prompt: str, marks: dict[str, float], key: str) -> None:
+    body = _body(input=prompt, max_output_tokens=24, stream=True)
+    with httpx.stream("POST", server.url + "/v1/responses", json=body, timeout=120) as r:
+        for line in r.iter_lines():
+            if "response.output_text.delta" in line and key + ".first" not in marks:
+                marks[key + ".first"] = time.monotonic()
+            if line.startswith("event: response.completed"):
+                marks[key + ".end"] = time.monotonic()
+
+
+def test_two_concurrent_requests_take_turns(llama_server: RespdServer) -> None:
+    marks: dict[str, float] = {}
+    threads = [
+        threading.Thread(target=_first_delta_and_end, args=(llama_server, f"Name {n} animals.", marks, f"r{n}"))
+        for n in (3, 4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert {"r3.first", "r3.end", "r4.first", "r4.end"} <= set(marks), marks
+    early, late = sorted(("r3", "r4"), key=lambda k: marks[k + ".first"])
+    assert marks[late + ".first"] >= marks[early + ".end"] - 0.05  # the second waited for the first
+
+
+class _Stream:
+    """A streaming request on a raw socket, read on a thread, that the test can abandon at once (closing
+    an httpx stream from another thread waits for the reader, which waits for data a queued request
+    does not get)."""
+
+    def __init__(self, server: RespdServer, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=120)
+        self.sock.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))  # fmt: skip
+        self.data = b""
+        while b"\r\n" not in self.data:
+            self.data += self.sock.recv(65536)
+        self.status = int(self.data.split(b" ", 2)[1])
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                self.data += chunk
+
+    @property
+    def id(self) -> str:
+        match = re.search(rb'"id":"(resp_[0-9a-f]+)"', self.data)
+        return match.group(1).decode() if match else ""
+
+    def wait_for(self, event: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while f"event: {event}\n".encode() not in self.data:
+            assert time.monotonic() < deadline, (event, self.data[-500:])
+            time.sleep(0.02)
+
+    def abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_full_queue_is_429_and_abandoned_requests_leave_it(llama_server: RespdServer) -> None:
+    long = _body(input="Count from 1 to 300, one number per line.", max_output_tokens=600, stream=True)
+    running = _Stream(llama_server, long)
+    running.wait_for("response.output_text.delta")
+    waiting = _Stream(llama_server, _body(input="Say hi.", max_output_tokens=16, stream=True))
+    assert waiting.status == 200, "the second request waits"
+    waiting.wait_for("response.in_progress")
+    refused = httpx.post(llama_server.url + "/v1/responses", json=_body(input="Say hi.", max_output_tokens=16))
+    check_error(refused, 429, code="rate_limit_exceeded")
+    assert int(refused.headers["retry-after"]) >= 1
+    # the waiting client goes away: its place is free again, for a request that then waits in turn
+    waiting.abandon()
+    time.sleep(0.5)
+    nxt = _Stream(llama_server, _body(input="Say hi.", max_output_tokens=16, stream=True))
+    assert nxt.status == 200, "the abandoned request left the queue"
+    nxt.wait_for("response.in_progress")
+    # the running client goes away too: generation stops at once and the next request runs
+    stopped_at = time.monotonic()
+    running.abandon()
+    nxt.wait_for("response.completed", timeout=30)
+    assert time.monotonic() - stopped_at < 10
+    stored = httpx.get(f"{llama_server.url}/v1/responses/{running.id}").json()
+    assert stored["status"] == "cancelled" and stored["output"][0]["content"][0]["text"].startswith("1")
+    nxt.abandon()
+
+
+def test_no_config_serves_the_bundled_model(tmp_path: Path) -> None:
+    settings = load_settings(env={"RESPD_DATA_DIR": str(tmp_path)})
+    assert [(m.name, m.backend, m.path) for m in settings.models] == [(BUNDLED.name, "llama_cpp", "")]
+    server = RespdServer(config="", database_url=f"sqlite:///{tmp_path / 'respd.db'}", data_dir=tmp_path)
+    server.start(timeout=120)
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        assert [m.id for m in client.models.list()] == [BUNDLED.name]
+        r = client.responses.create(model=BUNDLED.name, input="Say hello.", max_output_tokens=16)
+        assert r.status in ("completed", "incomplete") and r.output_text
+        with pytest.raises(openai.BadRequestError):
+            client.responses.create(model="gpt-4o", input="Say hello.")
+    finally:
+        server.stop()
+
+
+# -- the parts, without a model ---------------------------------------------------------------------
+
+
+def _scan(chunks: list[str], json_tools: set[str] | None = None) -> list[Any]:
+    scanner = CallScanner(json_tools)
+    out = [piece for chunk in chunks for piece in scanner.feed(chunk)]
+    return out + scanner.flush()
+
+
+def test_scanner_splits_tagged_calls_from_text() -> None:
+    text = 'Let me check.<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>'
+    for size in (1, 3, len(text)):  # any split into pieces gives the same result
+        pieces = _scan([text[i : i + size] for i in range(0, len(text), size)])
+        joined = "".join(p.text for p in pieces if isinstance(p, Text))
+        assert joined == "Let me check."
+        assert [p for p in pieces if isinstance(p, Call)] == [Call("f", '{"a":1}')]
+        assert [p.at for p in pieces if isinstance(p, CallStarted)] == [len("Let me check.")]
+    assert _scan(["a <tool", "_cal"]) == [Text("a "), Text("<tool_cal")]  # held back, then released as text
+    assert isinstance(_scan(['<tool_call>{"name": "f"'])[-1], BrokenCall)
+
+
+def test_scanner_takes_a_bare_json_call_only_for_a_tool_at_the_start() -> None:
+    pieces = _scan(['```json\n{"na', 'me": "get_weather", "arguments": {"city": "Paris"}}\n```'], {"get_weather"})
+    assert pieces[0] == CallStarted(0, bare=True) and pieces[-1] == Call("get_weather", '{"city":"Paris"}')
+    assert not any(isinstance(p, Text) for p in pieces)
+    other = _scan(['{"name": "Ada", "age": 3}'], {"get_weather"})
+    assert "".join(p.text for p in other if isinstance(p, Text)) == '{"name": "Ada", "age": 3}'
+    assert _scan(["```python\nprint(1)\n```"], {"f"}) == [Text("```python\nprint(1)\n```")]
+
+
+def test_grammars_for_each_mode() -> None:
+    tools = [{"type": "function", "function": {"name": WEATHER["name"], "parameters": WEATHER["parameters"]}}]
+    forced = grammars.build(tools, "required", None, parallel=False)
+    assert (
+        forced.answer is not None
+        and forced.answer.startswith('root ::= "<tool_call>"')
+        and "{0,4}" not in forced.answer
+    )
+    auto = grammars.build(tools, "auto", None, parallel=True)
+    assert auto.answer is None and auto.tagged is not None and "{0,4}" in auto.tagged
+    assert auto.bare is not None and auto.bare_tools == {"get_weather"}
+    schema = grammars.build(tools, "auto", {"type": "object", "properties": {"x": {"type": "integer"}}}, True)
+    assert schema.answer is not None and schema.answer.startswith("root ::= answer | ")
+    with pytest.raises(grammars.GrammarError) as bad:
+        grammars.build([], "none", {"$ref": "https://example.com/remote.json"}, True)
+    assert bad.value.param == "text.format.schema"
+
+
+def test_state_cache_keeps_the_longest_prefix_within_its_bytes() -> None:
+    cache = StateCache(capacity_bytes=10)
+    cache.put((1, 2, 3), b"abcd")
+    cache.put((1, 2, 3, 4, 5), b"efgh")  # extends the first: replaces it
+    cache.put((7, 8), b"ij")
+    assert cache.best([1, 2, 3, 4, 5, 6]) == ((1, 2, 3, 4, 5), b"efgh")
+    assert cache.best([9]) is None
+    cache.put((5, 5), b"klmnop")  # over 10 bytes: the least recently used goes
+    assert cache.best([7, 8]) is None and cache.best([1, 2]) is not None
+
+
+def test_admission_bounds_the_queue() -> None:
+    backend = LlamaCppBackend(ModelRoute(name="m", backend="llama_cpp", max_queue=1))
+    request = ModelRequest(model="m", instructions=None, items=[])
+    first, second = backend.admit(request), backend.admit(request)
+    with pytest.raises(RateLimited) as full:
+        backend.admit(request)
+    assert full.value.retry_after >= 1 and full.value.headers()["Retry-After"]
+    first.release()
+    first.release()  # idempotent
+    third = backend.admit(request)
+    del second, third  # a run that never started gives its place back when it is collected
+    assert backend.admitted == 0
+    image = {"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "data:,"}]}
+    with pytest.raises(InvalidRequest):
+        backend.admit(ModelRequest(model="m", instructions=None, items=[image]))
+
+
+def test_llama_cpp_routes_in_the_config(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    cfg = tmp_path / "respd.toml"
+    cfg.write_text(f'[[models]]\nname = "m"\nbackend = "llama_cpp"\npath = "{gguf}"\nn_ctx = 2048\nmax_queue = 0\n')
+    (route,) = load_settings(str(cfg), env={}).models
+    assert (route.path, route.n_ctx, route.max_queue, route.cache_mb) == (str(gguf), 2048, 0, 256)
+    for bad in (f'path = "{tmp_path / "missing.gguf"}"', "n_ctx = -1", "n_batch = 0"):
+        cfg.write_text(f'[[models]]\nname = "m"\nbackend = "llama_cpp"\n{bad}\n')
+        with pytest.raises(ConfigError):
+            load_settings(str(cfg), env={})
