@@ -109,3 +109,10 @@ def test_a_killed_server_leaves_no_response_running(tmp_path: Path, config_path:
         assert [e["sequence_number"] for e in replay] == list(range(len(replay)))
     finally:
         srv.stop()
+
+
+def test_non_stream_client_that_gives_up_stops_the_upstream(server: RespdServer, fake: FakeUpstream) -> None:
+    fake.script(Reply(text=" ".join(["slow"] * 100), delay_s=0.05))
+    with httpx.Client(timeout=0.5) as c, pytest.raises(httpx.ReadTimeout):
+        c.post(server.url + "/v1/responses", json={"model": "test-model", "input": "x"})
+    assert fake.wait_for_disconnect(5), "respd kept waiting on the upstream after its client left"

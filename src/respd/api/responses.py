@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from respd.api.context import json_response, runtime_of, tenant_of
+from respd.api.deferred import DeferredJSONResponse
 from respd.api.pagination import paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine.fold import TERMINAL_EVENTS, fold
@@ -34,9 +35,14 @@ async def create_response(request: Request) -> Response:
         opts = req.stream_options
         obfuscate = opts is None or opts.include_obfuscation is not False
         return EventStreamResponse(_live_frames(run, obfuscate), headers=headers)
-    async for _ in run.events():
-        pass
-    return Response(run.snapshot_json, media_type="application/json", headers=headers)
+    return DeferredJSONResponse(_final_json(run), headers=headers)
+
+
+async def _final_json(run: Run) -> bytes:
+    async with contextlib.aclosing(run.events()) as events:
+        async for _ in events:
+            pass
+    return run.snapshot_json
 
 
 async def _live_frames(run: Run, obfuscate: bool) -> AsyncGenerator[bytes, None]:

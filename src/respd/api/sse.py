@@ -44,7 +44,7 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.frame_headers})
         producer = asyncio.create_task(self._pump(send))
-        watcher = asyncio.create_task(_wait_disconnect(receive))
+        watcher = asyncio.create_task(wait_disconnect(receive))
         done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if producer in done:
             watcher.cancel()
@@ -61,7 +61,8 @@ class EventStreamResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _wait_disconnect(receive: Receive) -> None:
+async def wait_disconnect(receive: Receive) -> None:
+    """Return when the client has gone away."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

@@ -73,7 +73,7 @@ class Run:
         )
         self.final: dict[str, Any] | None = None
         self._stream = bool(req.stream)
-        self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer (non-stream)
+        self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer
         self._row_written = False
         self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
         self._admission: Admission | None = None  # this run's place at a backend with limited room
