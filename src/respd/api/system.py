@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from respd.api.context import json_response, runtime_of, tenant_of
 from respd.errors import NotFound
 
+_STARTED = int(time.time())  # a model without a configured `created` shows when this server started
+
 
 def _model(route_name: str, created: int) -> dict[str, object]:
-    return {"id": route_name, "object": "model", "created": created, "owned_by": "respd"}
+    return {"id": route_name, "object": "model", "created": created or _STARTED, "owned_by": "respd"}
 
 
 async def list_models(request: Request) -> Response:
