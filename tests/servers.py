@@ -25,32 +25,28 @@ def free_port() -> int:
         return port
 
 
-def create_pg_database() -> str:
-    """A new, empty PostgreSQL database for this test run; returns its URL."""
-    name = f"respd_test_{uuid.uuid4().hex[:12]}"
+def _pg_admin(sql: str) -> None:
+    """Run one statement on the admin database (CREATE/DROP DATABASE cannot run in a transaction)."""
 
-    async def create() -> None:
+    async def run() -> None:
         conn = await asyncpg.connect(PG_ADMIN_URL)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    asyncio.run(run())
+
+
+def create_pg_database() -> str:
+    """A new, empty PostgreSQL database for this test run; returns its URL."""
+    name = f"respd_test_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
 def drop_pg_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    _pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @dataclass
