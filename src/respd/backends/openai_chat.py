@@ -51,8 +51,14 @@ class OpenAIChatBackend:
                 total=None, connect=self.route.connect_timeout_s, sock_read=self.route.timeout_s
             )
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            # No cookie jar and no response decompression: an API upstream sets no cookies, and every
+            # skipped step is per-request CPU on respd's hot path.
             self._session = aiohttp.ClientSession(
-                timeout=timeout, connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+                timeout=timeout,
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),  # so the upstream never compresses
             )
         return self._session
 
