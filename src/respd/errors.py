@@ -40,12 +40,6 @@ class Unsupported(InvalidRequest):
     default_code = "unsupported_parameter"
 
 
-class ContextTooLong(InvalidRequest):
-    """400: the input does not fit the model's context window."""
-
-    default_code = "context_length_exceeded"
-
-
 class AuthenticationFailed(RespdError):
     """401: missing or wrong API key."""
 
@@ -58,13 +52,6 @@ class NotFound(RespdError):
     """404: unknown id (or one that belongs to another key)."""
 
     status = 404
-    type = "invalid_request_error"
-
-
-class Conflict(RespdError):
-    """409: the resource is in a state that forbids the action."""
-
-    status = 409
     type = "invalid_request_error"
 
 

@@ -67,15 +67,10 @@ class Emitter:
         return len(self.response["output"])
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def start(self, *, queued: bool = False) -> list[Event]:
-        """``response.created`` then ``in_progress`` (or ``queued``)."""
+    def start(self) -> list[Event]:
+        """``response.created`` then ``response.in_progress``."""
         first = self._lifecycle("response.created")
-        return [first, self._lifecycle("response.queued" if queued else "response.in_progress")]
-
-    def resume_in_progress(self) -> list[Event]:
-        """A queued response starts running."""
-        self.response["status"] = "in_progress"
-        return [self._lifecycle("response.in_progress")]
+        return [first, self._lifecycle("response.in_progress")]
 
     def feed(self, delta: Delta) -> list[Event]:
         """The events one backend delta causes."""
