@@ -39,7 +39,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
     ("missing model", {"input": "hi"}, "model", "missing_required_parameter"),
     ("missing input", {"model": "test-model"}, "input", "missing_required_parameter"),
     ("unknown model", {**OK, "model": "no-such-model"}, "model", "model_not_found"),
-    ("background unsupported", {**OK, "background": True}, "background", None),
+    ("background without store", {**OK, "background": True, "store": False}, "background", None),
     ("input_file unsupported", {**OK, "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0]", "unsupported_parameter"),
     ("json_schema name", {**OK, "text": {"format": {"type": "json_schema", "name": "bad name!", "schema": {}}}},

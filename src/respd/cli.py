@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> None:
         proxy_headers=False,  # respd does not use the client address; skip the per-request middleware
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, round(settings.drain_s)),  # SIGTERM: open streams get this long to finish
     )
 
 

@@ -52,6 +52,9 @@ class ModelRoute:
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     created: int = 0
+    # openai: the upstream can continue a final assistant message (vLLM's continue_final_message, llama.cpp's
+    # server), so a background response taken over after a crash goes on from its partial output
+    prefill: bool = False
     # llama_cpp: a local GGUF model run in this process.
     path: str = ""  # the GGUF file; empty means the bundled default model
     sha256: str = ""  # when set, the file must have this digest before it is loaded
@@ -87,6 +90,13 @@ class Settings:
     # the `respd-omitted-tools` header (false), or refused with a 400 naming the tool (true).
     strict_tools: bool = False
     secret_key: str | None = None  # base64 of 32 bytes; seals encrypted_content (replicas must share it)
+    # Background jobs. A replica that stops renewing its lease for lease_s seconds is dead: its jobs and
+    # streams are taken over. Each replica runs up to max_background jobs at once; beyond max_queued jobs
+    # waiting, a new one is refused with 429. On SIGTERM, running work gets drain_s seconds to finish.
+    lease_s: float = 30.0
+    max_background: int = 32
+    max_queued: int = 10_000
+    drain_s: float = 10.0
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -186,4 +196,20 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
+        **_job_settings(raw, env),
     )
+
+
+def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, kind in (("lease_s", float), ("max_background", int), ("max_queued", int), ("drain_s", float)):
+        value = env.get(f"RESPD_{name.upper()}") or raw.get(name)
+        if value is None:
+            continue
+        try:
+            out[name] = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        if out[name] <= 0:
+            raise ConfigError(f"{name} must be > 0")
+    return out

@@ -16,9 +16,9 @@ from respd.api import responses, system
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
-from respd.engine.recovery import end_orphans
 from respd.engine.runtime import Runtime
 from respd.errors import NotFound, RespdError, ServerError, envelope
+from respd.jobs.worker import Worker
 from respd.store.store import Store
 
 log = logging.getLogger("respd")
@@ -54,20 +54,22 @@ def routes() -> list[Route]:
         Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
+        Route("/v1/responses/{response_id}/cancel", responses.cancel_response, methods=["POST"]),
     ]
 
 
 def create_app(settings: Settings) -> Starlette:
     """The respd application for ``settings``; the database opens (and migrates) at startup."""
     runtime = Runtime(settings=settings, store=Store(settings.database_url))
+    worker = Worker(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.open()
-        ended = await end_orphans(runtime.store)
-        if ended:
-            log.warning("ended %d responses left running by a previous process as failed", ended)
+        await worker.start()  # also ends, once their lease is over, what dead replicas left running
         yield
+        # uvicorn has given open streams their grace period; background jobs get theirs, then go back
+        await worker.drain(settings.drain_s)
         await runtime.close()
 
     app = Starlette(
@@ -76,5 +78,6 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.runtime = runtime
+    app.state.worker = worker
     app.state.keys = KeyRing(settings.api_keys)
     return app

@@ -10,11 +10,17 @@ from starlette.responses import Response
 
 from respd.api.auth import KeyRing
 from respd.engine.runtime import Runtime
+from respd.jobs.worker import Worker
 
 
 def runtime_of(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+def worker_of(request: Request) -> Worker:
+    worker: Worker = request.app.state.worker
+    return worker
 
 
 def tenant_of(request: Request) -> str:

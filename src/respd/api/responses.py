@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -10,12 +11,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from respd.api.context import json_response, runtime_of, tenant_of
+from respd.api.context import json_response, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
 from respd.api.pagination import paginate
 from respd.api.sse import EventStreamResponse, frame
-from respd.engine.fold import TERMINAL_EVENTS, fold
+from respd.engine.fold import fold
+from respd.engine.follow import follow
 from respd.engine.run import Run, prepare
+from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, NotFound
 from respd.store.writer import Batch
 from respd.wire.request import INCLUDABLE_VALUES, CreateResponse
@@ -23,17 +26,25 @@ from respd.wire.response import TERMINAL_STATUSES
 from respd.wire.validation import parse_body
 
 OMITTED_TOOLS_HEADER = "respd-omitted-tools"  # built-in tools left out because nothing here can run them
+CANCEL_WAIT_S = 10.0  # how long a cancel waits for the run to stop before answering with what is stored
 
 
 async def create_response(request: Request) -> Response:
     rt = runtime_of(request)
     tenant = tenant_of(request)
-    req = parse_body(CreateResponse, await request.body())
+    body = await request.body()
+    req = parse_body(CreateResponse, body)
     run = await prepare(rt, req, tenant)
     headers = {OMITTED_TOOLS_HEADER: ",".join(run.tools.omitted)} if run.tools.omitted else {}
+    opts = req.stream_options
+    obfuscate = opts is None or opts.include_obfuscation is not False
+    if req.background:
+        # a durable job now; the client may watch it (and drop off) or come back for it later
+        await worker_of(request).accept(run, body)
+        if req.stream:
+            return EventStreamResponse(_followed_frames(request, run.id, -1, obfuscate), headers=headers)
+        return Response(run.snapshot_json, media_type="application/json", headers=headers)
     if req.stream:
-        opts = req.stream_options
-        obfuscate = opts is None or opts.include_obfuscation is not False
         return EventStreamResponse(_live_frames(run, obfuscate), headers=headers)
     return DeferredJSONResponse(_final_json(run), headers=headers)
 
@@ -104,7 +115,7 @@ async def get_response(request: Request) -> Response:
         after = _int_param(request, "starting_after", -1)
         assert after is not None
         obfuscate = _flag(request, "include_obfuscation") is not False
-        return EventStreamResponse(_replay_frames(request, rid, after, obfuscate))
+        return EventStreamResponse(_followed_frames(request, rid, after, obfuscate))
     if row["status"] in TERMINAL_STATUSES:
         return json_response(row["body"])
     # Still running: the log is ahead of the cached row.
@@ -112,29 +123,10 @@ async def get_response(request: Request) -> Response:
     return json_response(fold(events) if events else row["body"])
 
 
-async def _replay_frames(request: Request, rid: str, after: int, obfuscate: bool) -> AsyncGenerator[bytes, None]:
-    """The stored events after ``after``, then the live ones until the terminal event: no gap, no repeat."""
-    rt = runtime_of(request)
-    queue = rt.hub.subscribe(rid)  # subscribe first, so nothing falls between the read and the follow
-    try:
-        last = after
-        for seq, data in await rt.store.events_after(rid, after):
-            ev_type = orjson.loads(data)["type"]
-            yield frame(ev_type, data, obfuscate=obfuscate)
-            last = seq
-            if ev_type in TERMINAL_EVENTS:
-                return
-        while True:
-            seq, data = await queue.get()
-            if seq <= last:
-                continue
-            ev_type = orjson.loads(data)["type"]
-            yield frame(ev_type, data, obfuscate=obfuscate)
-            last = seq
-            if ev_type in TERMINAL_EVENTS:
-                return
-    finally:
-        rt.hub.unsubscribe(rid, queue)
+async def _followed_frames(request: Request, rid: str, after: int, obfuscate: bool) -> AsyncGenerator[bytes, None]:
+    """The logged events after ``after``, then the live ones until the terminal event (see engine.follow)."""
+    async for kind, data in follow(runtime_of(request), tenant_of(request), rid, after):
+        yield frame(kind, data, obfuscate=obfuscate)
 
 
 async def delete_response(request: Request) -> Response:
@@ -149,3 +141,33 @@ async def list_input_items(request: Request) -> Response:
     rid, _ = await _stored(request)
     items = await rt.store.input_items(rid)
     return json_response(paginate(request, items))
+
+
+async def cancel_response(request: Request) -> Response:
+    """Stop a background response (queued or running) and answer with it; a finished one comes back as is."""
+    rt = runtime_of(request)
+    tenant = tenant_of(request)
+    rid, row = await _stored(request)
+    if not row["background"]:
+        raise InvalidRequest("Cannot cancel a synchronous response.", param="response_id")
+    if row["status"] not in TERMINAL_STATUSES:
+        await worker_of(request).cancel(tenant, rid)
+        row = await _wait_terminal(rt, tenant, rid, row)
+    return json_response(row["body"])
+
+
+async def _wait_terminal(rt: Runtime, tenant: str, rid: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The stored response once it has ended (a cancelled run ends within moments), or as it stands."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CANCEL_WAIT_S
+    while row["status"] not in TERMINAL_STATUSES and loop.time() < deadline:
+        with rt.store.signals.events_of(rid) as woke:
+            current = await rt.store.get_response(tenant, rid)
+            if current is None:
+                break
+            row = current
+            if row["status"] in TERMINAL_STATUSES:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woke.wait(), 0.1)
+    return row

@@ -98,6 +98,9 @@ class ModelRequest:
     top_logprobs: int | None = None  # None: no log probabilities; 0..20: with that many alternatives
     user: str | None = None
     stream: bool = True
+    # Continue this unfinished assistant text instead of starting a new answer (a run taken over after a
+    # crash); only sent to a backend whose ``prefill`` attribute is true.
+    prefill: str | None = None
 
 
 class Backend(Protocol):

@@ -44,6 +44,7 @@ class OpenAIChatBackend:
         self.route = route
         self._url = route.base_url.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
+        self.prefill = route.prefill  # the upstream continues a final assistant message (vLLM, llama.cpp)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -99,6 +100,11 @@ class OpenAIChatBackend:
         if req.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        if req.prefill is not None:
+            # vLLM's spelling; llama.cpp's server continues a final assistant message by itself
+            body["messages"].append({"role": "assistant", "content": req.prefill})
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         return body
 
     async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:

@@ -62,10 +62,8 @@ def check_request(req: CreateResponse) -> None:
     if req.input is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
     check_metadata(req.metadata)
-    if req.background:
-        if req.store is False:
-            raise InvalidRequest("Background mode requires 'store' to be true.", param="background")
-        raise Unsupported("Background mode is not supported by this server yet.", param="background")
+    if req.background and req.store is False:
+        raise InvalidRequest("Background mode requires 'store' to be true.", param="background")
     if req.conversation is not None:
         raise Unsupported("Conversations are not supported by this server yet.", param="conversation")
     for name in ("prompt", "context_management", "moderation"):

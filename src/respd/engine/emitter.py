@@ -17,6 +17,9 @@ from respd.backends.base import Delta, ReasoningDelta, RefusalDelta, TextDelta, 
 from respd.engine.fold import Event, Response, apply
 from respd.ids import new_id
 
+_KINDS = {"message": "message", "reasoning": "reasoning", "function_call": "function",
+          "custom_tool_call": "custom", "tool_search_call": "tool_search"}  # fmt: skip
+
 
 class _Open:
     """An output item still being streamed."""
@@ -71,6 +74,34 @@ class Emitter:
         """``response.created`` then ``response.in_progress``."""
         first = self._lifecycle("response.created")
         return [first, self._lifecycle("response.in_progress")]
+
+    def queue(self) -> list[Event]:
+        """A background response is accepted: ``response.created`` then ``response.queued``."""
+        self.response["status"] = "queued"
+        first = self._lifecycle("response.created")
+        return [first, self._lifecycle("response.queued")]
+
+    def resume(self, seq: int, open_indices: list[int]) -> list[Event]:
+        """Go on from a logged state (a queued job starting, or a job taken over): ``response.in_progress``.
+
+        ``self.response`` is the fold of the log, ``seq`` the next sequence number, ``open_indices`` the
+        output items added but not done; they are reopened so that deltas or closing events can follow.
+        """
+        self.seq = seq
+        for index in open_indices:
+            item = self.response["output"][index]
+            kind = _KINDS.get(item.get("type", ""), "function")
+            if kind == "message":
+                parts = item.get("content") or [{"type": "output_text"}]
+                kind = "refusal" if parts[-1].get("type") == "refusal" else "text"
+            cur = _Open(index, kind, item)
+            if kind in ("text", "refusal", "reasoning"):
+                cur.content_index = max(len(item.get("content") or ()) - 1, 0)
+                self._open = cur
+            else:
+                self._calls[-1 - index] = cur  # never an upstream index: a new turn's calls are new items
+        self.response["status"] = "in_progress"
+        return [self._lifecycle("response.in_progress")]
 
     def feed(self, delta: Delta) -> list[Event]:
         """The events one backend delta causes."""

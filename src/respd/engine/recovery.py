@@ -1,41 +1,66 @@
-"""After a crash: responses a dead process left running end as ``failed``, with the terminal events logged."""
+"""Ending a response whose run is gone: a dead replica's foreground stream, or a job cancelled or unrunnable.
+
+The end is written the way a run would have written it — the terminal events appended to the log, the
+stored row updated — so readers and followers cannot tell the difference, except by the error it carries.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import orjson
 
-from respd.engine.fold import fold
+from respd.engine.resume import read_log
 from respd.store.store import Store
 from respd.store.writer import Batch
 
-_MESSAGE = "The server stopped while this response was being generated."
+log = logging.getLogger("respd.recovery")
+
+STOPPED = "The server stopped while this response was being generated."
 
 
 def _close_items(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**item, "status": "incomplete"} if item.get("status") == "in_progress" else item for item in output]
 
 
-async def end_orphans(store: Store) -> int:
-    """End every foreground response still marked running; returns how many there were.
+async def end_logged(store: Store, tenant: str, response_id: str, status: str, message: str | None = None) -> None:
+    """End ``response_id`` as ``failed`` (with ``message``) or ``cancelled`` from its logged state.
 
-    Single-process semantics: at startup, no foreground run of this database can still be alive.
+    Its job, if any, ends in the same transaction. Does nothing when the log already ended.
     """
-    batch = Batch()
-    for rid, body, last in await store.unfinished():
-        logged = [orjson.loads(data) for _, data in await store.events_after(rid, -1)]
-        current = fold(logged) if logged else body
-        final = {**current, "status": "failed", "output": _close_items(current["output"]),
-                 "error": {"code": "server_error", "message": _MESSAGE}}  # fmt: skip
-        error = {"type": "error", "sequence_number": last + 1, "code": "server_error", "message": _MESSAGE,
-                 "param": None}  # fmt: skip
-        failed = {"type": "response.failed", "sequence_number": last + 2, "response": final}
-        for ev in (error, failed):
-            batch.events.append({"response_id": rid, "seq": ev["sequence_number"], "body": orjson.dumps(ev)})
-        batch.updates.append({"id": rid, "status": "failed", "updated_at": int(time.time()),
+    rows = await store.events_after(response_id, -1)
+    batch = Batch(finished_jobs=[response_id])
+    if rows:
+        logged = read_log(rows)
+        if logged.ended:
+            await store.writer.commit(batch)
+            return
+        seq = logged.next_seq
+        final = {**logged.response, "status": status, "output": _close_items(logged.response["output"])}
+        events: list[dict[str, Any]] = []
+        if status == "failed":
+            final["error"] = {"code": "server_error", "message": message}
+            events.append({"type": "error", "sequence_number": seq, "code": "server_error", "message": message,
+                           "param": None})  # fmt: skip
+            seq += 1
+        events.append({"type": f"response.{status}", "sequence_number": seq, "response": final})
+        for ev in events:
+            batch.events.append({"response_id": response_id, "seq": ev["sequence_number"], "body": orjson.dumps(ev)})
+        batch.items += [
+            {"response_id": response_id, "kind": "output", "position": i, "tenant": tenant,
+             "item_id": item.get("id") or "", "body": orjson.dumps(item).decode()}
+            for i, item in enumerate(final["output"])
+        ]  # fmt: skip
+        batch.updates.append({"id": response_id, "status": status, "updated_at": int(time.time()),
                               "body": orjson.dumps(final).decode()})  # fmt: skip
-    if batch.updates:
-        await store.writer.commit(batch)
-    return len(batch.updates)
+    await store.writer.commit(batch)
+
+
+async def end_orphans(store: Store, orphans: list[tuple[str, str]]) -> None:
+    """End foreground responses ``(tenant, id)`` whose replica died as ``failed``: their client went with it."""
+    for tenant, rid in orphans:
+        await end_logged(store, tenant, rid, "failed", STOPPED)
+    if orphans:
+        log.warning("ended %d responses left running by a replica that stopped", len(orphans))

@@ -22,6 +22,7 @@ from respd.engine.checks import check_request
 from respd.engine.context import REASONING
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event
+from respd.engine.resume import Logged
 from respd.engine.runtime import Runtime
 from respd.engine.tools import ToolPlan, plan_tools
 from respd.errors import UpstreamError
@@ -50,6 +51,9 @@ class Run:
         history: list[dict[str, Any]],
         inputs: list[dict[str, Any]],
         tools: ToolPlan,
+        response_id: str | None = None,
+        created_at: int | None = None,
+        logged: Logged | None = None,
     ) -> None:
         self.rt = rt
         self.req = req
@@ -58,11 +62,14 @@ class Run:
         self.inputs = inputs
         self.history = history
         self.tools = tools
-        self.id = new_id("resp")
-        self.created_at = int(time.time())
+        self.id = response_id or new_id("resp")
+        self.created_at = created_at or int(time.time())
         self.store = req.store is not False
-        response = new_response(req, response_id=self.id, model=route.name, created_at=self.created_at,
-                                status="in_progress", tools=tools.echo)  # fmt: skip
+        self.background = bool(req.background)
+        self.logged = logged  # the log this run goes on from (a background job), if any
+        response = logged.response if logged else new_response(
+            req, response_id=self.id, model=route.name, created_at=self.created_at, status="in_progress",
+            tools=tools.echo)  # fmt: skip
         wants_sealed = "reasoning.encrypted_content" in (req.include or ())
         summarize = bool(req.reasoning and (req.reasoning.summary or req.reasoning.generate_summary))
         self.emitter = Emitter(
@@ -72,14 +79,17 @@ class Run:
             seal=(lambda payload: rt.sealer.seal(tenant, REASONING, payload)) if wants_sealed else None,
         )
         self.final: dict[str, Any] | None = None
-        self._stream = bool(req.stream)
+        # A background run logs its events as they come (a follower may be on another replica), and reads
+        # the model as a stream so that a run taken over can go on from what was logged.
+        self._stream = bool(req.stream) or self.background
         self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer
-        self._row_written = False
+        self._row_written = logged is not None
+        self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
         self._admission: Admission | None = None  # this run's place at a backend with limited room
 
     # -- the model request ------------------------------------------------------------------------
-    def model_request(self) -> ModelRequest:
+    def model_request(self, prefill: str | None = None) -> ModelRequest:
         req = self.req
         return ModelRequest(
             model=self.route.target_model,
@@ -98,6 +108,7 @@ class Run:
             top_logprobs=self._top_logprobs(),
             user=req.safety_identifier or req.user,
             stream=self._stream,
+            prefill=prefill,
         )
 
     def _top_logprobs(self) -> int | None:
@@ -110,8 +121,10 @@ class Run:
         return {
             "id": self.id, "tenant": self.tenant, "status": body["status"], "model": self.route.name,
             "created_at": self.created_at, "updated_at": int(time.time()),
-            "previous_response_id": self.req.previous_response_id, "background": bool(self.req.background),
-            "owner": None, "body": (body_json or orjson.dumps(body)).decode(),
+            "previous_response_id": self.req.previous_response_id, "background": self.background,
+            # a foreground run lives and dies with this replica; a background one's owner is its job's
+            "owner": None if self.background else self.rt.replica_id,
+            "body": (body_json or orjson.dumps(body)).decode(),
         }  # fmt: skip
 
     def _item_rows(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -148,6 +161,17 @@ class Run:
             batch.updates.append({k: row[k] for k in ("id", "status", "updated_at", "body")})
         if final is not None:
             batch.items += self._item_rows("output", final["output"])
+            if self.background:
+                batch.finished_jobs.append(self.id)
+        return batch
+
+    def accept_background(self, request_body: bytes, owner: str | None) -> Batch:
+        """The rows that accept this run as a background job: the queued response, its log, the job."""
+        self._record_all(self.emitter.queue())
+        batch = self._flush_batch(None)
+        batch.jobs.append({"response_id": self.id, "tenant": self.tenant, "owner": owner,
+                           "created_at": int(time.time() * 1000), "attempts": 1 if owner else 0,
+                           "cancel_requested": False, "request": request_body.decode()})  # fmt: skip
         return batch
 
     def _submit(self) -> None:
@@ -167,9 +191,21 @@ class Run:
         """
         em = self.emitter
         terminal: list[Event]
+        if self.store:
+            self.rt.hub.open(self.id)
         try:
-            yield self._record_all(em.start())
-            async for got in self.rt.backend(self.route).generate(self.model_request()):
+            if self.logged is not None:
+                yield self._record_all(em.resume(self.logged.next_seq, self.logged.open_indices))
+            elif em.seq:  # accepted as a background job by this process, now running
+                yield self._record_all(em.resume(em.seq, []))
+            else:
+                yield self._record_all(em.start())
+            prefill = None
+            if self.logged is not None and self.logged.has_output:
+                prefill = self.logged.prefill() if self._can_prefill() else None
+                if prefill is None:
+                    raise UpstreamError(_NOT_CONTINUABLE)
+            async for got in self.rt.backend(self.route).generate(self.model_request(prefill)):
                 batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
                 if batch:
                     yield self._record_all(batch)
@@ -178,7 +214,11 @@ class Run:
             log.warning("response %s failed: %s", self.id, exc.message)
             terminal = em.fail(exc.message)
         except (asyncio.CancelledError, GeneratorExit):
-            # The client left: cancelled while awaiting the model, or closed while paused at a yield.
+            if self.detached:  # handed back to the queue: log what was made, leave the response running
+                await self._commit_logged()
+                raise
+            # The client left or the response was cancelled: stopped while awaiting the model, or closed
+            # while paused at a yield.
             self._record_all(em.cancel())
             await self._end()
             raise
@@ -202,15 +242,47 @@ class Run:
         if hasattr(backend, "admit"):
             self._admission = cast(Admitting, backend).admit(self.model_request())
 
-    async def _end(self) -> None:
+    def release_admission(self) -> None:
         if self._admission is not None:
             self._admission.release()
+            self._admission = None
+
+    def _can_prefill(self) -> bool:
+        return bool(getattr(self.rt.backend(self.route), "prefill", False))
+
+    async def _commit_logged(self) -> None:
+        self.release_admission()
+        if self.store:
+            await self.rt.store.writer.commit(self._flush_batch(None))
+            self.rt.hub.close(self.id)
+
+    async def _end(self) -> None:
+        self.release_admission()
         self.final = self.emitter.response
         await self._commit_final()
+        if self.store:
+            self.rt.hub.close(self.id)
 
 
-async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
-    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run."""
+_NOT_CONTINUABLE = (
+    "The server generating this response stopped, and this model cannot continue the partial output it had "
+    "produced."
+)
+
+
+async def prepare(
+    rt: Runtime,
+    req: CreateResponse,
+    tenant: str,
+    *,
+    response_id: str | None = None,
+    created_at: int | None = None,
+    logged: Logged | None = None,
+) -> Run:
+    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run.
+
+    A background job goes on from its ``logged`` state, under the id and creation time it was given.
+    """
     check_request(req)
     assert req.model is not None
     route = rt.settings.model(req.model)
@@ -219,6 +291,10 @@ async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
-    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools)
-    run.admit()
+    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools,
+              response_id=response_id, created_at=created_at, logged=logged)  # fmt: skip
+    if logged is None:  # a job that starts is past its checks, and the job queue holds its place
+        run.admit()
+        if run.background:  # checked now, queued as a job: it waits in the job queue, not at the backend
+            run.release_admission()
     return run

@@ -8,6 +8,7 @@ from respd.backends.base import Backend
 from respd.backends.openai_chat import OpenAIChatBackend
 from respd.config import ModelRoute, Settings
 from respd.engine.live import LiveHub
+from respd.ids import new_id
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
 
@@ -31,8 +32,9 @@ class Runtime:
     settings: Settings
     store: Store
     sealer: Sealer = field(init=False)
-    hub: LiveHub = field(default_factory=LiveHub)
+    hub: LiveHub = field(init=False)
     backends: dict[str, Backend] = field(default_factory=dict)
+    replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
 
     def backend(self, route: ModelRoute) -> Backend:
         if route.name not in self.backends:
@@ -40,6 +42,7 @@ class Runtime:
         return self.backends[route.name]
 
     def __post_init__(self) -> None:
+        self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
 
     async def open(self) -> None:

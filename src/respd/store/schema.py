@@ -24,6 +24,7 @@ responses = Table(
     Column("owner", String(80), nullable=True),
     # The Response object: the fold of the event log, cached.
     Column("body", Text, nullable=False),
+    Index("ix_responses_owner_status", "owner", "status"),
 )
 
 # The input items of each response (what input_items lists) and its output items, in order.
@@ -48,4 +49,30 @@ response_events = Table(
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("last_seq", Integer, nullable=False),
     Column("body", Text, nullable=False),
+)
+
+# The replicas (server processes) sharing this database. A replica renews its lease while it lives; work
+# owned by a replica whose lease ran out (killed, partitioned) is taken over by the others.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("lease_until", BigInteger, nullable=False),  # milliseconds since the epoch
+    Column("host", String(256), nullable=False),
+)
+
+# Background responses not yet finished: the durable job. ``owner`` is the replica running it (null while
+# queued); the row goes away in the transaction that writes the response's terminal event.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("response_id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("owner", String(80), nullable=True),
+    Column("created_at", BigInteger, nullable=False),  # milliseconds: claim order
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("request", Text, nullable=False),  # the validated create request, JSON
+    Index("ix_jobs_owner", "owner"),
 )

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from respd.store.migrate import migrate
 from respd.store.schema import response_events, response_items, responses
+from respd.store.signals import PgSignals, Signals
 from respd.store.writer import SqliteSink, Writer, async_sink
 
 _CHAIN = text(
@@ -54,30 +55,34 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _writer_for(url: str, engine: AsyncEngine) -> Writer:
+def _writer_for(url: str, engine: AsyncEngine, signals: Signals) -> Writer:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return Writer(async_sink(engine))
     # SQLite: plain pysqlite connections for the writer and its checkpointer (see respd.store.writer).
     sync = sa_create_engine(parsed.set(drivername="sqlite"), connect_args={"check_same_thread": False})
     event.listen(sync, "connect", _sqlite_pragmas)
-    sink = SqliteSink(sync)
+    sink = SqliteSink(sync, signals.deliver)
     return Writer(sink, sink.close)
 
 
 class Store:
-    """The database: reads here, writes through :attr:`writer`."""
+    """The database: reads here, writes through :attr:`writer`, notices through :attr:`signals`."""
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
-        self.writer = _writer_for(url, self.engine)
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self.signals: Signals = Signals() if self.is_sqlite else PgSignals(url)
+        self.writer = _writer_for(url, self.engine, self.signals)
 
     async def open(self) -> None:
-        """Migrate the schema and start the writer."""
+        """Migrate the schema, start the writer and begin receiving notices."""
         await migrate(self.engine)
         self.writer.start()
+        await self.signals.start()
 
     async def close(self) -> None:
+        await self.signals.stop()
         await self.writer.stop()
         await self.engine.dispose()
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from respd.store.schema import response_events, response_items, responses
+from respd.store.schema import jobs, response_events, response_items, responses
 
 log = logging.getLogger("respd.store")
 
@@ -36,7 +36,9 @@ class Batch:
     """Rows to write in one go. Inserts run before updates, deletes last.
 
     ``events`` are single events ``{response_id, seq, body}`` (``body``: the event's JSON bytes);
-    consecutive events of one response are written as one event-log row.
+    consecutive events of one response are written as one event-log row. ``jobs`` are new background
+    jobs; ``finished_jobs`` the response ids whose job ends with this batch. ``notices`` are
+    ``(channel, payload)`` signals sent once the batch is committed (see :mod:`respd.jobs.signals`).
     """
 
     responses: list[dict[str, Any]] = field(default_factory=list)
@@ -44,6 +46,9 @@ class Batch:
     events: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     deletes: list[tuple[str, str]] = field(default_factory=list)  # (tenant, response_id)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    finished_jobs: list[str] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
 
     def extend(self, other: Batch) -> None:
         self.responses += other.responses
@@ -51,6 +56,9 @@ class Batch:
         self.events += other.events
         self.updates += other.updates
         self.deletes += other.deletes
+        self.jobs += other.jobs
+        self.finished_jobs += other.finished_jobs
+        self.notices += other.notices
 
 
 def _event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,8 +70,26 @@ def _event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+EVENTS_CHANNEL = "respd_events"  # payload: ids of responses with newly committed events, comma-separated
+_NOTICE_MAX = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+
+
+def _event_notices(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``respd_events`` notices naming every response with events in the batch (for other replicas' followers)."""
+    ids = list(dict.fromkeys(e["response_id"] for e in events))
+    notices, chunk = [], ""
+    for rid in ids:
+        if chunk and len(chunk) + len(rid) + 1 > _NOTICE_MAX:
+            notices.append((EVENTS_CHANNEL, chunk))
+            chunk = ""
+        chunk = f"{chunk},{rid}" if chunk else rid
+    if chunk:
+        notices.append((EVENTS_CHANNEL, chunk))
+    return notices
+
+
 def write_batch(conn: Connection, b: Batch) -> None:
-    """Execute one batch on an open transaction."""
+    """Execute one batch on an open transaction; notices are sent with PostgreSQL's NOTIFY at commit."""
     if b.responses:
         conn.execute(insert(responses), b.responses)
     if b.items:
@@ -77,6 +103,13 @@ def write_batch(conn: Connection, b: Batch) -> None:
         conn.execute(delete(response_events).where(response_events.c.response_id == rid))
         conn.execute(delete(response_items).where(response_items.c.response_id == rid))
         conn.execute(delete(responses).where(responses.c.id == rid, responses.c.tenant == tenant))
+        conn.execute(delete(jobs).where(jobs.c.response_id == rid))
+    if b.jobs:
+        conn.execute(insert(jobs), b.jobs)
+    if b.finished_jobs:
+        conn.execute(delete(jobs).where(jobs.c.response_id.in_(b.finished_jobs)))
+    for channel, payload in [*b.notices, *_event_notices(b.events)]:
+        conn.execute(select(func.pg_notify(channel, payload)))
 
 
 def _insert_sql(table: Table) -> tuple[str, list[str]]:
@@ -85,14 +118,18 @@ def _insert_sql(table: Table) -> tuple[str, list[str]]:
 
 
 class SqliteSink:
-    """Writes batches on one SQLite DBAPI connection; checkpoints the WAL from a thread every second."""
+    """Writes batches on one SQLite DBAPI connection; checkpoints the WAL from a thread every second.
+
+    SQLite is one process's database, so notices go straight to ``deliver`` after the commit.
+    """
 
     CHECKPOINT_S = 1.0
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, deliver: Callable[[str, str], None]) -> None:
         self._engine = engine
+        self._deliver = deliver
         self._conn: Any = None
-        self._inserts = [_insert_sql(t) for t in (responses, response_items, response_events)]
+        self._inserts = [_insert_sql(t) for t in (responses, response_items, response_events, jobs)]
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="respd-checkpoint")
         self._checkpointer: asyncio.Task[None] | None = None
 
@@ -106,7 +143,8 @@ class SqliteSink:
     async def __call__(self, b: Batch) -> None:
         conn = self._connection()
         try:
-            for (sql, cols), rows in zip(self._inserts, (b.responses, b.items, _event_rows(b.events)), strict=True):
+            tables = (b.responses, b.items, _event_rows(b.events), b.jobs)
+            for (sql, cols), rows in zip(self._inserts, tables, strict=True):
                 if rows:
                     conn.executemany(sql, [tuple(row[c] for c in cols) for row in rows])
             if b.updates:
@@ -116,10 +154,15 @@ class SqliteSink:
                 conn.execute("DELETE FROM response_events WHERE response_id = ?", (rid,))
                 conn.execute("DELETE FROM response_items WHERE response_id = ?", (rid,))
                 conn.execute("DELETE FROM responses WHERE id = ? AND tenant = ?", (rid, tenant))
+                conn.execute("DELETE FROM jobs WHERE response_id = ?", (rid,))
+            if b.finished_jobs:
+                conn.executemany("DELETE FROM jobs WHERE response_id = ?", [(rid,) for rid in b.finished_jobs])
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
+        for channel, payload in b.notices:
+            self._deliver(channel, payload)
 
     async def _checkpoints(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,140 @@
+"""The durable job queue and the replica registry, in the database.
+
+A replica (one ``respd serve`` process) registers itself and renews a lease while it lives. A background
+response is a row in ``jobs``: queued while ``owner`` is null, running while a live replica owns it. Work
+owned by a replica whose lease ran out — a job, or a foreground response it was streaming — is claimable
+by any other replica. Claims are single statements: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many
+replicas claim at once without waiting on each other or claiming the same row; SQLite has one writer.
+
+Leases are compared with each replica's own clock: hosts sharing a database need synchronized clocks
+(NTP), to well within the lease time.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+
+from respd.store.schema import jobs, replicas
+from respd.store.store import Store
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed background response, with the request that created it."""
+
+    response_id: str
+    tenant: str
+    request: str
+    attempts: int
+    cancel_requested: bool
+
+
+_ALIVE = "SELECT id FROM replicas WHERE lease_until >= :now"
+_CLAIM = f"""
+UPDATE jobs SET owner = :me, attempts = attempts + 1
+WHERE response_id IN (
+    SELECT response_id FROM jobs
+    WHERE {{which}} AND (owner IS NULL OR owner NOT IN ({_ALIVE}))
+    ORDER BY created_at LIMIT :n {{lock}})
+RETURNING response_id, tenant, request, attempts, cancel_requested
+"""
+_ORPHANS = f"""
+UPDATE responses SET owner = :me
+WHERE id IN (
+    SELECT id FROM responses
+    WHERE status IN ('queued', 'in_progress') AND background = :false
+      AND (owner IS NULL OR owner NOT IN ({_ALIVE}))
+    LIMIT :n {{lock}})
+RETURNING tenant, id
+"""
+
+
+class JobQueue:
+    """This replica's view of the queue: it claims, renews and releases in its own name."""
+
+    def __init__(self, store: Store, replica_id: str, lease_s: float) -> None:
+        self.store = store
+        self.replica_id = replica_id
+        self.lease_ms = int(lease_s * 1000)
+        lock = "" if store.is_sqlite else "FOR UPDATE SKIP LOCKED"
+        self._claim_any = text(_CLAIM.format(which="1 = 1", lock=lock))
+        self._claim_one = text(_CLAIM.format(which="response_id = :rid", lock=lock))
+        self._orphans = text(_ORPHANS.format(lock=lock))
+
+    async def _run(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(stmt, params or {})
+            return list(result.all()) if result.returns_rows else []
+
+    # -- the replica ------------------------------------------------------------------------------
+    def _row(self, now: int) -> dict[str, Any]:
+        return {"id": self.replica_id, "started_at": now, "lease_until": now + self.lease_ms,
+                "host": socket.gethostname()}  # fmt: skip
+
+    async def register(self) -> None:
+        await self._run(insert(replicas).values(**self._row(now_ms())))
+
+    async def renew(self) -> None:
+        """Extend this replica's lease; re-register if its row is gone (removed as long dead)."""
+        async with self.store.engine.begin() as conn:
+            now = now_ms()
+            q = update(replicas).where(replicas.c.id == self.replica_id).values(lease_until=now + self.lease_ms)
+            if (await conn.execute(q)).rowcount == 0:
+                await conn.execute(insert(replicas).values(**self._row(now)))
+            # replicas dead for a day own nothing claimable any more that an alive check needs them for
+            await conn.execute(delete(replicas).where(replicas.c.lease_until < now - 86_400_000))
+
+    async def retire(self) -> None:
+        """Leave: this replica's unfinished jobs go back to the queue, and its lease ends now."""
+        async with self.store.engine.begin() as conn:
+            await conn.execute(update(jobs).where(jobs.c.owner == self.replica_id).values(owner=None))
+            await conn.execute(delete(replicas).where(replicas.c.id == self.replica_id))
+
+    # -- jobs -------------------------------------------------------------------------------------
+    async def claim(self, n: int) -> list[Job]:
+        """Up to ``n`` queued or abandoned jobs, oldest first, now owned by this replica."""
+        rows = await self._run(self._claim_any, {"me": self.replica_id, "now": now_ms(), "n": n})
+        return [Job(r.response_id, r.tenant, r.request, r.attempts, bool(r.cancel_requested)) for r in rows]
+
+    async def claim_job(self, response_id: str) -> Job | None:
+        """The job of ``response_id`` if nobody alive holds it (to cancel it here)."""
+        rows = await self._run(self._claim_one, {"me": self.replica_id, "now": now_ms(), "n": 1, "rid": response_id})
+        return Job(rows[0].response_id, rows[0].tenant, rows[0].request, rows[0].attempts, True) if rows else None
+
+    async def release(self, response_ids: list[str]) -> None:
+        """Put jobs this replica owns back in the queue (draining at shutdown)."""
+        if response_ids:
+            q = update(jobs).where(jobs.c.owner == self.replica_id, jobs.c.response_id.in_(response_ids))
+            await self._run(q.values(owner=None))
+
+    async def request_cancel(self, response_id: str) -> None:
+        await self._run(update(jobs).where(jobs.c.response_id == response_id).values(cancel_requested=True))
+
+    async def owner_of(self, response_id: str) -> tuple[bool, str | None]:
+        """Whether ``response_id`` has a job, and the replica running it (None while queued)."""
+        rows = await self._run(select(jobs.c.owner).where(jobs.c.response_id == response_id))
+        return (True, rows[0].owner) if rows else (False, None)
+
+    async def queued(self) -> int:
+        """Jobs waiting for a replica."""
+        rows = await self._run(select(func.count()).select_from(jobs).where(jobs.c.owner.is_(None)))
+        return int(rows[0][0])
+
+    # -- foreground runs of dead replicas ----------------------------------------------------------
+    async def claim_orphans(self, n: int = 100) -> list[tuple[str, str]]:
+        """Foreground responses ``(tenant, id)`` left running by a replica that died; now this one's to end."""
+        rows = await self._run(self._orphans, {"me": self.replica_id, "now": now_ms(), "n": n, "false": False})
+        return [(r.tenant, r.id) for r in rows]
+
+    async def forget_others(self) -> None:
+        """SQLite: one process owns the database, so every other replica row is a previous, dead run."""
+        await self._run(delete(replicas).where(replicas.c.id != self.replica_id))

@@ -1,0 +1,195 @@
+"""This replica's share of the background work: claim jobs, run them, renew the lease, drain on shutdown.
+
+A job accepted here starts at once when there is room (no trip through the queue); otherwise it waits in
+the database until some replica with room claims it, woken by a ``respd_jobs`` notice or its poll. A job
+whose replica died is claimed like a queued one once that replica's lease runs out, and goes on from its
+event log (:mod:`respd.engine.resume`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from respd.engine.recovery import end_logged, end_orphans
+from respd.engine.resume import read_log
+from respd.engine.run import Run, prepare
+from respd.engine.runtime import Runtime
+from respd.errors import RateLimited, RespdError
+from respd.jobs.queue import Job, JobQueue
+from respd.store.signals import CANCEL, JOBS
+from respd.store.writer import Batch
+from respd.wire.request import CreateResponse
+from respd.wire.validation import parse_body
+
+log = logging.getLogger("respd.jobs")
+
+CANCELLED_BY_API = "cancelled"  # the message a job's task is cancelled with when the API asked for it
+
+
+class Worker:
+    """Runs background responses in this process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        settings = rt.settings
+        self.queue = JobQueue(rt.store, rt.replica_id, settings.lease_s)
+        self.capacity = settings.max_background
+        self.poll_s = min(1.0, settings.lease_s / 4)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.runs: dict[str, Run] = {}
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.queue.register()
+        if self.rt.store.is_sqlite:
+            await self.queue.forget_others()
+        signals = self.rt.store.signals
+        signals.on(JOBS, lambda _payload: self._wake.set())
+        signals.on(CANCEL, self._on_cancel)
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="respd-claim"),
+            asyncio.create_task(self._heartbeat(), name="respd-heartbeat"),
+        ]
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking work; give running jobs ``grace_s`` to finish, then put them back in the queue."""
+        self._stopping = True
+        for task in self._loops[:1]:
+            task.cancel()
+        running = list(self.tasks.values())
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        for rid, task in list(self.tasks.items()):
+            run = self.runs.get(rid)
+            if run is not None:
+                run.detached = True
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.queue.retire()  # the jobs left go back to the queue, and this replica is gone at once
+        if not self.rt.store.is_sqlite:  # other replicas: take them now
+            await self.rt.store.writer.commit(Batch(notices=[(JOBS, "")]))
+
+    # -- accepting --------------------------------------------------------------------------------
+    async def accept(self, run: Run, request_body: bytes) -> None:
+        """Make ``run`` a durable job (committed before this returns); start it here if there is room."""
+        here = not self._stopping and len(self.tasks) < self.capacity
+        if not here:
+            waiting = await self.queue.queued()
+            if waiting >= self.rt.settings.max_queued:
+                raise RateLimited(
+                    f"Too many background responses are waiting ({waiting}). Retry after 5 seconds.", retry_after=5
+                )
+        batch = run.accept_background(request_body, owner=self.rt.replica_id if here else None)
+        if not here:
+            batch.notices.append((JOBS, ""))
+        await self.rt.store.writer.commit(batch)
+        if here:
+            self.runs[run.id] = run
+            self._spawn(run.id, self._execute(run))
+
+    def _spawn(self, rid: str, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"respd-job-{rid}")
+        self.tasks[rid] = task
+        task.add_done_callback(lambda _t: self._finished(rid))
+
+    def _finished(self, rid: str) -> None:
+        self.tasks.pop(rid, None)
+        self.runs.pop(rid, None)
+        self._wake.set()  # room for another job
+
+    async def _execute(self, run: Run) -> None:
+        try:
+            async with contextlib.aclosing(run.events()) as events:
+                async for _ in events:
+                    pass
+        except asyncio.CancelledError:
+            pass  # the run logged its end (cancelled), or was detached to go back to the queue
+        except Exception:
+            log.exception("background response %s failed", run.id)
+
+    async def _take(self, job: Job) -> None:
+        """Run a claimed job from where its log stands."""
+        rid = job.response_id
+        try:
+            rows = await self.rt.store.events_after(rid, -1)
+            if not rows:  # the response was deleted
+                await self.rt.store.writer.commit(Batch(finished_jobs=[rid]))
+                return
+            logged = read_log(rows)
+            if logged.ended or job.cancel_requested:
+                await end_logged(self.rt.store, job.tenant, rid, "cancelled")
+                return
+            req = parse_body(CreateResponse, job.request.encode())
+            try:
+                run = await prepare(self.rt, req, job.tenant, response_id=rid,
+                                    created_at=logged.response["created_at"], logged=logged)  # fmt: skip
+            except RespdError as exc:  # e.g. its previous response was deleted while it waited
+                await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message)
+                return
+        except asyncio.CancelledError:
+            if not self._stopping:
+                await end_logged(self.rt.store, job.tenant, rid, "cancelled")
+            raise
+        if job.attempts > 1:
+            log.warning("taking over background response %s (attempt %d)", rid, job.attempts)
+        self.runs[rid] = run
+        await self._execute(run)
+
+    # -- cancelling -------------------------------------------------------------------------------
+    def _on_cancel(self, rid: str) -> None:
+        task = self.tasks.get(rid)
+        if task is not None:
+            task.cancel(CANCELLED_BY_API)
+
+    async def cancel(self, tenant: str, rid: str) -> None:
+        """Stop the job of ``rid`` wherever it runs (or end it now if it waits or its replica died)."""
+        if rid in self.tasks:
+            self._on_cancel(rid)
+            return
+        job = await self.queue.claim_job(rid)
+        if job is not None:
+            await end_logged(self.rt.store, tenant, rid, "cancelled")
+            return
+        has_job, _owner = await self.queue.owner_of(rid)
+        if has_job:
+            await self.queue.request_cancel(rid)
+            await self.rt.store.writer.commit(Batch(notices=[(CANCEL, rid)]))
+
+    # -- loops ------------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        sweep_every = max(1, int(self.rt.settings.lease_s / 2 / self.poll_s))
+        rounds = 0
+        while True:
+            self._wake.clear()
+            try:
+                room = self.capacity - len(self.tasks)
+                if room > 0:
+                    for job in await self.queue.claim(room):
+                        self._spawn(job.response_id, self._take(job))
+                if rounds % sweep_every == 0:
+                    await end_orphans(self.rt.store, await self.queue.claim_orphans())
+            except Exception:
+                log.exception("claiming background work failed; retrying")
+            rounds += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _heartbeat(self) -> None:
+        every = self.rt.settings.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.queue.renew()
+            except Exception:
+                log.exception("renewing this replica's lease failed")
+
