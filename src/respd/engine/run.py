@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
 import orjson
@@ -134,7 +134,7 @@ class Run:
             for i, item in enumerate(items)
         ]  # fmt: skip
 
-    def _record(self, ev: Event) -> bytes:
+    def _record(self, ev: Event, publish: bool = True) -> bytes:
         if "response" in ev:
             # A lifecycle event is mostly its snapshot: serialize that once, and keep the last one, which
             # is the stored row's body and the non-streamed answer.
@@ -145,7 +145,8 @@ class Run:
             data = orjson.dumps(ev)
         if self.store:
             self._logged.append({"response_id": self.id, "seq": ev["sequence_number"], "body": data})
-            self.rt.hub.publish(self.id, ev["sequence_number"], data)
+            if publish:
+                self.rt.hub.publish(self.id, ev["sequence_number"], data)
         return data
 
     def _flush_batch(self, final: dict[str, Any] | None) -> Batch:
@@ -219,14 +220,14 @@ class Run:
                 raise
             # The client left or the response was cancelled: stopped while awaiting the model, or closed
             # while paused at a yield.
-            self._record_all(em.cancel())
-            await self._end()
+            await self._end([(ev, self._record(ev, publish=False)) for ev in em.cancel()])
             raise
         except Exception:
             log.exception("response %s failed inside respd", self.id)
             terminal = em.fail("The server had an error while processing your request.")
-        frames = [(ev, self._record(ev)) for ev in terminal]
-        await self._end()
+        # followers see the terminal events only once they are durable, like the client of this run
+        frames = [(ev, self._record(ev, publish=False)) for ev in terminal]
+        await self._end(frames)
         yield frames
 
     def _record_all(self, events: list[Event]) -> list[tuple[Event, bytes]]:
@@ -256,11 +257,13 @@ class Run:
             await self.rt.store.writer.commit(self._flush_batch(None))
             self.rt.hub.close(self.id)
 
-    async def _end(self) -> None:
+    async def _end(self, unpublished: Sequence[tuple[Event, bytes]] = ()) -> None:
         self.release_admission()
         self.final = self.emitter.response
         await self._commit_final()
         if self.store:
+            for ev, data in unpublished:
+                self.rt.hub.publish(self.id, ev["sequence_number"], data)
             self.rt.hub.close(self.id)
 
 
