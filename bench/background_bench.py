@@ -15,6 +15,9 @@
    against following on the replica that runs it (from memory). The upstream here is the scripted fake of
    the tests, sending 40 chunks 20 ms apart.
 
+3. **Cross-replica cancel.** ``--cancels`` times: a background response runs on A; the cancel is sent to B;
+   the time until the upstream sees A hang up (B answers once the response is cancelled).
+
 Writes the section between ``<!-- background-results:start/end -->`` of bench/README.md.
 """
 
@@ -150,6 +153,28 @@ async def resumes(a: str, b: str, fake: FakeUpstream, n: int) -> dict[str, Any]:
             "local_p50": pct(local, 0.5), "local_p99": pct(local, 0.99), "samples": len(cross)}  # fmt: skip
 
 
+async def cancels(a: str, b: str, fake: FakeUpstream, n: int) -> dict[str, Any]:
+    """Cancel on B a response running on A: time from sending the cancel to A hanging up on the upstream."""
+    stops: list[float] = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(n):
+            fake.reset()
+            fake.script(Reply(chunks=[f"c{i} " for i in range(1000)], delay_s=0.02))
+            body = {"model": "paced-model", "input": "go", "background": True}
+            async with s.post(a + "/v1/responses", json=body) as r:
+                rid = (await r.json())["id"]
+            await asyncio.to_thread(fake.wait_for_requests, 1)
+            await asyncio.sleep(0.2)
+            t0 = time.monotonic()
+            async with s.post(f"{b}/v1/responses/{rid}/cancel") as r:
+                if (await r.json())["status"] != "cancelled":
+                    raise SystemExit("cancel did not cancel")
+            if not await asyncio.to_thread(fake.wait_for_disconnect, 10.0):
+                raise SystemExit("A did not stop")
+            stops.append((time.monotonic() - t0) * 1000)
+    return {"n": n, "p50": pct(stops, 0.5), "max": max(stops)}
+
+
 def write_readme(text: str) -> None:
     readme = README.read_text()
     if START not in readme:
@@ -163,6 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--resumes", type=int, default=10)
+    ap.add_argument("--cancels", type=int, default=10)
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args()
 
@@ -189,6 +215,7 @@ def main() -> None:
         procs += [pa, pb]
         jobs = asyncio.run(many_jobs([a, b], args.jobs, db))
         res = asyncio.run(resumes(a, b, fake, args.resumes))
+        cancel = asyncio.run(cancels(a, b, fake, args.cancels))
     finally:
         for p in procs:
             p.terminate()
@@ -209,7 +236,11 @@ def main() -> None:
 |---|---:|---:|
 | follower on the other replica (B), after the creating client | {res['cross_p50']:.2f} ms | {res['cross_p99']:.2f} ms |
 | follower on the running replica (A), after the creating client | {res['local_p50']:.2f} ms | {res['local_p99']:.2f} ms |
-| **added by following from another replica** | **{res['cross_p50'] - res['local_p50']:.2f} ms** | {res['cross_p99'] - res['local_p99']:.2f} ms |"""
+| **added by following from another replica** | **{res['cross_p50'] - res['local_p50']:.2f} ms** | {res['cross_p99'] - res['local_p99']:.2f} ms |
+
+| cancel sent to B for a response running on A, {cancel['n']} times | p50 | max |
+|---|---:|---:|
+| until A hung up on the upstream (target: within 1 s) | {cancel['p50']:.1f} ms | {cancel['max']:.1f} ms |"""
     print(text)
     if not args.no_readme:
         write_readme(text)

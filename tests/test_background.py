@@ -210,3 +210,15 @@ def test_background_on_dead_upstream_fails(any_client: openai.OpenAI, body: dict
     rid = created.id if hasattr(created, "id") else next(iter(created)).response.id  # type: ignore[attr-defined]
     done = wait_status(any_client, rid, TERMINAL)
     assert done.status == "failed" and done.error is not None
+
+
+def test_delete_running_background_stops_it(any_server: RespdServer, any_client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script(Reply(chunks=[f"d{i} " for i in range(200)], delay_s=0.05))
+    created = any_client.responses.create(model="test-model", input="long", background=True)
+    assert wait_status(any_client, created.id, {"in_progress"} | TERMINAL).status == "in_progress"
+    deleted = any_client.responses.delete(created.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    assert fake.wait_for_disconnect(timeout=2.0)
+    check_error(httpx.get(f"{any_server.url}/v1/responses/{created.id}"), 404, "response_id")
+    time.sleep(0.3)  # nothing of it is written after the delete
+    check_error(httpx.get(f"{any_server.url}/v1/responses/{created.id}?stream=true"), 404, "response_id")

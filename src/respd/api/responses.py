@@ -131,7 +131,11 @@ async def _followed_frames(request: Request, rid: str, after: int, obfuscate: bo
 
 async def delete_response(request: Request) -> Response:
     rt = runtime_of(request)
-    rid, _ = await _stored(request)
+    rid, row = await _stored(request)
+    if row["background"] and row["status"] not in TERMINAL_STATUSES:
+        # stop its run first, so that nothing is written for it after it is gone
+        await worker_of(request).cancel(tenant_of(request), rid)
+        await _wait_terminal(rt, tenant_of(request), rid, row)
     await rt.store.writer.commit(Batch(deletes=[(tenant_of(request), rid)]))
     return json_response({"id": rid, "object": "response", "deleted": True})
 

@@ -28,6 +28,7 @@ from respd.wire.validation import parse_body
 log = logging.getLogger("respd.jobs")
 
 CANCELLED_BY_API = "cancelled"  # the message a job's task is cancelled with when the API asked for it
+MAX_ATTEMPTS = 3  # a job whose replica died this many times is not tried again: it may be what kills them
 
 
 class Worker:
@@ -129,6 +130,10 @@ class Worker:
             if logged.ended or job.cancel_requested:
                 await end_logged(self.rt.store, job.tenant, rid, "cancelled")
                 return
+            if job.attempts > MAX_ATTEMPTS:
+                message = f"The server stopped {MAX_ATTEMPTS} times while generating this response; gave up."
+                await end_logged(self.rt.store, job.tenant, rid, "failed", message)
+                return
             req = parse_body(CreateResponse, job.request.encode())
             try:
                 run = await prepare(self.rt, req, job.tenant, response_id=rid,
@@ -185,11 +190,26 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
     async def _heartbeat(self) -> None:
-        every = self.rt.settings.lease_s / 3
+        lease_s = self.rt.settings.lease_s
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(lease_s / 3)
             try:
                 await self.queue.renew()
+                renewed = loop.time()
             except Exception:
                 log.exception("renewing this replica's lease failed")
+                if loop.time() - renewed > lease_s * 0.8:
+                    self._fence()
+
+    def _fence(self) -> None:
+        """The lease is (nearly) lost: other replicas may take these jobs over, so stop running them here."""
+        if self.tasks:
+            log.error("this replica's lease ran out; stopping its %d background runs", len(self.tasks))
+        for rid, task in list(self.tasks.items()):
+            run = self.runs.get(rid)
+            if run is not None:
+                run.detached = True
+            task.cancel()
 
