@@ -53,9 +53,26 @@ class Exchange:
             return dict(last["response"])
         return check_response(json.loads(self.text))
 
+    def problem(self) -> str | None:
+        """What is wrong with respd's answer, if anything: an error status, or a response that did not complete."""
+        if self.status >= 400:
+            return f"HTTP {self.status}"
+        if self.method != "POST" or self.path != "/v1/responses":
+            return None
+        if self.streamed:
+            frames = [f for f in self.text.strip().split("\n\n") if f.startswith("event: ")]
+            last = frames[-1].split("\n", 1)[0].removeprefix("event: ") if frames else "nothing"
+            return None if last == "response.completed" else f"the stream ended with {last}"
+        try:
+            status = json.loads(self.text).get("status")
+        except (ValueError, AttributeError):
+            return "the answer is not a JSON object"
+        return None if status == "completed" else f"the response is {status}"
+
     def describe(self) -> str:
         sent = json.dumps(self.body)[:3000] if self.body is not None else ""
-        return f"{self.method} {self.path} -> {self.status}\nrequest: {sent}\nanswer: {self.text[:2000]}"
+        answer = "..." + self.text[-2000:] if len(self.text) > 2000 else self.text  # a stream's end says most
+        return f"{self.method} {self.path} -> {self.status}\nrequest: {sent}\nanswer: {answer}"
 
 
 class WireRecorder:
@@ -156,8 +173,12 @@ class WireRecorder:
         """The ``POST /v1/responses`` exchanges, each checked to have succeeded (a failure names the request)."""
         out = [e for e in self.exchanges if e.method == "POST" and e.path == "/v1/responses"]
         for e in out:
-            assert e.status == 200, "respd answered this client request wrongly:\n" + e.describe()
+            assert e.problem() is None, f"respd answered this client request wrongly ({e.problem()}):\n{e.describe()}"
         return out
+
+    def wrong(self) -> list[Exchange]:
+        """The exchanges respd answered with an error or a stream that did not complete."""
+        return [e for e in self.exchanges if e.problem() is not None]
 
     def reset(self) -> None:
         with self._cond:

@@ -50,6 +50,17 @@ def wire(respd: RespdServer) -> Iterator[WireRecorder]:
         yield recorder
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed client test names the requests respd answered wrongly (the client's own error may not)."""
+    report: pytest.TestReport = yield
+    recorder = getattr(item, "funcargs", {}).get("wire")
+    if report.failed and isinstance(recorder, WireRecorder):
+        wrong = [f"{e.problem()}: {e.describe()}" for e in recorder.wrong()]
+        report.sections.append(("requests respd answered wrongly", "\n\n".join(wrong) or "none"))
+    return report
+
+
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
     """The clients of ``tests/js/package-lock.json``, installed (``tests/js/install.sh``) unless they are already."""

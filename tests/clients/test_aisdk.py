@@ -75,6 +75,7 @@ def test_tool_call_round_trip(
     assert first["toolCalls"] == [{"id": "call_paris", "name": "get_weather", "input": {"city": "Paris"}}]
     assert first["toolResults"] == [{"id": "call_paris", "output": WEATHER}]
     assert second["text"] == out["text"] == "Sunny, 22C in Paris." and out["finishReason"] == "stop"
+    assert out["warnings"] == []
 
     step1, step2 = wire.creates()
     assert all(e.streamed is stream for e in (step1, step2))

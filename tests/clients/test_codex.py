@@ -23,6 +23,7 @@ from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer
 from tests.wire_recorder import WireRecorder
 
+DEAD_PROXY = "http://127.0.0.1:9"
 PATCH = """*** Begin Patch
 *** Update File: hello.txt
 @@
@@ -44,7 +45,9 @@ class Codex:
         """``codex exec --json ARGS``: the JSONL events it printed; it must exit 0."""
         cmd = [str(self.binary), "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
                "-C", str(self.work), *args]  # fmt: skip
-        env = {**os.environ, "CODEX_HOME": str(self.home), "RESPD_API_KEY": API_KEY}
+        # Anything but respd would go through a proxy that is not there: nothing leaves this machine.
+        env = {**os.environ, "CODEX_HOME": str(self.home), "RESPD_API_KEY": API_KEY, "NO_PROXY": "127.0.0.1,localhost",
+               "HTTPS_PROXY": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "ALL_PROXY": DEAD_PROXY}  # fmt: skip
         proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
         assert proc.returncode == 0, (
             f"codex exec failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
