@@ -170,10 +170,12 @@ class WireRecorder:
             return list(self._exchanges)
 
     def creates(self) -> list[Exchange]:
-        """The ``POST /v1/responses`` exchanges, each checked to have succeeded (a failure names the request)."""
+        """The ``POST /v1/responses`` exchanges: each must have completed (a failure names the request), and its
+        answer is held to the specs (every event of a stream, and the Response)."""
         out = [e for e in self.exchanges if e.method == "POST" and e.path == "/v1/responses"]
         for e in out:
             assert e.problem() is None, f"respd answered this client request wrongly ({e.problem()}):\n{e.describe()}"
+            e.response()
         return out
 
     def wrong(self) -> list[Exchange]:

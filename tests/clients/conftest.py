@@ -4,10 +4,9 @@ of it, and the Node.js clients installed from ``tests/js/package-lock.json``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,9 @@ def wire(respd: RespdServer) -> Iterator[WireRecorder]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed client test names the requests respd answered wrongly (the client's own error may not)."""
     report: pytest.TestReport = yield
     recorder = getattr(item, "funcargs", {}).get("wire")
@@ -70,9 +71,9 @@ def node_modules() -> Path:
     return JS / "node_modules"
 
 
-def run_node(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+def run_node(script: str, *args: str) -> Any:
     """Run ``tests/js/<script>`` with node; its last stdout line is the JSON result."""
-    proc = subprocess.run(["node", str(JS / script), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.run(["node", str(JS / script), *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
     assert proc.returncode == 0, f"node {script} {' '.join(args)} failed:\n{proc.stderr[-4000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
