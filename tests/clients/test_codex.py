@@ -43,7 +43,7 @@ class Codex:
 
     def exec(self, *args: str) -> list[dict[str, Any]]:
         """``codex exec --json ARGS``: the JSONL events it printed; it must exit 0."""
-        cmd = [str(self.binary), "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+        cmd = [str(self.binary), "exec", "--json", "--strict-config", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
                "-C", str(self.work), *args]  # fmt: skip
         # Anything but respd would go through a proxy that is not there: nothing leaves this machine.
         env = {**os.environ, "CODEX_HOME": str(self.home), "RESPD_API_KEY": API_KEY, "NO_PROXY": "127.0.0.1,localhost",
