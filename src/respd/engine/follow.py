@@ -9,7 +9,6 @@ and nothing skipped whichever way an event arrives.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import orjson
@@ -30,6 +29,7 @@ async def follow(rt: Runtime, tenant: str, response_id: str, after: int) -> Asyn
     """``(event type, event JSON)`` of ``response_id`` numbered above ``after``, through its terminal event."""
     last = after
     while True:
+        # the wake-up is armed before the read: whatever is committed after the read wakes this loop
         with rt.store.signals.events_of(response_id) as woke:
             rows = await rt.store.events_after(response_id, last)
             for seq, data in rows:
@@ -47,13 +47,11 @@ async def follow(rt: Runtime, tenant: str, response_id: str, after: int) -> Asyn
                     if kind in TERMINAL_EVENTS:
                         return
                 continue  # the run ended or left: the rest is in the store
-            if rows:
-                continue
-            row = await rt.store.get_response(tenant, response_id)
-            if row is None or row["status"] in TERMINAL_STATUSES:
-                # deleted, or ended with no terminal event after ``last`` (a log that was cut short)
-                if row is None or not await rt.store.events_after(response_id, last):
-                    return
-                continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(woke.wait(), POLL_S)
+            except TimeoutError:  # quiet for a while: is the response still there, and still running?
+                row = await rt.store.get_response(tenant, response_id)
+                if row is None:
+                    return
+                if row["status"] in TERMINAL_STATUSES and not await rt.store.events_after(response_id, last):
+                    return  # ended, with no terminal event after ``last`` (a log that was cut short)
