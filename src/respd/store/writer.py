@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, update
+from sqlalchemy import Connection, Engine, Table, delete, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from respd.store.schema import response_events, response_items, responses
@@ -30,10 +30,26 @@ log = logging.getLogger("respd.store")
 
 LINGER_S = 0.003
 
+Params = Mapping[str, Any]
+
+
+class Sql(Protocol):
+    """The open transaction of a batch, on whichever database: SQL text with ``:name`` parameters."""
+
+    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
+        """Run ``sql`` once (a mapping; returns its rows) or once per mapping of a sequence (returns ``[]``)."""
+        ...
+
+
+class Op(Protocol):
+    """A write that needs more than plain rows (e.g. reads a counter it then bumps), run inside the batch."""
+
+    def apply(self, sql: Sql) -> None: ...
+
 
 @dataclass(slots=True)
 class Batch:
-    """Rows to write in one go. Inserts run before updates, deletes last.
+    """Rows to write in one go. Inserts run before updates, then ``ops`` in order, deletes last.
 
     ``events`` are single events ``{response_id, seq, body}`` (``body``: the event's JSON bytes);
     consecutive events of one response are written as one event-log row.
@@ -44,6 +60,7 @@ class Batch:
     events: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     deletes: list[tuple[str, str]] = field(default_factory=list)  # (tenant, response_id)
+    ops: list[Op] = field(default_factory=list)
 
     def extend(self, other: Batch) -> None:
         self.responses += other.responses
@@ -51,6 +68,7 @@ class Batch:
         self.events += other.events
         self.updates += other.updates
         self.deletes += other.deletes
+        self.ops += other.ops
 
 
 def _event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,10 +91,32 @@ def write_batch(conn: Connection, b: Batch) -> None:
     for row in b.updates:
         values = {k: v for k, v in row.items() if k != "id"}
         conn.execute(update(responses).where(responses.c.id == row["id"]).values(**values))
+    for op in b.ops:
+        op.apply(_CoreSql(conn))
     for tenant, rid in b.deletes:
         conn.execute(delete(response_events).where(response_events.c.response_id == rid))
         conn.execute(delete(response_items).where(response_items.c.response_id == rid))
         conn.execute(delete(responses).where(responses.c.id == rid, responses.c.tenant == tenant))
+
+
+class _CoreSql:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
+        result = self._conn.execute(text(sql), params)
+        return [tuple(row) for row in result.all()] if result.returns_rows else []
+
+
+class _DbapiSql:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
+        if isinstance(params, Mapping):
+            return [tuple(row) for row in self._conn.execute(sql, params).fetchall()]
+        self._conn.executemany(sql, params)
+        return []
 
 
 def _insert_sql(table: Table) -> tuple[str, list[str]]:
@@ -112,6 +152,8 @@ class SqliteSink:
             if b.updates:
                 conn.executemany("UPDATE responses SET status = ?, updated_at = ?, body = ? WHERE id = ?",
                                  [(u["status"], u["updated_at"], u["body"], u["id"]) for u in b.updates])  # fmt: skip
+            for op in b.ops:
+                op.apply(_DbapiSql(conn))
             for tenant, rid in b.deletes:
                 conn.execute("DELETE FROM response_events WHERE response_id = ?", (rid,))
                 conn.execute("DELETE FROM response_items WHERE response_id = ?", (rid,))
