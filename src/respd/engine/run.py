@@ -170,9 +170,11 @@ class Run:
             await self.rt.store.writer.commit(batch)
 
     def _conversation_append(self) -> conversations.Append | None:
+        """This turn for its conversation, if it joins one; ``store: false`` does not keep it out (nor does
+        it in the real API): it is about the response object, and the conversation is stored by definition."""
         conv = self.req.conversation_id
         if conv is None or self.final is None or self.final["status"] not in JOINS_CONVERSATION:
-            return None  # (with store:false too: the conversation keeps the turn, as the real API does)
+            return None
         return conversations.Append(self.tenant, conv, self.inputs + self.final["output"])
 
     # -- driving ----------------------------------------------------------------------------------

@@ -98,11 +98,12 @@ class Append:
     def apply(self, sql: Sql) -> None:
         if not self.items:
             return
-        rows = sql.execute(
-            "UPDATE conversations SET next_position = next_position + :n "
-            "WHERE id = :id AND tenant = :tenant RETURNING next_position",
-            {"n": len(self.items), "id": self.conversation_id, "tenant": self.tenant},
-        )
+        # The UPDATE takes the row's lock (or SQLite's write lock) until commit, so the counter read next is
+        # this transaction's alone. (Two statements rather than RETURNING, which SQLite < 3.35 lacks.)
+        key = {"id": self.conversation_id, "tenant": self.tenant}
+        sql.execute("UPDATE conversations SET next_position = next_position + :n WHERE id = :id AND tenant = :tenant",
+                    {**key, "n": len(self.items)})  # fmt: skip
+        rows = sql.execute("SELECT next_position FROM conversations WHERE id = :id AND tenant = :tenant", key)
         if rows:  # deleted while a response ran in it: there is nothing to add to
             _insert_items(sql, self.conversation_id, rows[0][0] - len(self.items), self.items)
 
@@ -140,9 +141,7 @@ class Delete:
     conversation_id: str
 
     def apply(self, sql: Sql) -> None:
-        rows = sql.execute(
-            "DELETE FROM conversations WHERE id = :id AND tenant = :tenant RETURNING id",
-            {"id": self.conversation_id, "tenant": self.tenant},
-        )
-        if rows:
-            sql.execute("DELETE FROM conversation_items WHERE conversation_id = :id", {"id": self.conversation_id})
+        key = {"id": self.conversation_id, "tenant": self.tenant}
+        sql.execute("DELETE FROM conversation_items WHERE conversation_id IN "
+                    "(SELECT id FROM conversations WHERE id = :id AND tenant = :tenant)", key)  # fmt: skip
+        sql.execute("DELETE FROM conversations WHERE id = :id AND tenant = :tenant", key)
