@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 import orjson
+from openai.types.conversations import Conversation as SDKConversation
+from openai.types.conversations import ConversationItem
 from openai.types.responses import Response as SDKResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -13,6 +15,7 @@ from pydantic import TypeAdapter
 from tests.spec_schemas import validate_openai, validate_openresponses
 
 _EVENT = TypeAdapter(ResponseStreamEvent)
+_CONVERSATION_ITEM = TypeAdapter(ConversationItem)
 
 # respd's own terminal event for a run stopped before it finished (the API defines no stream event for it).
 RESPD_EVENTS = {"response.cancelled"}
@@ -70,6 +73,34 @@ def check_event(event: dict[str, Any]) -> dict[str, Any]:
     if "response" in event:
         check_response(event["response"])
     return event
+
+
+def check_conversation(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` is a ConversationResource under the OpenAI spec and the SDK's model."""
+    validate_openai("ConversationResource", body)
+    assert body["object"] == "conversation" and isinstance(body["metadata"], dict), body
+    SDKConversation.model_validate(body)
+    return body
+
+
+def check_conversation_item(item: dict[str, Any]) -> dict[str, Any]:
+    """``item`` is a ConversationItem (an item with its id) under the OpenAI spec and the SDK's model."""
+    validate_openai("ConversationItem", item)
+    assert item["id"], item
+    _CONVERSATION_ITEM.validate_python(item)
+    return item
+
+
+def check_conversation_item_list(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` is a ConversationItemList; its first_id/last_id name its first and last items."""
+    for item in body["data"]:
+        check_conversation_item(item)
+    if body["data"]:
+        validate_openai("ConversationItemList", body)
+        assert (body["first_id"], body["last_id"]) == (body["data"][0]["id"], body["data"][-1]["id"]), body
+    else:  # the spec types the ids as strings; an empty page has none to give
+        assert body == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}, body
+    return body
 
 
 def check_error(resp: httpx.Response, status: int, param: str | None = None, code: str | None = None) -> dict[str, Any]:

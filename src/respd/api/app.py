@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from respd.api import responses, system
+from respd.api import conversations, responses, system
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
@@ -55,6 +55,21 @@ def routes() -> list[Route]:
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
         Route("/v1/responses/{response_id}/cancel", responses.cancel_response, methods=["POST"]),
+        *conversation_routes(),
+    ]
+
+
+def conversation_routes() -> list[Route]:
+    c, base = conversations, "/v1/conversations/{conversation_id}"
+    return [
+        Route("/v1/conversations", c.create_conversation, methods=["POST"]),
+        Route(base, c.get_conversation, methods=["GET"]),
+        Route(base, c.update_conversation, methods=["POST"]),
+        Route(base, c.delete_conversation, methods=["DELETE"]),
+        Route(base + "/items", c.list_items, methods=["GET"]),
+        Route(base + "/items", c.create_items, methods=["POST"]),
+        Route(base + "/items/{item_id}", c.get_item, methods=["GET"]),
+        Route(base + "/items/{item_id}", c.delete_item, methods=["DELETE"]),
     ]
 
 

@@ -1,4 +1,4 @@
-"""Cursor pages of items (``input_items``, later conversation items): limit, order, after."""
+"""Cursor pages of items (``input_items``, conversation items): limit, order, after; the ``include`` query."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from respd.errors import InvalidRequest
+from respd.wire.request import INCLUDABLE_VALUES
 
 
 def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,3 +45,14 @@ def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
         "last_id": page[-1]["id"] if page else None,
         "has_more": len(ordered) > limit,
     }
+
+
+def check_include(request: Request) -> None:
+    """``include[]`` values must be ones the API knows; the ones about built-in tools have nothing to add here."""
+    for value in request.query_params.getlist("include[]") + request.query_params.getlist("include"):
+        if value not in INCLUDABLE_VALUES:
+            raise InvalidRequest(
+                f"Invalid value: '{value}'. Supported values are: {', '.join(sorted(INCLUDABLE_VALUES))}.",
+                param="include",
+                code="invalid_value",
+            )

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from respd.api.context import json_response, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
-from respd.api.pagination import paginate
+from respd.api.pagination import check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine.fold import fold
 from respd.engine.follow import follow
@@ -21,7 +21,7 @@ from respd.engine.run import Run, prepare
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, NotFound
 from respd.store.writer import Batch
-from respd.wire.request import INCLUDABLE_VALUES, CreateResponse
+from respd.wire.request import CreateResponse
 from respd.wire.response import TERMINAL_STATUSES
 from respd.wire.validation import parse_body
 
@@ -96,20 +96,9 @@ async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
     return rid, row
 
 
-def _check_include(request: Request) -> None:
-    """``include[]`` values must be ones the API knows; the ones about built-in tools have nothing to add here."""
-    for value in request.query_params.getlist("include[]") + request.query_params.getlist("include"):
-        if value not in INCLUDABLE_VALUES:
-            raise InvalidRequest(
-                f"Invalid value: '{value}'. Supported values are: {', '.join(sorted(INCLUDABLE_VALUES))}.",
-                param="include",
-                code="invalid_value",
-            )
-
-
 async def get_response(request: Request) -> Response:
     rt = runtime_of(request)
-    _check_include(request)
+    check_include(request)
     rid, row = await _stored(request)
     if _flag(request, "stream"):
         after = _int_param(request, "starting_after", -1)

@@ -64,8 +64,13 @@ def check_request(req: CreateResponse) -> None:
     check_metadata(req.metadata)
     if req.background and req.store is False:
         raise InvalidRequest("Background mode requires 'store' to be true.", param="background")
-    if req.conversation is not None:
-        raise Unsupported("Conversations are not supported by this server yet.", param="conversation")
+    if req.conversation is not None and req.previous_response_id is not None:
+        raise InvalidRequest(
+            "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or "
+            "'conversation'.",
+            param="conversation",
+            code="mutually_exclusive_parameters",
+        )
     for name in ("prompt", "context_management", "moderation"):
         if getattr(req, name) is not None:
             raise Unsupported(f"'{name}' is not supported by this server.", param=name)

@@ -1,15 +1,18 @@
-"""The model's context for a request: the chain behind ``previous_response_id``, then this turn's input.
+"""The model's context for a request: the conversation's items or the chain behind ``previous_response_id``,
+then this turn's input.
 
 Also resolves ``item_reference`` inputs to the stored items they name. Nothing here writes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from respd.engine.items import normalize, text_message
 from respd.errors import InvalidRequest, NotFound
 from respd.sealing import Sealer, SealError
+from respd.store import conversations
 from respd.store.store import Store
 from respd.wire import items as w
 from respd.wire.request import CreateResponse
@@ -21,13 +24,18 @@ async def input_items(store: Store, tenant: str, req: CreateResponse) -> list[di
         return []
     if isinstance(req.input, str):
         return [text_message(req.input)]
-    refs = [it.id for it in req.input if isinstance(it, w.ItemReference)]
+    return await resolve_items(store, tenant, req.input)
+
+
+async def resolve_items(store: Store, tenant: str, items: Sequence[Any], param: str = "input") -> list[dict[str, Any]]:
+    """Validated input items in stored form; a reference unknown to this tenant is a 404 on ``param[i].id``."""
+    refs = [it.id for it in items if isinstance(it, w.ItemReference)]
     found = await store.find_items(tenant, refs) if refs else {}
     out = []
-    for i, it in enumerate(req.input):
+    for i, it in enumerate(items):
         if isinstance(it, w.ItemReference):
             if it.id not in found:
-                raise NotFound(f"Item with id '{it.id}' not found.", param=f"input[{i}].id")
+                raise NotFound(f"Item with id '{it.id}' not found.", param=f"{param}[{i}].id")
             out.append(found[it.id])
         else:
             out.append(normalize(it))
@@ -35,7 +43,9 @@ async def input_items(store: Store, tenant: str, req: CreateResponse) -> list[di
 
 
 async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[str, Any]]:
-    """Every item of the previous responses in the chain, oldest first."""
+    """The items before this turn, oldest first: the conversation's, or every item of the previous responses."""
+    if req.conversation_id is not None:
+        return await conversation_items(store, tenant, req.conversation_id)
     prev = req.previous_response_id
     if prev is None:
         return []
@@ -49,10 +59,29 @@ async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[s
     return await store.chain_items(tenant, prev)
 
 
+async def conversation_items(store: Store, tenant: str, conversation_id: str) -> list[dict[str, Any]]:
+    """The items of a conversation the request runs in; a 404 on ``conversation`` if there is none."""
+    if await conversations.get(store.engine, tenant, conversation_id) is None:
+        raise NotFound(f"Conversation with id '{conversation_id}' not found.", param="conversation")
+    return await conversations.items(store.engine, conversation_id)
+
+
+def check_unique_ids(existing: list[dict[str, Any]], new: list[dict[str, Any]], param: str = "input") -> None:
+    """Items joining a conversation must not repeat the id of one in it, or of one another: ids name them there."""
+    seen = {item["id"] for item in existing}
+    for item in new:
+        if item["id"] in seen:
+            raise InvalidRequest(
+                f"Duplicate item found with id {item['id']}. Remove duplicate items from your input and try again.",
+                param=param,
+            )
+        seen.add(item["id"])
+
+
 REASONING = "reasoning"  # the sealing purpose of a reasoning item's encrypted_content
 
 
-def unseal_reasoning(sealer: Sealer, tenant: str, inputs: list[dict[str, Any]]) -> None:
+def unseal_reasoning(sealer: Sealer, tenant: str, inputs: list[dict[str, Any]], param: str = "input") -> None:
     """Reasoning items sent back by value get their sealed text restored into the context."""
     for i, item in enumerate(inputs):
         blob = item.get("encrypted_content") if item["type"] == "reasoning" else None
@@ -63,7 +92,7 @@ def unseal_reasoning(sealer: Sealer, tenant: str, inputs: list[dict[str, Any]]) 
         except SealError as exc:
             raise InvalidRequest(
                 f"The encrypted content of reasoning item '{item['id']}' could not be verified: {exc}.",
-                param=f"input[{i}].encrypted_content",
+                param=f"{param}[{i}].encrypted_content",
                 code="invalid_encrypted_content",
             ) from None
         item["content"] = sealed["content"]

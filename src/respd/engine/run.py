@@ -27,11 +27,16 @@ from respd.engine.runtime import Runtime
 from respd.engine.tools import ToolPlan, plan_tools
 from respd.errors import UpstreamError
 from respd.ids import new_id
+from respd.store import conversations
 from respd.store.writer import Batch
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
 log = logging.getLogger("respd.run")
+
+# A response that ran to its end adds its input and output to its conversation; one that failed or was
+# cancelled adds nothing, so a retried turn does not leave the user's message in it twice.
+JOINS_CONVERSATION = frozenset({"completed", "incomplete"})
 
 
 def _dumps(obj: Any) -> str:
@@ -181,8 +186,21 @@ class Run:
             self.rt.store.writer.submit(self._flush_batch(None))
 
     async def _commit_final(self) -> None:
-        if self.store:
-            await self.rt.store.writer.commit(self._flush_batch(self.final))
+        # The conversation's append shares the terminal commit: no crash can end the response without it.
+        batch = self._flush_batch(self.final) if self.store else Batch()
+        append = self._conversation_append()
+        if append is not None:
+            batch.ops.append(append)
+        if self.store or append is not None:
+            await self.rt.store.writer.commit(batch)
+
+    def _conversation_append(self) -> conversations.Append | None:
+        """This turn for its conversation, if it joins one; ``store: false`` does not keep it out (nor does
+        it in the real API): it is about the response object, and the conversation is stored by definition."""
+        conv = self.req.conversation_id
+        if conv is None or self.final is None or self.final["status"] not in JOINS_CONVERSATION:
+            return None
+        return conversations.Append(self.tenant, conv, self.inputs + self.final["output"])
 
     # -- driving ----------------------------------------------------------------------------------
     async def events(self) -> AsyncGenerator[list[tuple[Event, bytes]], None]:
@@ -294,6 +312,8 @@ async def prepare(
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
+    if req.conversation_id is not None:
+        context.check_unique_ids(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools,
               response_id=response_id, created_at=created_at, logged=logged)  # fmt: skip
     if logged is None:  # a job that starts is past its checks, and the job queue holds its place

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from respd.store.schema import jobs, replicas
 from respd.store.store import Store
@@ -71,9 +71,11 @@ class JobQueue:
         self._orphans = text(_ORPHANS.format(lock=lock))
 
     async def _run(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        async with self.store.engine.begin() as conn:
-            result = await conn.execute(stmt, params or {})
+        def work(conn: Connection) -> list[Any]:
+            result = conn.execute(stmt, params or {})
             return list(result.all()) if result.returns_rows else []
+
+        return await self.store.transact(work)
 
     # -- the replica ------------------------------------------------------------------------------
     def _row(self, now: int) -> dict[str, Any]:
@@ -85,19 +87,25 @@ class JobQueue:
 
     async def renew(self) -> None:
         """Extend this replica's lease; re-register if its row is gone (removed as long dead)."""
-        async with self.store.engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
             now = now_ms()
             q = update(replicas).where(replicas.c.id == self.replica_id).values(lease_until=now + self.lease_ms)
-            if (await conn.execute(q)).rowcount == 0:
-                await conn.execute(insert(replicas).values(**self._row(now)))
+            if conn.execute(q).rowcount == 0:
+                conn.execute(insert(replicas).values(**self._row(now)))
             # replicas dead for a day own nothing claimable any more that an alive check needs them for
-            await conn.execute(delete(replicas).where(replicas.c.lease_until < now - 86_400_000))
+            conn.execute(delete(replicas).where(replicas.c.lease_until < now - 86_400_000))
+
+        await self.store.transact(work)
 
     async def retire(self) -> None:
         """Leave: this replica's unfinished jobs go back to the queue, and its lease ends now."""
-        async with self.store.engine.begin() as conn:
-            await conn.execute(update(jobs).where(jobs.c.owner == self.replica_id).values(owner=None))
-            await conn.execute(delete(replicas).where(replicas.c.id == self.replica_id))
+
+        def work(conn: Connection) -> None:
+            conn.execute(update(jobs).where(jobs.c.owner == self.replica_id).values(owner=None))
+            conn.execute(delete(replicas).where(replicas.c.id == self.replica_id))
+
+        await self.store.transact(work)
 
     # -- jobs -------------------------------------------------------------------------------------
     async def claim(self, n: int) -> list[Job]:

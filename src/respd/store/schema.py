@@ -76,3 +76,27 @@ jobs = Table(
     Column("request", Text, nullable=False),  # the validated create request, JSON
     Index("ix_jobs_owner", "owner"),
 )
+
+# Conversations (``/v1/conversations``). ``next_position`` is the counter that appends take positions from:
+# an append bumps it in its own transaction, which locks the row, so concurrent appends come out whole
+# and in commit order.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("next_position", Integer, nullable=False),
+)
+
+# The items of each conversation, in order. Positions may have gaps (deleted items).
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column("conversation_id", String(80), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("item_id", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_conversation_items_item", "conversation_id", "item_id"),
+)

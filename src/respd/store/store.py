@@ -6,12 +6,13 @@ scoped by tenant: what one API key created is invisible to another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -19,6 +20,8 @@ from respd.store.migrate import migrate
 from respd.store.schema import response_events, response_items, responses
 from respd.store.signals import PgSignals, Signals
 from respd.store.writer import SqliteSink, Writer, async_sink
+
+T = TypeVar("T")
 
 _CHAIN = text(
     """
@@ -55,15 +58,11 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _writer_for(url: str, engine: AsyncEngine, signals: Signals) -> Writer:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return Writer(async_sink(engine))
-    # SQLite: plain pysqlite connections for the writer and its checkpointer (see respd.store.writer).
-    sync = sa_create_engine(parsed.set(drivername="sqlite"), connect_args={"check_same_thread": False})
+def _sqlite_sync_engine(url: str) -> Engine:
+    """Plain pysqlite connections, used inline on the event loop (see respd.store.writer)."""
+    sync = sa_create_engine(make_url(url).set(drivername="sqlite"), connect_args={"check_same_thread": False})
     event.listen(sync, "connect", _sqlite_pragmas)
-    sink = SqliteSink(sync, signals.deliver)
-    return Writer(sink, sink.close)
+    return sync
 
 
 class Store:
@@ -73,7 +72,22 @@ class Store:
         self.engine = create_engine(url)
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self.signals: Signals = Signals() if self.is_sqlite else PgSignals(url)
-        self.writer = _writer_for(url, self.engine, self.signals)
+        # SQLite has one writer at a time: every write runs inline on the event loop (the writer's batches
+        # and :meth:`transact`), so no write waits on the file lock of another that needs the loop to end.
+        self._sync = _sqlite_sync_engine(url) if self.is_sqlite else None
+        if self._sync is not None:
+            sink = SqliteSink(self._sync, self.signals.deliver)
+            self.writer = Writer(sink, sink.close)
+        else:
+            self.writer = Writer(async_sink(self.engine))
+
+    async def transact(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction of its own (claims and leases, which need their results now)."""
+        if self._sync is not None:
+            with self._sync.begin() as conn:
+                return work(conn)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work)
 
     async def open(self) -> None:
         """Migrate the schema, start the writer and begin receiving notices."""

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from respd.store.schema import jobs, response_events, response_items, responses
@@ -30,15 +30,31 @@ log = logging.getLogger("respd.store")
 
 LINGER_S = 0.003
 
+Params = Mapping[str, Any]
+
+
+class Sql(Protocol):
+    """The open transaction of a batch, on whichever database: SQL text with ``:name`` parameters."""
+
+    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
+        """Run ``sql`` once (a mapping; returns its rows) or once per mapping of a sequence (returns ``[]``)."""
+        ...
+
+
+class Op(Protocol):
+    """A write that needs more than plain rows (e.g. reads a counter it then bumps), run inside the batch."""
+
+    def apply(self, sql: Sql) -> None: ...
+
 
 @dataclass(slots=True)
 class Batch:
-    """Rows to write in one go. Inserts run before updates, deletes last.
+    """Rows to write in one go. Inserts run before updates, then ``ops`` in order, deletes last.
 
     ``events`` are single events ``{response_id, seq, body}`` (``body``: the event's JSON bytes);
     consecutive events of one response are written as one event-log row. ``jobs`` are new background
     jobs; ``finished_jobs`` the response ids whose job ends with this batch. ``notices`` are
-    ``(channel, payload)`` signals sent once the batch is committed (see :mod:`respd.jobs.signals`).
+    ``(channel, payload)`` signals sent once the batch is committed (see :mod:`respd.store.signals`).
     """
 
     responses: list[dict[str, Any]] = field(default_factory=list)
@@ -49,6 +65,7 @@ class Batch:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     finished_jobs: list[str] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
 
     def extend(self, other: Batch) -> None:
         self.responses += other.responses
@@ -59,6 +76,7 @@ class Batch:
         self.jobs += other.jobs
         self.finished_jobs += other.finished_jobs
         self.notices += other.notices
+        self.ops += other.ops
 
 
 def _event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,6 +117,8 @@ def write_batch(conn: Connection, b: Batch) -> None:
     for row in b.updates:
         values = {k: v for k, v in row.items() if k != "id"}
         conn.execute(update(responses).where(responses.c.id == row["id"]).values(**values))
+    for op in b.ops:
+        op.apply(_CoreSql(conn))
     for tenant, rid in b.deletes:
         conn.execute(delete(response_events).where(response_events.c.response_id == rid))
         conn.execute(delete(response_items).where(response_items.c.response_id == rid))
@@ -110,6 +130,26 @@ def write_batch(conn: Connection, b: Batch) -> None:
         conn.execute(delete(jobs).where(jobs.c.response_id.in_(b.finished_jobs)))
     for channel, payload in [*b.notices, *_event_notices(b.events)]:
         conn.execute(select(func.pg_notify(channel, payload)))
+
+
+class _CoreSql:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
+        result = self._conn.execute(text(sql), params)
+        return [tuple(row) for row in result.all()] if result.returns_rows else []
+
+
+class _DbapiSql:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
+        if isinstance(params, Mapping):
+            return [tuple(row) for row in self._conn.execute(sql, params).fetchall()]
+        self._conn.executemany(sql, params)
+        return []
 
 
 def _insert_sql(table: Table) -> tuple[str, list[str]]:
@@ -150,6 +190,8 @@ class SqliteSink:
             if b.updates:
                 conn.executemany("UPDATE responses SET status = ?, updated_at = ?, body = ? WHERE id = ?",
                                  [(u["status"], u["updated_at"], u["body"], u["id"]) for u in b.updates])  # fmt: skip
+            for op in b.ops:
+                op.apply(_DbapiSql(conn))
             for tenant, rid in b.deletes:
                 conn.execute("DELETE FROM response_events WHERE response_id = ?", (rid,))
                 conn.execute("DELETE FROM response_items WHERE response_id = ?", (rid,))

@@ -141,3 +141,9 @@ class CreateResponse(Wire):
     prompt_cache_options: dict[str, Any] | None = None
     moderation: dict[str, Any] | None = None
     client_metadata: dict[str, Any] | None = None
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The id of ``conversation``, whichever form it came in."""
+        conv = self.conversation
+        return conv.id if isinstance(conv, ConversationRef) else conv

@@ -71,7 +71,7 @@ def new_response(
         "truncation": req.truncation or "disabled",
         "usage": None,
         "metadata": req.metadata or {},
-        "conversation": None,
+        "conversation": None if req.conversation_id is None else {"id": req.conversation_id},
         "prompt": None,
         "prompt_cache_key": req.prompt_cache_key,
         "prompt_cache_retention": req.prompt_cache_retention,

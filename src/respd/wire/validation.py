@@ -46,14 +46,16 @@ def param_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _is_union_label(part: str) -> bool:
-    # pydantic inserts the member it tried ("str", "list[...]", "function-after[...]") or the tag
-    # of a tagged union ("message", "function_call") into the location.
+    # pydantic inserts the member it tried ("str", "list[...]", "function-after[...]", a model's class name
+    # like "ConversationRef": API field names are never capitalized) or the tag of a tagged union
+    # ("message", "function_call") into the location.
     return (
         "[" in part
         or "-" in part
         or part in {"str", "int", "float", "bool", "dict", "list", "none"}
         or part.startswith(TAG_MARK)
         or part.startswith("literal")
+        or part[:1].isupper()
     )
 
 
@@ -108,6 +110,14 @@ def to_invalid_request(exc: ValidationError) -> InvalidRequest:
             f"Invalid '{path}': value {rel} value. Expected a value {sign[kind]} {bound}, but got {value} instead.",
             param=path,
             code=f"{number}_{'above_max' if above else 'below_min'}_value",
+        )
+    if kind == "too_long" and isinstance(value, list):
+        limit = (err.get("ctx") or {}).get("max_length")
+        return InvalidRequest(
+            f"Invalid '{path}': array too long. Expected an array with maximum length {limit}, but got an array "
+            f"with length {len(value)} instead.",
+            param=path,
+            code="array_above_max_length",
         )
     if kind in ("string_too_long", "too_long", "string_too_short", "too_short"):
         code = "string_above_max_length" if "long" in kind else "string_below_min_length"
