@@ -5,6 +5,7 @@ Also resolves ``item_reference`` inputs to the stored items they name. Nothing h
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from respd.engine.items import normalize, text_message
@@ -34,11 +35,20 @@ async def input_items(store: Store, tenant: str, req: CreateResponse) -> list[di
     return out
 
 
-async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[str, Any]]:
-    """Every item of the previous responses in the chain, oldest first."""
+LocalHistory = Callable[[str], Awaitable[list[dict[str, Any]] | None]]
+"""A source of chains kept outside the database (a WebSocket connection's memory): the chain up to and
+including a response id, or None when it does not know that id."""
+
+
+async def history(
+    store: Store, tenant: str, req: CreateResponse, local: LocalHistory | None = None
+) -> list[dict[str, Any]]:
+    """Every item of the previous responses in the chain, oldest first; ``local`` is asked before the store."""
     prev = req.previous_response_id
     if prev is None:
         return []
+    if local is not None and (kept := await local(prev)) is not None:
+        return kept
     row = await store.get_response(tenant, prev)
     if row is None:
         raise NotFound(

@@ -77,6 +77,7 @@ class Run:
         self._row_written = False
         self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
         self._admission: Admission | None = None  # this run's place at a backend with limited room
+        self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
 
     # -- the model request ------------------------------------------------------------------------
     def model_request(self) -> ModelRequest:
@@ -169,7 +170,8 @@ class Run:
         terminal: list[Event]
         try:
             yield self._record_all(em.start())
-            async for got in self.rt.backend(self.route).generate(self.model_request()):
+            deltas = self.rt.backend(self.route).generate(self.model_request()) if self.generate else _no_deltas()
+            async for got in deltas:
                 batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
                 if batch:
                     yield self._record_all(batch)
@@ -209,13 +211,21 @@ class Run:
         await self._commit_final()
 
 
-async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
-    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run."""
+async def _no_deltas() -> AsyncGenerator[Any, None]:
+    return
+    yield
+
+
+async def prepare(rt: Runtime, req: CreateResponse, tenant: str, local: context.LocalHistory | None = None) -> Run:
+    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run.
+
+    ``local`` finds previous responses kept outside the database (a WebSocket connection's store:false ones).
+    """
     check_request(req)
     assert req.model is not None
     route = rt.settings.model(req.model)
     tools = plan_tools(req, strict=rt.settings.strict_tools)
-    hist = await context.history(rt.store, tenant, req)
+    hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
