@@ -196,8 +196,8 @@ class Session:
             return
         except Exception:
             log.exception("response.create failed inside respd")
-            await self._send(error_event(ServerError("The server had an error while processing your request."),
-                                         stream_id))  # fmt: skip
+            bug = ServerError("The server had an error while processing your request.")
+            await self._send(error_event(bug, stream_id))
             return
         await self._stream(run, create.obfuscate, stream_id)
         self.memory.remember(run)
