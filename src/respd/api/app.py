@@ -10,9 +10,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from respd.api import conversations, responses, system
+from respd.api import conversations, responses, system, websocket
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
@@ -45,12 +45,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return json_response(envelope(err), status=500)
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", system.healthz, methods=["GET"]),
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses", responses.create_response, methods=["POST"]),
+        WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
         Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),

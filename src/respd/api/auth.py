@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from respd.errors import AuthenticationFailed
 
@@ -22,8 +22,8 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self._tenants)
 
-    def tenant(self, request: Request) -> str:
-        """The caller's tenant, or a 401."""
+    def tenant(self, request: HTTPConnection) -> str:
+        """The caller's tenant (an HTTP request or a WebSocket handshake), or a 401."""
         if not self._tenants:
             return ""
         header = request.headers.get("authorization", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from respd.api.auth import KeyRing
@@ -13,17 +13,17 @@ from respd.engine.runtime import Runtime
 from respd.jobs.worker import Worker
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: HTTPConnection) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def worker_of(request: Request) -> Worker:
+def worker_of(request: HTTPConnection) -> Worker:
     worker: Worker = request.app.state.worker
     return worker
 
 
-def tenant_of(request: Request) -> str:
+def tenant_of(request: HTTPConnection) -> str:
     """The tenant of the caller; raises 401 when keys are configured and this one is missing or wrong."""
     keys: KeyRing = request.app.state.keys
     return keys.tenant(request)

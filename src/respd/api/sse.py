@@ -19,15 +19,20 @@ _HEADERS = [
 ]
 
 
-def frame(event_type: str, data: bytes, *, obfuscate: bool = False) -> bytes:
-    """One event as one write: ``event: <type>\\ndata: <json>\\n\\n``.
-
-    With ``obfuscate``, delta events get an ``obfuscation`` field of random characters, as the API adds
+def obfuscated(event_type: str, data: bytes) -> bytes:
+    """``data`` with an ``obfuscation`` field of random characters if it is a delta event, as the API adds
     (``stream_options.include_obfuscation``) so payload sizes do not reveal token lengths.
     """
-    if obfuscate and event_type.endswith(".delta"):
-        pad = secrets.token_urlsafe(12)[: max(2, 16 - len(data) % 16)]
-        data = data[:-1] + b',"obfuscation":"' + pad.encode() + b'"}'
+    if not event_type.endswith(".delta"):
+        return data
+    pad = secrets.token_urlsafe(12)[: max(2, 16 - len(data) % 16)]
+    return data[:-1] + b',"obfuscation":"' + pad.encode() + b'"}'
+
+
+def frame(event_type: str, data: bytes, *, obfuscate: bool = False) -> bytes:
+    """One event as one write: ``event: <type>\\ndata: <json>\\n\\n`` (see :func:`obfuscated`)."""
+    if obfuscate:
+        data = obfuscated(event_type, data)
     return b"event: " + event_type.encode() + b"\ndata: " + data + b"\n\n"
 
 

@@ -6,7 +6,7 @@ Also resolves ``item_reference`` inputs to the stored items they name. Nothing h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from respd.engine.items import normalize, text_message
@@ -42,13 +42,25 @@ async def resolve_items(store: Store, tenant: str, items: Sequence[Any], param: 
     return out
 
 
-async def history(store: Store, tenant: str, req: CreateResponse) -> list[dict[str, Any]]:
-    """The items before this turn, oldest first: the conversation's, or every item of the previous responses."""
+LocalHistory = Callable[[str], Awaitable[list[dict[str, Any]] | None]]
+"""A source of chains kept outside the database (a WebSocket connection's memory): the chain up to and
+including a response id, or None when it does not know that id."""
+
+
+async def history(
+    store: Store, tenant: str, req: CreateResponse, local: LocalHistory | None = None
+) -> list[dict[str, Any]]:
+    """The items before this turn, oldest first: the conversation's, or every item of the previous responses.
+
+    ``local`` (chains kept outside the database) is asked before the store.
+    """
     if req.conversation_id is not None:
         return await conversation_items(store, tenant, req.conversation_id)
     prev = req.previous_response_id
     if prev is None:
         return []
+    if local is not None and (kept := await local(prev)) is not None:
+        return kept
     row = await store.get_response(tenant, prev)
     if row is None:
         raise NotFound(

@@ -92,6 +92,7 @@ class Run:
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
         self._admission: Admission | None = None  # this run's place at a backend with limited room
+        self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
 
     # -- the model request ------------------------------------------------------------------------
     def model_request(self, prefill: str | None = None) -> ModelRequest:
@@ -224,7 +225,9 @@ class Run:
                 prefill = self.logged.prefill() if self._can_prefill() else None
                 if prefill is None:
                     raise UpstreamError(_NOT_CONTINUABLE)
-            async for got in self.rt.backend(self.route).generate(self.model_request(prefill)):
+            backend = self.rt.backend(self.route)
+            deltas = backend.generate(self.model_request(prefill)) if self.generate else _no_deltas()
+            async for got in deltas:
                 batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
                 if batch:
                     yield self._record_all(batch)
@@ -285,6 +288,11 @@ class Run:
             self.rt.hub.close(self.id)
 
 
+async def _no_deltas() -> AsyncGenerator[Any, None]:
+    return
+    yield
+
+
 _NOT_CONTINUABLE = (
     "The server generating this response stopped, and this model cannot continue the partial output it had "
     "produced."
@@ -299,16 +307,18 @@ async def prepare(
     response_id: str | None = None,
     created_at: int | None = None,
     logged: Logged | None = None,
+    local: context.LocalHistory | None = None,
 ) -> Run:
     """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run.
 
     A background job goes on from its ``logged`` state, under the id and creation time it was given.
+    ``local`` finds previous responses kept outside the database (a WebSocket connection's store:false ones).
     """
     check_request(req)
     assert req.model is not None
     route = rt.settings.model(req.model)
     tools = plan_tools(req, strict=rt.settings.strict_tools)
-    hist = await context.history(rt.store, tenant, req)
+    hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
