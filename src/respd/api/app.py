@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from respd.api import responses, system
+from respd.api import context_window, responses, system
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
@@ -51,9 +51,13 @@ def routes() -> list[Route]:
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses", responses.create_response, methods=["POST"]),
+        Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),
+        Route("/v1/responses/compact", context_window.compact, methods=["POST"]),
         Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
+        Route("/v1/responses/{response_id}/input_tokens", context_window.count_stored_input_tokens, methods=["GET"]),
+        Route("/v1/responses/{response_id}/compact", context_window.compact_response, methods=["POST"]),
     ]
 
 

@@ -149,14 +149,15 @@ class LlamaEngine:
         self.llm.close()
 
     # -- prompt -----------------------------------------------------------------------------------
-    def prompt_tokens(self, turn: Turn) -> list[int]:
-        """The rendered chat template for the turn, tokenized (special tokens as tokens, no extra BOS)."""
-        messages: Any = [_for_template(m) for m in turn.messages]  # the formatter's TypedDicts, in effect
-        tools: Any = turn.tools or None
-        if tools and not self.native_tools:
-            messages = _with_tool_prompt(messages, tools)
-            tools = None
-        text = self.formatter(messages=messages, tools=tools).prompt
+    def prompt_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
+        """The rendered chat template for a turn's messages and tools, tokenized (special tokens as tokens,
+        no extra BOS). Reads only the vocabulary and the template: safe beside a running turn."""
+        rendered: Any = [_for_template(m) for m in messages]  # the formatter's TypedDicts, in effect
+        offered: Any = tools or None
+        if offered and not self.native_tools:
+            rendered = _with_tool_prompt(rendered, offered)
+            offered = None
+        text = self.formatter(messages=rendered, tools=offered).prompt
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
     # -- context ----------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ class LlamaEngine:
 
     def run(self, turn: Turn) -> None:
         """Generate the turn, handing each delta to ``turn.emit``; ends with Usage and Finish (unless stopped)."""
-        prompt = self.prompt_tokens(turn)
+        prompt = self.prompt_tokens(turn.messages, turn.tools)
         if len(prompt) >= self.n_ctx:
             raise UpstreamError(
                 f"The input is {len(prompt)} tokens, more than this model's context window of {self.n_ctx} tokens."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -22,8 +23,10 @@ from respd.backends.base import (
     ReasoningDelta,
     RefusalDelta,
     TextDelta,
+    TokenCount,
     Usage,
 )
+from respd.backends.token_estimate import estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
@@ -101,15 +104,40 @@ class OpenAIChatBackend:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         key = self.route.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def context_window(self) -> int | None:
+        return self.route.context_window
+
+    async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
+        """Locally an estimate; otherwise the upstream's own count: the ``usage.prompt_tokens`` of the same
+        request cut to one output token (exact for the upstream's accounting, at the price of a call)."""
+        if local:
+            return TokenCount(estimate(request), exact=False)
+        body = self.payload(replace(request, stream=False, max_output_tokens=1, top_logprobs=None))
+        try:
+            async with self._client().post(self._url, data=orjson.dumps(body), headers=self._headers()) as resp:
+                if resp.status >= 400:
+                    raise UpstreamError(await _error_message(resp))
+                answer = orjson.loads(await resp.read())
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise UpstreamError(_describe(exc)) from exc
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if not isinstance(tokens, int):
+            raise UpstreamError("The model upstream did not report how many tokens the prompt is.")
+        return TokenCount(tokens, exact=True)
+
+    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
         data = orjson.dumps(self.payload(request))
         calls = CallDecoder(request.tools)
         try:
-            async with self._client().post(self._url, data=data, headers=headers) as resp:
+            async with self._client().post(self._url, data=data, headers=self._headers()) as resp:
                 if resp.status >= 400:
                     raise UpstreamError(await _error_message(resp))
                 if request.stream:

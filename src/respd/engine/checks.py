@@ -68,7 +68,7 @@ def check_request(req: CreateResponse) -> None:
         raise Unsupported("Background mode is not supported by this server yet.", param="background")
     if req.conversation is not None:
         raise Unsupported("Conversations are not supported by this server yet.", param="conversation")
-    for name in ("prompt", "context_management", "moderation"):
+    for name in ("prompt", "moderation"):
         if getattr(req, name) is not None:
             raise Unsupported(f"'{name}' is not supported by this server.", param=name)
     _check_input(req)

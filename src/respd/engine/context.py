@@ -25,6 +25,10 @@ async def input_items(store: Store, tenant: str, req: CreateResponse) -> list[di
     found = await store.find_items(tenant, refs) if refs else {}
     out = []
     for i, it in enumerate(req.input):
+        if isinstance(it, w.CompactionTrigger):  # an instruction to the run, not an item of the context
+            if i != len(req.input) - 1:
+                raise InvalidRequest("A compaction_trigger item must be the last input item.", param=f"input[{i}]")
+            continue
         if isinstance(it, w.ItemReference):
             if it.id not in found:
                 raise NotFound(f"Item with id '{it.id}' not found.", param=f"input[{i}].id")

@@ -17,16 +17,17 @@ import orjson
 
 from respd.backends.base import Admission, Admitting, ModelRequest
 from respd.config import ModelRoute
-from respd.engine import context
+from respd.engine import compaction, context, window
 from respd.engine.checks import check_request
 from respd.engine.context import REASONING
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event
 from respd.engine.runtime import Runtime
 from respd.engine.tools import ToolPlan, plan_tools
-from respd.errors import UpstreamError
+from respd.errors import InvalidRequest, UpstreamError
 from respd.ids import new_id
 from respd.store.writer import Batch
+from respd.wire.items import CompactionTrigger
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -58,6 +59,9 @@ class Run:
         self.inputs = inputs
         self.history = history
         self.tools = tools
+        self.context = history + inputs  # what the model sees (after compaction items and truncation)
+        self.compact = False  # compact the context before answering (context_management, compaction_trigger)
+        self.answer = True  # false for a compaction_trigger: the compaction is the whole response
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.store = req.store is not False
@@ -84,7 +88,7 @@ class Run:
         return ModelRequest(
             model=self.route.target_model,
             instructions=req.instructions,
-            items=self.history + self.inputs,
+            items=self.context,
             tools=self.tools.offered,
             tool_choice=self.tools.choice,
             parallel_tool_calls=req.parallel_tool_calls,
@@ -169,10 +173,14 @@ class Run:
         terminal: list[Event]
         try:
             yield self._record_all(em.start())
-            async for got in self.rt.backend(self.route).generate(self.model_request()):
-                batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
-                if batch:
-                    yield self._record_all(batch)
+            if self.compact:
+                yield self._record_all(em.compaction_started())
+                yield self._record_all(await self._compact())
+            if self.answer:
+                async for got in self.rt.backend(self.route).generate(self.model_request()):
+                    batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
+                    if batch:
+                        yield self._record_all(batch)
             terminal = em.finish()
         except UpstreamError as exc:
             log.warning("response %s failed: %s", self.id, exc.message)
@@ -188,6 +196,13 @@ class Run:
         frames = [(ev, self._record(ev)) for ev in terminal]
         await self._end()
         yield frames
+
+    async def _compact(self) -> list[Event]:
+        """Summarize the context into the open compaction item; the model answers from the compacted one."""
+        done = await compaction.compact(self.rt.backend(self.route), self.model_request())
+        item_id, events = self.emitter.compaction_done(done.seal(self.rt.sealer, self.tenant), done.usage)
+        self.context = done.context(item_id)
+        return events
 
     def _record_all(self, events: list[Event]) -> list[tuple[Event, bytes]]:
         frames = [(ev, self._record(ev)) for ev in events]
@@ -209,9 +224,8 @@ class Run:
         await self._commit_final()
 
 
-async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
-    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run."""
-    check_request(req)
+async def gather(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
+    """The run ``req`` describes, with its whole context (compaction items opened); raises its 4xx if any."""
     assert req.model is not None
     route = rt.settings.model(req.model)
     tools = plan_tools(req, strict=rt.settings.strict_tools)
@@ -220,5 +234,19 @@ async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools)
+    run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
+    return run
+
+
+async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
+    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run."""
+    check_request(req)
+    run = await gather(rt, req, tenant)
+    trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
+    if trigger and not run.context:
+        raise InvalidRequest("There is nothing to compact: the context is empty.", param="input")
+    fitted = await window.fit(rt.backend(run.route), run.model_request(), truncation=req.truncation,
+                              context_management=req.context_management, compact=trigger)  # fmt: skip
+    run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
     run.admit()
     return run

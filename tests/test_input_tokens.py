@@ -1,0 +1,88 @@
+"""Input token counts (``POST /v1/responses/input_tokens``, ``GET /v1/responses/{id}/input_tokens``) over an upstream.
+
+An upstream model's count is the upstream's own: respd sends the request it would generate from, cut to
+one output token, and answers with its ``usage.prompt_tokens``. (The embedded model's exact counts are
+checked against its tokenizer in ``test_llama_cpp.py``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+
+from tests.checks import check_error
+from tests.fake_upstream import FakeUpstream, Reply
+from tests.servers import RespdServer
+
+WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city.", "strict": True,
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                          "additionalProperties": False}}  # fmt: skip
+
+
+def counted(prompt_tokens: int) -> Reply:
+    """The upstream's answer to a count: one token, and the prompt's size."""
+    return Reply(text="x", usage={"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1})
+
+
+def test_count_is_the_upstreams_prompt_tokens_for_what_a_create_would_send(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    first = client.responses.create(model="test-model", input="My name is Ada.", instructions="Be brief.")
+    fake.script(Reply(text="ok"), counted(4321))
+    body: dict[str, Any] = {"model": "test-model", "input": "What is my name?", "previous_response_id": first.id,
+                            "instructions": "Be brief.", "tools": [WEATHER], "tool_choice": "auto"}  # fmt: skip
+    client.responses.create(**body)
+    generated = fake.requests[-1]["body"]
+    raw = client.responses.input_tokens.with_raw_response.count(**body)
+    result = raw.parse()
+    assert (result.object, result.input_tokens) == ("response.input_tokens", 4321)
+    assert raw.headers["respd-token-count"] == "exact"
+    asked = fake.requests[-1]["body"]
+    assert asked["messages"] == generated["messages"] and asked["tools"] == generated["tools"]
+    assert asked["max_tokens"] == 1 and "stream" not in asked
+    assert fake.pending == 0 and len(fake.requests) == 3  # one create, one create, one count: nothing stored by it
+
+
+def test_count_without_a_script_is_the_upstreams_word_count(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    # The fake upstream counts one token per whitespace-separated word of the messages.
+    result = client.responses.input_tokens.count(model="test-model", input="one two three", instructions="four five")
+    assert result.input_tokens == 5
+
+
+def test_model_defaults_to_the_previous_responses(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    first = client.responses.create(model="test-model", input="a b c")
+    fake.script(counted(99))
+    assert client.responses.input_tokens.count(previous_response_id=first.id, input="d").input_tokens == 99
+    sent = fake.requests[-1]["body"]
+    assert sent["model"] == "fake-upstream-model"
+    assert [m["content"] for m in sent["messages"]] == ["a b c", "echo: a b c", "d"]
+
+
+def test_stored_responses_input_counts_again(server: RespdServer, client: openai.OpenAI, fake: FakeUpstream) -> None:
+    first = client.responses.create(model="test-model", input="alpha")
+    second = client.responses.create(model="test-model", input="beta", previous_response_id=first.id, tools=[WEATHER],  # type: ignore[list-item]
+                                     instructions="Answer in French.")  # fmt: skip
+    generated = fake.requests[-1]["body"]
+    fake.script(counted(77))
+    r = httpx.get(f"{server.url}/v1/responses/{second.id}/input_tokens", timeout=20)
+    assert r.status_code == 200 and r.json() == {"object": "response.input_tokens", "input_tokens": 77}
+    asked = fake.requests[-1]["body"]
+    assert asked["messages"] == generated["messages"] and asked["tools"] == generated["tools"]
+
+
+def test_unknown_response_or_model_and_bad_fields(server: RespdServer, fake: FakeUpstream) -> None:
+    check_error(httpx.get(f"{server.url}/v1/responses/resp_nope/input_tokens", timeout=20), 404, param="response_id")
+    url = f"{server.url}/v1/responses/input_tokens"
+    check_error(httpx.post(url, json={"input": "x"}, timeout=20), 400, param="model", code="missing_required_parameter")
+    check_error(httpx.post(url, json={"model": "nope", "input": "x"}, timeout=20), 400, param="model", code="model_not_found")
+    check_error(httpx.post(url, json={"model": "test-model", "input": "x", "temperature": 1}, timeout=20), 400,
+                param="temperature", code="unknown_parameter")  # fmt: skip
+    check_error(httpx.post(url, json={"model": "test-model", "previous_response_id": "resp_nope"}, timeout=20), 404,
+                param="previous_response_id")  # fmt: skip
+    assert fake.requests == []
+
+
+def test_upstream_failure_is_a_server_error(server: RespdServer, fake: FakeUpstream) -> None:
+    fake.script(Reply(status=500))
+    r = httpx.post(f"{server.url}/v1/responses/input_tokens", json={"model": "test-model", "input": "x"}, timeout=20)
+    check_error(r, 502, code="server_error")
