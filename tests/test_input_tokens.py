@@ -7,14 +7,21 @@ checked against its tokenizer in ``test_llama_cpp.py``.)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import pytest
 
+from respd.backends.bundled import bundled_path
+from respd.config import ConfigError, load_settings
 from tests.checks import check_error
+from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import RespdServer
+from tests.servers import RespdServer, write_config
+from tests.tokenizer import tokenizer_count
 
 WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city.", "strict": True,
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
@@ -86,3 +93,45 @@ def test_upstream_failure_is_a_server_error(server: RespdServer, fake: FakeUpstr
     fake.script(Reply(status=500))
     r = httpx.post(f"{server.url}/v1/responses/input_tokens", json={"model": "test-model", "input": "x"}, timeout=20)
     check_error(r, 502, code="server_error")
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[RespdServer]:
+    """A server whose upstream route counts with the bundled model's GGUF as its ``tokenizer``."""
+    tmp = tmp_path_factory.mktemp("respd-tokenizer")
+    extra = f"""
+[[models]]
+name = "tok-model"
+backend = "openai"
+base_url = "{fake.base_url}"
+upstream_model = "fake-upstream-model"
+tokenizer = "{bundled_path()}"
+context_window = 400
+"""
+    server = start_server(tmp, write_config(tmp / "respd.toml", fake.base_url, extra), f"sqlite:///{tmp / 'respd.db'}")
+    yield server
+    server.stop()
+
+
+def test_a_tokenizer_gguf_counts_what_is_sent_without_asking(tokenized: RespdServer, fake: FakeUpstream) -> None:
+    body: dict[str, Any] = {"model": "tok-model", "instructions": "Be brief.", "tools": [WEATHER],
+                            "input": [{"role": "user", "content": "Weather in Oslo?"}]}  # fmt: skip
+    with openai.OpenAI(base_url=tokenized.url + "/v1", api_key="unused", max_retries=0, timeout=60) as client:
+        client.responses.create(**body)
+        sent = fake.requests[-1]["body"]
+        raw = client.responses.input_tokens.with_raw_response.count(**body)
+        assert raw.parse().input_tokens == tokenizer_count(sent["messages"], sent["tools"])
+        assert raw.headers["respd-token-count"] == "exact" and len(fake.requests) == 1  # no upstream call
+        # the hot path counts exactly too: over the 400-token window is refused before the upstream
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model="tok-model", input="hello " * 500)
+        assert refused.value.code == "context_length_exceeded" and len(fake.requests) == 1
+
+
+def test_tokenizer_must_be_a_file_for_an_upstream(tmp_path: Path) -> None:
+    config = tmp_path / "respd.toml"
+    for route in ('backend = "openai"\nbase_url = "http://x/v1"\ntokenizer = "/nonexistent.gguf"',
+                  f'backend = "llama_cpp"\ntokenizer = "{bundled_path()}"'):  # fmt: skip
+        config.write_text(f'[[models]]\nname = "m"\n{route}\n')
+        with pytest.raises(ConfigError):
+            load_settings(str(config), env={})

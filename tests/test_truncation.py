@@ -18,7 +18,7 @@ import pytest
 
 from tests.checks import check_error, check_response
 from tests.conftest import start_server
-from tests.fake_upstream import FakeUpstream, Reply
+from tests.fake_upstream import FakeUpstream
 from tests.servers import RespdServer, write_config
 
 LONG_A = "a " * 200  # 400 characters, 200 words

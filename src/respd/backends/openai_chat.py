@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -31,6 +31,9 @@ from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
 
+if TYPE_CHECKING:
+    from respd.backends.llama_prompt import ChatPrompt
+
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -47,6 +50,15 @@ class OpenAIChatBackend:
         self.route = route
         self._url = route.base_url.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
+        self._chat_prompt: ChatPrompt | None = None  # the route's tokenizer GGUF, loaded at its first count
+
+    async def _tokenizer(self) -> ChatPrompt:
+        if self._chat_prompt is None:
+            # imported here: loading llama.cpp's library is for routes that count with a GGUF
+            from respd.backends.llama_prompt import load_tokenizer
+
+            self._chat_prompt = await asyncio.to_thread(load_tokenizer, self.route.tokenizer)
+        return self._chat_prompt
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -115,8 +127,15 @@ class OpenAIChatBackend:
         return self.route.context_window
 
     async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
-        """Locally an estimate; otherwise the upstream's own count: the ``usage.prompt_tokens`` of the same
-        request cut to one output token (exact for the upstream's accounting, at the price of a call)."""
+        """With a ``tokenizer`` GGUF: the request as sent, rendered by its chat template and tokenized by its
+        vocabulary (exact when the upstream serves that model). Without: locally an estimate, otherwise the
+        upstream's own count, the ``usage.prompt_tokens`` of the same request cut to one output token (exact
+        for the upstream's accounting, at the price of a call)."""
+        if self.route.tokenizer:
+            body = self.payload(request)
+            tokenizer = await self._tokenizer()
+            return TokenCount(len(await asyncio.to_thread(tokenizer.tokens, body["messages"], body.get("tools", []))),
+                              exact=True)  # fmt: skip
         if local:
             return TokenCount(estimate(request), exact=False)
         body = self.payload(replace(request, stream=False, max_output_tokens=1, top_logprobs=None))
