@@ -245,8 +245,10 @@ async def prepare(rt: Runtime, req: CreateResponse, tenant: str) -> Run:
     trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
     if trigger and not run.context:
         raise InvalidRequest("There is nothing to compact: the context is empty.", param="input")
-    fitted = await window.fit(rt.backend(run.route), run.model_request(), truncation=req.truncation,
-                              context_management=req.context_management, compact=trigger)  # fmt: skip
-    run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
+    backend = rt.backend(run.route)
+    if trigger or req.context_management or backend.context_window() is not None:  # else nothing to decide
+        fitted = await window.fit(backend, run.model_request(), truncation=req.truncation,
+                                  context_management=req.context_management, compact=trigger)  # fmt: skip
+        run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
     run.admit()
     return run
