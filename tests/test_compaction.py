@@ -18,6 +18,7 @@ from tests.checks import check_error, check_event, check_response, sse_events
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer
+from tests.spec_schemas import validate_openai
 
 SUMMARY = "The user is Ada; she likes green tea and plans a trip to Kyoto."
 CONVERSATION: list[dict[str, Any]] = [
@@ -97,6 +98,13 @@ def test_compact_a_stored_chain(client: openai.OpenAI, fake: FakeUpstream) -> No
     fake.script(Reply(text="ok"))
     client.responses.create(model="test-model", input=[*_input(per_response.output), {"role": "user", "content": "x"}])
     assert [m["role"] for m in fake.requests[-1]["body"]["messages"]] == ["user", "user", "user", "user"]
+
+
+def test_compaction_object_matches_the_spec(server: RespdServer, fake: FakeUpstream) -> None:
+    fake.script(Reply(text=SUMMARY))
+    r = httpx.post(server.url + "/v1/responses/compact", json={"model": "test-model", "input": CONVERSATION}, timeout=20)
+    assert r.status_code == 200
+    validate_openai("CompactResource", r.json())
 
 
 def test_compaction_errors(server: RespdServer, client: openai.OpenAI, fake: FakeUpstream) -> None:

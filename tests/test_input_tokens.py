@@ -15,12 +15,16 @@ import httpx
 import openai
 import pytest
 
+from respd.backends.base import ModelRequest
 from respd.backends.bundled import bundled_path
-from respd.config import ConfigError, load_settings
+from respd.backends.openai_chat import OpenAIChatBackend
+from respd.backends.token_estimate import estimate, upper_bound
+from respd.config import ConfigError, ModelRoute, load_settings
 from tests.checks import check_error
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer, write_config
+from tests.spec_schemas import validate_openai
 from tests.tokenizer import tokenizer_count
 
 WEATHER = {"type": "function", "name": "weather", "description": "Weather in a city.", "strict": True,
@@ -71,6 +75,7 @@ def test_stored_responses_input_counts_again(server: RespdServer, client: openai
     fake.script(counted(77))
     r = httpx.get(f"{server.url}/v1/responses/{second.id}/input_tokens", timeout=20)
     assert r.status_code == 200 and r.json() == {"object": "response.input_tokens", "input_tokens": 77}
+    validate_openai("TokenCountsResource", r.json())
     asked = fake.requests[-1]["body"]
     assert asked["messages"] == generated["messages"] and asked["tools"] == generated["tools"]
 
@@ -133,3 +138,22 @@ def test_tokenizer_must_be_a_file_for_an_upstream(tmp_path: Path) -> None:
         config.write_text(f'[[models]]\nname = "m"\n{route}\n')
         with pytest.raises(ConfigError):
             load_settings(str(config), env={})
+
+
+def test_the_no_count_bound_is_never_below_the_tokenizers_count() -> None:
+    """respd skips counting a context whose bound fits the window: the bound must hold for a real tokenizer."""
+    cases: list[tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]] = [
+        (None, [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}], []),
+        ("Réponds en français, s'il te plaît. 日本語でも。", [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Ünïcödé ✓ 🚀 " * 50}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "x = {'a': [1, 2]}\n" * 30}]},
+        ], []),
+        ("Be brief.", [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Oslo?"}]}],
+         [{"type": "function", "name": "weather", "namespace": None, "description": "Weather.", "strict": True,
+           "parameters": WEATHER["parameters"]}]),
+    ]  # fmt: skip
+    for instructions, items, tools in cases:
+        request = ModelRequest(model="m", instructions=instructions, items=items, tools=tools)
+        body = OpenAIChatBackend(ModelRoute(name="m", base_url="http://x/v1")).payload(request)
+        exact = tokenizer_count(body["messages"], body.get("tools"))
+        assert upper_bound(request) >= exact and estimate(request) <= upper_bound(request)

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from respd.engine.window import units
 from tests.checks import check_error, check_response
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream
@@ -133,3 +134,20 @@ def test_counting_follows_truncation(sc: openai.OpenAI, fake: FakeUpstream) -> N
     # create without max_output_tokens (half the window stays free for the answer).
     assert sc.responses.input_tokens.count(model="small-model", input=inputs).input_tokens == 204
     assert sc.responses.input_tokens.count(model="small-model", input=inputs, truncation="auto").input_tokens == 4
+
+
+def test_units_keep_calls_with_their_outputs_and_reasoning_with_its_item() -> None:
+    def call(kind: str, call_id: str) -> dict[str, Any]:
+        return {"type": kind, "call_id": call_id}
+
+    items = [
+        {"type": "message", "role": "user"},
+        {"type": "reasoning"},
+        call("function_call", "c1"),
+        call("function_call", "c2"),  # parallel calls: each is its own unit with its output
+        call("function_call_output", "c2"),
+        call("function_call_output", "c1"),
+        {"type": "message", "role": "user"},
+        {"type": "reasoning"},  # nothing after it yet: alone
+    ]
+    assert units(items) == [[0], [1, 2, 5], [3, 4], [6], [7]]
