@@ -35,7 +35,9 @@ def _texts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def _rows(server: RespdServer) -> int:
     with sqlite3.connect(server.database_url.removeprefix("sqlite:///")) as conn:
-        count: int = conn.execute("SELECT (SELECT count(*) FROM responses) + (SELECT count(*) FROM response_items)").fetchone()[0]
+        count: int = conn.execute(
+            "SELECT (SELECT count(*) FROM responses) + (SELECT count(*) FROM response_items)"
+        ).fetchone()[0]
         return count
 
 
@@ -57,7 +59,11 @@ def test_compact_then_continue_with_the_output(client: openai.OpenAI, fake: Fake
     item = compacted.output[2]
     assert item.id.startswith("cmp_") and item.encrypted_content.startswith("respd1.")  # type: ignore[union-attr]
     assert SUMMARY not in item.encrypted_content  # type: ignore[union-attr]
-    assert (compacted.usage.input_tokens, compacted.usage.output_tokens, compacted.usage.total_tokens) == (1300, 20, 1320)
+    assert (compacted.usage.input_tokens, compacted.usage.output_tokens, compacted.usage.total_tokens) == (
+        1300,
+        20,
+        1320,
+    )
     asked = fake.requests[-1]["body"]
     assert _texts(asked["messages"][:4]) == [("system", "Be brief."), *_texts(CONVERSATION)]
     assert asked["messages"][4]["role"] == "user" and "compacted" in asked["messages"][4]["content"]
@@ -65,13 +71,17 @@ def test_compact_then_continue_with_the_output(client: openai.OpenAI, fake: Fake
 
     # The compacted output as the next input: the model sees the summary and the user's messages.
     fake.script(Reply(text="You are Ada."))
-    answer = client.responses.create(model="test-model", input=[*_input(compacted.output), {"role": "user", "content": "Who am I?"}])
+    answer = client.responses.create(
+        model="test-model", input=[*_input(compacted.output), {"role": "user", "content": "Who am I?"}]
+    )
     seen = _texts(fake.requests[-1]["body"]["messages"])
     assert answer.output_text == "You are Ada."
     assert seen[0][0] == "user" and seen[0][1].endswith(SUMMARY) and "summary" in seen[0][1]
     assert seen[1:] == [("user", "My name is Ada."), ("user", "I like green tea."), ("user", "Who am I?")]
     # Sent after the whole old conversation, the compaction item stands for everything before it.
-    client.responses.create(model="test-model", input=[*CONVERSATION, *_input(compacted.output), {"role": "user", "content": "Who am I?"}])  # type: ignore[list-item]
+    client.responses.create(
+        model="test-model", input=[*CONVERSATION, *_input(compacted.output), {"role": "user", "content": "Who am I?"}]
+    )  # type: ignore[list-item]
     assert _texts(fake.requests[-1]["body"]["messages"]) == seen
     # The SDK's own serialization of the output objects (it warns, as above) is the same request.
     with warnings.catch_warnings():
@@ -102,7 +112,9 @@ def test_compact_a_stored_chain(client: openai.OpenAI, fake: FakeUpstream) -> No
 
 def test_compaction_object_matches_the_spec(server: RespdServer, fake: FakeUpstream) -> None:
     fake.script(Reply(text=SUMMARY))
-    r = httpx.post(server.url + "/v1/responses/compact", json={"model": "test-model", "input": CONVERSATION}, timeout=20)
+    r = httpx.post(
+        server.url + "/v1/responses/compact", json={"model": "test-model", "input": CONVERSATION}, timeout=20
+    )
     assert r.status_code == 200
     validate_openai("CompactResource", r.json())
 
@@ -115,7 +127,9 @@ def test_compaction_errors(server: RespdServer, client: openai.OpenAI, fake: Fak
                 param="tools", code="unknown_parameter")  # fmt: skip
     check_error(httpx.post(url, json={"model": "test-model", "previous_response_id": "resp_nope"}, timeout=20), 404,
                 param="previous_response_id")  # fmt: skip
-    check_error(httpx.post(server.url + "/v1/responses/resp_nope/compact", json={}, timeout=20), 404, param="response_id")
+    check_error(
+        httpx.post(server.url + "/v1/responses/resp_nope/compact", json={}, timeout=20), 404, param="response_id"
+    )
     stored = client.responses.create(model="test-model", input="x")
     check_error(httpx.post(f"{server.url}/v1/responses/{stored.id}/compact", json={"previous_response_id": stored.id},
                            timeout=20), 400, param="previous_response_id", code="unknown_parameter")  # fmt: skip
@@ -125,7 +139,9 @@ def test_compaction_errors(server: RespdServer, client: openai.OpenAI, fake: Fak
     assert "no summary" in r.json()["error"]["message"]
 
 
-def test_tampered_or_foreign_compaction_items_are_refused(server: RespdServer, client: openai.OpenAI, fake: FakeUpstream) -> None:
+def test_tampered_or_foreign_compaction_items_are_refused(
+    server: RespdServer, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
     fake.script(Reply(text=SUMMARY), Reply(text="r", reasoning="thinking"))
     blob = client.responses.compact(model="test-model", input="hi").output[-1].encrypted_content  # type: ignore[union-attr]
     reasoning = client.responses.create(model="test-model", input="q", include=["reasoning.encrypted_content"])
@@ -164,7 +180,9 @@ COMPACTION_EVENTS = ["response.created", "response.in_progress", "response.outpu
                      "response.compaction.compacting", "response.output_item.done"]  # fmt: skip
 
 
-def test_automatic_compaction_past_the_threshold(server: RespdServer, client: openai.OpenAI, fake: FakeUpstream) -> None:
+def test_automatic_compaction_past_the_threshold(
+    server: RespdServer, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
     answer_usage = {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}
     fake.script(Reply(text=SUMMARY, usage=USAGE), Reply(text="Enjoy Kyoto, Ada.", usage=answer_usage))
     body = {"model": "test-model", "input": CONVERSATION, "context_management": AUTO, "stream": True}
@@ -227,7 +245,10 @@ def test_context_management_errors(server: RespdServer, fake: FakeUpstream) -> N
     url = server.url + "/v1/responses"
     cases = [
         ({"context_management": [{"type": "truncate", "compact_threshold": 2000}]}, "context_management[0].type"),
-        ({"context_management": [{"type": "compaction", "compact_threshold": 999}]}, "context_management[0].compact_threshold"),
+        (
+            {"context_management": [{"type": "compaction", "compact_threshold": 999}]},
+            "context_management[0].compact_threshold",
+        ),
         ({"context_management": []}, "context_management"),
         # test-model's window is unknown, so there is no default threshold to take
         ({"context_management": [{"type": "compaction"}]}, "context_management[0].compact_threshold"),

@@ -34,10 +34,14 @@ WEATHER = {"type": "function", "name": "weather", "description": "Weather in a c
 
 def counted(prompt_tokens: int) -> Reply:
     """The upstream's answer to a count: one token, and the prompt's size."""
-    return Reply(text="x", usage={"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1})
+    return Reply(
+        text="x", usage={"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1}
+    )
 
 
-def test_count_is_the_upstreams_prompt_tokens_for_what_a_create_would_send(client: openai.OpenAI, fake: FakeUpstream) -> None:
+def test_count_is_the_upstreams_prompt_tokens_for_what_a_create_would_send(
+    client: openai.OpenAI, fake: FakeUpstream
+) -> None:
     first = client.responses.create(model="test-model", input="My name is Ada.", instructions="Be brief.")
     fake.script(Reply(text="ok"), counted(4321))
     body: dict[str, Any] = {"model": "test-model", "input": "What is my name?", "previous_response_id": first.id,
@@ -84,7 +88,9 @@ def test_unknown_response_or_model_and_bad_fields(server: RespdServer, fake: Fak
     check_error(httpx.get(f"{server.url}/v1/responses/resp_nope/input_tokens", timeout=20), 404, param="response_id")
     url = f"{server.url}/v1/responses/input_tokens"
     check_error(httpx.post(url, json={"input": "x"}, timeout=20), 400, param="model", code="missing_required_parameter")
-    check_error(httpx.post(url, json={"model": "nope", "input": "x"}, timeout=20), 400, param="model", code="model_not_found")
+    check_error(
+        httpx.post(url, json={"model": "nope", "input": "x"}, timeout=20), 400, param="model", code="model_not_found"
+    )
     check_error(httpx.post(url, json={"model": "test-model", "input": "x", "temperature": 1}, timeout=20), 400,
                 param="temperature", code="unknown_parameter")  # fmt: skip
     check_error(httpx.post(url, json={"model": "test-model", "previous_response_id": "resp_nope"}, timeout=20), 404,

@@ -37,7 +37,9 @@ base_url = "{fake.base_url}"
 upstream_model = "fake-upstream-model"
 context_window = 200
 """
-    server = start_server(tmp, write_config(Path(tmp) / "respd.toml", fake.base_url, extra), f"sqlite:///{tmp / 'respd.db'}")
+    server = start_server(
+        tmp, write_config(Path(tmp) / "respd.toml", fake.base_url, extra), f"sqlite:///{tmp / 'respd.db'}"
+    )
     yield server
     server.stop()
 
@@ -75,12 +77,16 @@ def test_disabled_refuses_an_input_over_the_window_and_stores_nothing(small: Res
 
 
 def test_an_input_that_fits_goes_whole(sc: openai.OpenAI, fake: FakeUpstream) -> None:
-    r = sc.responses.create(model="small-model", input=[{"role": "user", "content": LONG_A}, {"role": "user", "content": "q"}])
+    r = sc.responses.create(
+        model="small-model", input=[{"role": "user", "content": LONG_A}, {"role": "user", "content": "q"}]
+    )
     assert r.status == "completed" and r.truncation == "disabled"
     assert _sent(fake) == [("user", LONG_A), ("user", "q")]
 
 
-def test_auto_drops_the_oldest_items_keeping_instructions(small: RespdServer, sc: openai.OpenAI, fake: FakeUpstream) -> None:
+def test_auto_drops_the_oldest_items_keeping_instructions(
+    small: RespdServer, sc: openai.OpenAI, fake: FakeUpstream
+) -> None:
     inputs: list[Any] = [{"role": "user", "content": LONG_A}, {"role": "assistant", "content": LONG_B},
                          {"role": "user", "content": "q"}]  # fmt: skip
     r = sc.responses.create(model="small-model", input=inputs, instructions="Be brief.", truncation="auto",
