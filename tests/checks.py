@@ -19,6 +19,8 @@ _CONVERSATION_ITEM = TypeAdapter(ConversationItem)
 
 # respd's own terminal event for a run stopped before it finished (the API defines no stream event for it).
 RESPD_EVENTS = {"response.cancelled"}
+# Events the real API sends that the SDK knows but the spec snapshot does not (see RESPONSES.md §11).
+SDK_ONLY_EVENTS = {"response.compaction.compacting"}
 
 
 def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +67,9 @@ def check_event(event: dict[str, Any]) -> dict[str, Any]:
     """``event`` is a stream event of the OpenAI spec (and its snapshot a valid Response)."""
     if event["type"] in RESPD_EVENTS:
         check_response(event["response"])
+        return event
+    if event["type"] in SDK_ONLY_EVENTS:
+        _EVENT.validate_python(event)
         return event
     validate_openai(
         "ResponseStreamEvent", {**event, "response": _openai_view(event["response"])} if "response" in event else event

@@ -31,6 +31,7 @@ from respd.config import ConfigError, ModelRoute, load_settings
 from respd.errors import InvalidRequest, RateLimited
 from tests.checks import check_error, check_event, check_response, sse_events
 from tests.servers import RespdServer
+from tests.tokenizer import tokenizer_count
 
 MODEL = "local"
 CONFIG = f"""
@@ -271,6 +272,55 @@ def test_no_config_serves_the_bundled_model(tmp_path: Path) -> None:
             client.responses.create(model="gpt-4o", input="Say hello.")
     finally:
         server.stop()
+
+
+# -- the context: token counts, truncation, compaction ---------------------------------------------
+
+
+CONVERSATION = [
+    {"role": "user", "content": "My name is Ada and I live in Oslo."},
+    {"role": "assistant", "content": "Nice to meet you, Ada! Oslo is a lovely city."},
+    {"role": "user", "content": "What should I see there first?"},
+]
+
+
+def test_input_tokens_are_the_tokenizers_count(llama_server: RespdServer, llm: openai.OpenAI) -> None:
+    expected = tokenizer_count([{"role": "system", "content": "Answer briefly."}, *CONVERSATION])
+    counted = llm.responses.input_tokens.count(model=MODEL, instructions="Answer briefly.", input=CONVERSATION)  # type: ignore[arg-type]
+    assert counted.input_tokens == expected
+    r = llm.responses.create(**_body(instructions="Answer briefly.", input=CONVERSATION, max_output_tokens=16))
+    assert r.usage is not None and r.usage.input_tokens == expected  # what generation evaluated
+    stored = httpx.get(f"{llama_server.url}/v1/responses/{r.id}/input_tokens", timeout=60).json()
+    assert stored == {"object": "response.input_tokens", "input_tokens": expected}
+    # with tools, the count is still what generation reads (the template renders them)
+    body = _body(input="What's the weather in Oslo, in celsius?", tools=[WEATHER], max_output_tokens=16)
+    with_tools = llm.responses.input_tokens.count(model=MODEL, input=body["input"], tools=body["tools"])
+    r = llm.responses.create(**body)
+    assert r.usage is not None and with_tools.input_tokens == r.usage.input_tokens > expected
+
+
+def test_an_input_over_the_window_is_refused_or_truncated(llama_server: RespdServer, llm: openai.OpenAI) -> None:
+    long = "hello " * 5000  # more tokens than the 4,096 of the window
+    assert llm.responses.input_tokens.count(model=MODEL, input=long).input_tokens > 4096  # counted, not refused
+    for stream in (False, True):
+        r = httpx.post(llama_server.url + "/v1/responses", json=_body(input=long, stream=stream), timeout=60)
+        check_error(r, 400, param="input", code="context_length_exceeded")
+    inputs = [{"role": "user", "content": long}, {"role": "user", "content": "Say OK."}]
+    r = llm.responses.create(**_body(input=inputs, truncation="auto", max_output_tokens=16))
+    assert r.truncation == "auto" and r.usage is not None
+    assert r.usage.input_tokens == tokenizer_count([{"role": "user", "content": "Say OK."}])
+
+
+@pytest.mark.timeout(600)  # the model writes a summary, then an answer: slow on a busy 2-core machine
+def test_compact_and_continue_on_the_model(llm: openai.OpenAI) -> None:
+    llm = llm.with_options(timeout=280)
+    compacted = llm.responses.compact(model=MODEL, input=CONVERSATION[:2])  # type: ignore[arg-type]
+    assert [o.type for o in compacted.output] == ["message", "compaction"]
+    assert compacted.usage.input_tokens > 0 and compacted.usage.output_tokens > 0
+    sent = [o.model_dump(exclude_none=True, warnings=False) for o in compacted.output]
+    r = llm.responses.create(**_body(input=[*sent, {"role": "user", "content": "Which city do I live in?"}],
+                                     max_output_tokens=16))  # fmt: skip
+    assert r.status in ("completed", "incomplete") and "Oslo" in r.output_text
 
 
 # -- the parts, without a model ---------------------------------------------------------------------

@@ -49,6 +49,7 @@ class ModelRoute:
     api_key_env: str | None = None
     upstream_model: str | None = None
     context_window: int | None = None
+    tokenizer: str = ""  # openai: a GGUF whose vocabulary and chat template count this model's tokens locally
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     created: int = 0
@@ -140,6 +141,8 @@ def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
         raise ConfigError(f"models[{index}]: backend must be one of {BACKENDS}, not {route.backend!r}")
     if route.backend == "openai" and not route.base_url:
         raise ConfigError(f"models[{index}]: backend 'openai' needs base_url")
+    if route.tokenizer and (route.backend != "openai" or not Path(route.tokenizer).is_file()):
+        raise ConfigError(f"models[{index}]: tokenizer must be a GGUF file, for backend 'openai'")
     if route.backend == "llama_cpp" and route.path and not Path(route.path).is_file():
         raise ConfigError(f"models[{index}]: no GGUF file at path {route.path!r}")
     if min(route.n_ctx, route.n_threads, route.max_queue, route.cache_mb) < 0 or route.n_batch < 1:

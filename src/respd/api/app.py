@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from respd.api import conversations, responses, system, websocket
+from respd.api import context_window, conversations, responses, system, websocket
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
@@ -52,10 +52,14 @@ def routes() -> list[BaseRoute]:
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses", responses.create_response, methods=["POST"]),
         WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
+        Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),
+        Route("/v1/responses/compact", context_window.compact, methods=["POST"]),
         Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
         Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
         Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
         Route("/v1/responses/{response_id}/cancel", responses.cancel_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}/input_tokens", context_window.count_stored_input_tokens, methods=["GET"]),
+        Route("/v1/responses/{response_id}/compact", context_window.compact_response, methods=["POST"]),
         *conversation_routes(),
     ]
 

@@ -75,6 +75,14 @@ class Finish:
 Delta = TextDelta | ReasoningDelta | RefusalDelta | ToolCallDelta | Usage | Finish
 
 
+@dataclass(slots=True, frozen=True)
+class TokenCount:
+    """How many tokens a prompt is; ``exact`` is false for an estimate (no tokenizer of the model at hand)."""
+
+    tokens: int
+    exact: bool
+
+
 @dataclass(slots=True)
 class ModelRequest:
     """What a backend needs for one turn. ``items`` are normalized Responses items, oldest first."""
@@ -114,6 +122,18 @@ class Backend(Protocol):
         Raises :class:`respd.errors.UpstreamError` when the model cannot answer. Cancelling the
         iteration must stop generation (close the upstream connection, stop the local model).
         """
+        ...
+
+    async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
+        """The number of tokens of ``request``'s prompt (instructions, items, tools), as generation builds it.
+
+        ``local`` is for a run's hot path: no network call, so a backend that can only ask its upstream
+        estimates instead (``exact=False``). Raises :class:`respd.errors.UpstreamError` when asking fails.
+        """
+        ...
+
+    def context_window(self) -> int | None:
+        """The model's context size in tokens (prompt and output together), or None when unknown."""
         ...
 
     async def aclose(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from respd.backends import chat_messages as cm
 from respd.backends import llama_grammars as grammars
 from respd.backends import tool_calls as tc
-from respd.backends.base import Admission, Delta, ModelRequest, TextDelta
+from respd.backends.base import Admission, Delta, ModelRequest, TextDelta, TokenCount
 from respd.backends.llama_engine import LlamaEngine, Turn
 from respd.backends.llama_sampling import Sampling
 from respd.config import ModelRoute
@@ -79,6 +79,23 @@ class LlamaCppBackend:
         if engine is not None:
             await asyncio.get_running_loop().run_in_executor(self._pool, engine.close)
         self._pool.shutdown(wait=False)
+
+    # -- counting ---------------------------------------------------------------------------------
+    def context_window(self) -> int | None:
+        if self._engine is not None:
+            return self._engine.n_ctx
+        return self.route.n_ctx or None  # 0 means the model's trained size, known once it is loaded
+
+    async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
+        """Exact: the prompt generation would evaluate, tokenized by the model's own vocabulary.
+
+        It runs beside the model's worker thread, not behind it: a count never waits for a running turn.
+        """
+        _check_input(request)
+        engine = await self.load()
+        messages, shown = _prompt(request)
+        tokens = await asyncio.to_thread(engine.prompt_tokens, messages, shown)
+        return TokenCount(len(tokens), exact=True)
 
     # -- admission --------------------------------------------------------------------------------
     def admit(self, request: ModelRequest) -> Admission:
@@ -190,8 +207,14 @@ def _named(request: ModelRequest) -> bool:
     return isinstance(request.tool_choice, dict) and request.tool_choice.get("type") != "allowed_tools"
 
 
-def _turn(request: ModelRequest, constraints: grammars.Constraints, emit: Any) -> Turn:
+def _prompt(request: ModelRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The chat messages and the tools shown to the template: what a turn renders (and what is counted)."""
     _, shown, _ = _offered(request)
+    return cm.to_messages(request.instructions, request.items), shown
+
+
+def _turn(request: ModelRequest, constraints: grammars.Constraints, emit: Any) -> Turn:
+    messages, shown = _prompt(request)
     sampling = Sampling(
         temp=DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
         top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
@@ -201,7 +224,7 @@ def _turn(request: ModelRequest, constraints: grammars.Constraints, emit: Any) -
         presence_penalty=request.presence_penalty or 0.0,
     )
     return Turn(
-        messages=cm.to_messages(request.instructions, request.items),
+        messages=messages,
         tools=shown,
         decoder=tc.CallDecoder(request.tools),
         constraints=constraints,

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
-import contextlib
 import ctypes
-import json
 import logging
 import os
 import threading
@@ -27,12 +25,12 @@ from typing import Any
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from respd.backends import llama_grammars as grammars
 from respd.backends import tool_calls as tc
 from respd.backends.base import Delta, Finish, FinishReason, TextDelta, Usage
 from respd.backends.bundled import bundled_path, verify
+from respd.backends.llama_prompt import ChatPrompt
 from respd.backends.llama_sampling import Sampler, Sampling, grammar_compiles
 from respd.backends.llama_tools import Call, CallScanner, CallStarted, Piece, Text
 from respd.config import ModelRoute
@@ -44,16 +42,6 @@ log = logging.getLogger("respd.llama")
 MIN_SAVED_TOKENS = 64  # a context shorter than this is cheaper to re-read than to save and restore
 PROMPT_CHUNK = 128  # prompt tokens read between checks for a cancelled request (~0.5 s on 2 cores)
 MAX_CHECKED_GRAMMARS = 256  # grammars remembered as parsed; beyond, the memory starts over
-
-# Hermes-style tool instructions, for a chat template that does not render `tools` itself.
-_TOOL_PROMPT = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments within "
-    '<tool_call></tool_call> XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n'
-    "</tool_call>"
-)
-
 
 @dataclass(slots=True)
 class Turn:
@@ -120,14 +108,7 @@ class LlamaEngine:
         self.llm = Llama(model_path=str(path), n_ctx=route.n_ctx, n_batch=route.n_batch, n_ubatch=route.n_batch,
                          n_threads=threads, n_threads_batch=threads, verbose=False)  # fmt: skip
         self.n_ctx = self.llm.n_ctx()
-        template = route.chat_template or self.llm.metadata.get("tokenizer.chat_template") or ""
-        if not template:
-            raise UpstreamError(f"{path} has no chat template; set chat_template for model {route.name!r}")
-        vocab = self.llm._model
-        eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(template, eos_token=vocab.token_get_text(eos) if eos >= 0 else "",
-                                             bos_token=vocab.token_get_text(bos) if bos >= 0 else "")  # fmt: skip
-        self.native_tools = "tools" in template  # else the tool instructions go into the system prompt
+        self.prompt = ChatPrompt(self.llm, route.chat_template, f"model {route.name!r}")
         self.cache = StateCache(route.cache_mb << 20)
         self._pieces: dict[int, bytes] = {}
         self._checked: set[str] = set()  # grammars llama.cpp has parsed
@@ -149,15 +130,9 @@ class LlamaEngine:
         self.llm.close()
 
     # -- prompt -----------------------------------------------------------------------------------
-    def prompt_tokens(self, turn: Turn) -> list[int]:
-        """The rendered chat template for the turn, tokenized (special tokens as tokens, no extra BOS)."""
-        messages: Any = [_for_template(m) for m in turn.messages]  # the formatter's TypedDicts, in effect
-        tools: Any = turn.tools or None
-        if tools and not self.native_tools:
-            messages = _with_tool_prompt(messages, tools)
-            tools = None
-        text = self.formatter(messages=messages, tools=tools).prompt
-        return self.llm.tokenize(text.encode(), add_bos=False, special=True)
+    def prompt_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
+        """The turn's prompt as tokens (see :class:`ChatPrompt`): safe beside a running turn."""
+        return self.prompt.tokens(messages, tools)
 
     # -- context ----------------------------------------------------------------------------------
     def _save_state(self) -> bytes:
@@ -213,7 +188,7 @@ class LlamaEngine:
 
     def run(self, turn: Turn) -> None:
         """Generate the turn, handing each delta to ``turn.emit``; ends with Usage and Finish (unless stopped)."""
-        prompt = self.prompt_tokens(turn)
+        prompt = self.prompt_tokens(turn.messages, turn.tools)
         if len(prompt) >= self.n_ctx:
             raise UpstreamError(
                 f"The input is {len(prompt)} tokens, more than this model's context window of {self.n_ctx} tokens."
@@ -329,26 +304,3 @@ class _Output:
                 # only a call cut short by the token limit: the response ends incomplete without it
                 log.info("dropped an unfinished tool call: %.200s", piece.raw)
         return started
-
-
-def _for_template(message: dict[str, Any]) -> dict[str, Any]:
-    """Chat message → what HF chat templates expect: tool-call arguments as objects, text as strings."""
-    out = dict(message)
-    if out.get("tool_calls"):
-        calls = []
-        for call in out["tool_calls"]:
-            fn = dict(call["function"])
-            with contextlib.suppress(ValueError):  # a template that prints it still gets the text
-                fn["arguments"] = json.loads(fn["arguments"] or "{}")
-            calls.append({**call, "function": fn})
-        out["tool_calls"] = calls
-    if out.get("content") is None:
-        out["content"] = ""
-    return out
-
-
-def _with_tool_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    block = _TOOL_PROMPT.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools))
-    if messages and messages[0]["role"] == "system":
-        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{block}"}, *messages[1:]]
-    return [{"role": "system", "content": block}, *messages]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -22,11 +23,16 @@ from respd.backends.base import (
     ReasoningDelta,
     RefusalDelta,
     TextDelta,
+    TokenCount,
     Usage,
 )
+from respd.backends.token_estimate import estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from respd.backends.llama_prompt import ChatPrompt
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -45,6 +51,15 @@ class OpenAIChatBackend:
         self._url = route.base_url.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
         self.prefill = route.prefill  # the upstream continues a final assistant message (vLLM, llama.cpp)
+        self._chat_prompt: ChatPrompt | None = None  # the route's tokenizer GGUF, loaded at its first count
+
+    async def _tokenizer(self) -> ChatPrompt:
+        if self._chat_prompt is None:
+            # imported here: loading llama.cpp's library is for routes that count with a GGUF
+            from respd.backends.llama_prompt import load_tokenizer
+
+            self._chat_prompt = await asyncio.to_thread(load_tokenizer, self.route.tokenizer)
+        return self._chat_prompt
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -107,15 +122,47 @@ class OpenAIChatBackend:
             body["add_generation_prompt"] = False
         return body
 
-    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         key = self.route.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def context_window(self) -> int | None:
+        return self.route.context_window
+
+    async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
+        """With a ``tokenizer`` GGUF: the request as sent, rendered by its chat template and tokenized by its
+        vocabulary (exact when the upstream serves that model). Without: locally an estimate, otherwise the
+        upstream's own count, the ``usage.prompt_tokens`` of the same request cut to one output token (exact
+        for the upstream's accounting, at the price of a call)."""
+        if self.route.tokenizer:
+            body = self.payload(request)
+            tokenizer = await self._tokenizer()
+            return TokenCount(len(await asyncio.to_thread(tokenizer.tokens, body["messages"], body.get("tools", []))),
+                              exact=True)  # fmt: skip
+        if local:
+            return TokenCount(estimate(request), exact=False)
+        body = self.payload(replace(request, stream=False, max_output_tokens=1, top_logprobs=None))
+        try:
+            async with self._client().post(self._url, data=orjson.dumps(body), headers=self._headers()) as resp:
+                if resp.status >= 400:
+                    raise UpstreamError(await _error_message(resp))
+                answer = orjson.loads(await resp.read())
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise UpstreamError(_describe(exc)) from exc
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if not isinstance(tokens, int):
+            raise UpstreamError("The model upstream did not report how many tokens the prompt is.")
+        return TokenCount(tokens, exact=True)
+
+    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
         data = orjson.dumps(self.payload(request))
         calls = CallDecoder(request.tools)
         try:
-            async with self._client().post(self._url, data=data, headers=headers) as resp:
+            async with self._client().post(self._url, data=data, headers=self._headers()) as resp:
                 if resp.status >= 400:
                     raise UpstreamError(await _error_message(resp))
                 if request.stream:

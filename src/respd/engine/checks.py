@@ -71,7 +71,7 @@ def check_request(req: CreateResponse) -> None:
             param="conversation",
             code="mutually_exclusive_parameters",
         )
-    for name in ("prompt", "context_management", "moderation"):
+    for name in ("prompt", "moderation"):
         if getattr(req, name) is not None:
             raise Unsupported(f"'{name}' is not supported by this server.", param=name)
     _check_input(req)

@@ -33,6 +33,10 @@ async def resolve_items(store: Store, tenant: str, items: Sequence[Any], param: 
     found = await store.find_items(tenant, refs) if refs else {}
     out = []
     for i, it in enumerate(items):
+        if isinstance(it, w.CompactionTrigger):  # an instruction to the run, not an item of the context
+            if i != len(items) - 1:
+                raise InvalidRequest("A compaction_trigger item must be the last input item.", param=f"{param}[{i}]")
+            continue
         if isinstance(it, w.ItemReference):
             if it.id not in found:
                 raise NotFound(f"Item with id '{it.id}' not found.", param=f"{param}[{i}].id")

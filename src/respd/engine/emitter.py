@@ -54,6 +54,8 @@ class Emitter:
         self._calls: dict[int, _Open] = {}  # upstream tool-call index → its open function_call item
         self._usage: Usage | None = None
         self._finish: str | None = None
+        self._compaction: tuple[int, str] | None = None  # (output index, id) of the open compaction item
+        self._spent: Usage | None = None  # a compaction pass's tokens, counted into the response's usage
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _emit(self, kind: str, **fields: Any) -> Event:
@@ -144,7 +146,7 @@ class Emitter:
         r = self.response
         r["status"] = "failed"
         r["error"] = {"code": code, "message": message}
-        r["usage"] = self._usage_object() if self._usage else None
+        r["usage"] = self._usage_object() if self._usage or self._spent else None
         events.append(self._lifecycle("response.failed"))
         return events
 
@@ -152,19 +154,34 @@ class Emitter:
         """The run was stopped (client gone, or cancelled): keep what was produced, end as cancelled."""
         events = self._close_all(incomplete=True)
         self.response["status"] = "cancelled"
-        self.response["usage"] = self._usage_object() if self._usage else None
+        self.response["usage"] = self._usage_object() if self._usage or self._spent else None
         events.append(self._lifecycle("response.cancelled"))
         return events
 
     def _usage_object(self) -> dict[str, Any]:
         u = self._usage or Usage()
-        return {
-            "input_tokens": u.input_tokens,
-            "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
-            "output_tokens": u.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-            "total_tokens": u.input_tokens + u.output_tokens,
-        }
+        if self._spent is not None:
+            s = self._spent
+            u = Usage(u.input_tokens + s.input_tokens, u.output_tokens + s.output_tokens,
+                      u.cached_tokens + s.cached_tokens, u.reasoning_tokens + s.reasoning_tokens)  # fmt: skip
+        return usage_object(u)
+
+    # -- compaction -------------------------------------------------------------------------------
+    def compaction_started(self) -> list[Event]:
+        """A compaction item opens (its content comes when done) and ``response.compaction.compacting``."""
+        item = {"id": new_id("cmp"), "type": "compaction", "encrypted_content": ""}
+        self._compaction = (self._next_index(), item["id"])
+        where = {"output_index": self._compaction[0]}
+        return [self._emit("response.output_item.added", **where, item=item),
+                self._emit("response.compaction.compacting", item_id=item["id"], **where)]  # fmt: skip
+
+    def compaction_done(self, encrypted_content: str, usage: Usage) -> tuple[str, list[Event]]:
+        """The compaction item's id, and its ``output_item.done`` with the sealed summary."""
+        assert self._compaction is not None
+        (index, item_id), self._compaction = self._compaction, None
+        self._spent = usage
+        item = {"id": item_id, "type": "compaction", "encrypted_content": encrypted_content}
+        return item_id, [self._emit("response.output_item.done", output_index=index, item=item)]
 
     # -- output items -----------------------------------------------------------------------------
     def _text(self, kind: str, text: str, logprobs: list[dict[str, Any]] | None = None) -> list[Event]:
@@ -319,3 +336,14 @@ def _search_arguments(raw: str) -> Any:
     except orjson.JSONDecodeError:
         return raw
     return parsed if isinstance(parsed, dict) else raw
+
+
+def usage_object(u: Usage) -> dict[str, Any]:
+    """The API's ``usage`` object for a model's token counts."""
+    return {
+        "input_tokens": u.input_tokens,
+        "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }

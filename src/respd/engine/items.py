@@ -22,11 +22,12 @@ _ID_PREFIX = {
     "tool_search_call": "tsc",
     "tool_search_output": "tso",
     "additional_tools": "at",
+    "compaction": "cmp",
 }
 
 Normalizable = (
     w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall | w.CustomToolCallOutput | w.Reasoning
-    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools
+    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction
 )  # fmt: skip
 
 
@@ -60,6 +61,11 @@ def normalize(item: Normalizable) -> dict[str, Any]:
     kind = "message" if isinstance(item, w.Message) else item.type
     assert kind is not None
     d: dict[str, Any] = {"id": item.id or new_id(_ID_PREFIX[kind]), "type": kind}
+    if isinstance(item, w.Compaction):  # nor has a compaction item
+        d["encrypted_content"] = item.encrypted_content
+        if item.created_by is not None:
+            d["created_by"] = item.created_by
+        return d
     if isinstance(item, w.AdditionalTools):  # the spec's AdditionalTools item has no status
         d["role"] = item.role
         d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]

@@ -17,7 +17,7 @@ import orjson
 
 from respd.backends.base import Admission, Admitting, ModelRequest
 from respd.config import ModelRoute
-from respd.engine import context
+from respd.engine import compaction, context, window
 from respd.engine.checks import check_request
 from respd.engine.context import REASONING
 from respd.engine.emitter import Emitter
@@ -25,10 +25,11 @@ from respd.engine.fold import Event
 from respd.engine.resume import Logged
 from respd.engine.runtime import Runtime
 from respd.engine.tools import ToolPlan, plan_tools
-from respd.errors import UpstreamError
+from respd.errors import InvalidRequest, UpstreamError
 from respd.ids import new_id
 from respd.store import conversations
 from respd.store.writer import Batch
+from respd.wire.items import CompactionTrigger
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -69,6 +70,9 @@ class Run:
         self.tools = tools
         self.id = response_id or new_id("resp")
         self.created_at = created_at or int(time.time())
+        self.context = history + inputs  # what the model sees (after compaction items and truncation)
+        self.compact = False  # compact the context before answering (context_management, compaction_trigger)
+        self.answer = True  # false for a compaction_trigger: the compaction is the whole response
         self.store = req.store is not False
         self.background = bool(req.background)
         self.logged = logged  # the log this run goes on from (a background job), if any
@@ -100,7 +104,7 @@ class Run:
         return ModelRequest(
             model=self.route.target_model,
             instructions=req.instructions,
-            items=self.history + self.inputs,
+            items=self.context,
             tools=self.tools.offered,
             tool_choice=self.tools.choice,
             parallel_tool_calls=req.parallel_tool_calls,
@@ -225,12 +229,16 @@ class Run:
                 prefill = self.logged.prefill() if self._can_prefill() else None
                 if prefill is None:
                     raise UpstreamError(_NOT_CONTINUABLE)
-            backend = self.rt.backend(self.route)
-            deltas = backend.generate(self.model_request(prefill)) if self.generate else _no_deltas()
-            async for got in deltas:
-                batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
-                if batch:
-                    yield self._record_all(batch)
+            if self.compact:
+                yield self._record_all(em.compaction_started())
+                yield self._record_all(await self._compact())
+            if self.answer:
+                backend = self.rt.backend(self.route)
+                deltas = backend.generate(self.model_request(prefill)) if self.generate else _no_deltas()
+                async for got in deltas:
+                    batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
+                    if batch:
+                        yield self._record_all(batch)
             terminal = em.finish()
         except UpstreamError as exc:
             log.warning("response %s failed: %s", self.id, exc.message)
@@ -250,6 +258,13 @@ class Run:
         frames = [(ev, self._record(ev, publish=False)) for ev in terminal]
         await self._end(frames)
         yield frames
+
+    async def _compact(self) -> list[Event]:
+        """Summarize the context into the open compaction item; the model answers from the compacted one."""
+        done = await compaction.compact(self.rt.backend(self.route), self.model_request())
+        item_id, events = self.emitter.compaction_done(done.seal(self.rt.sealer, self.tenant), done.usage)
+        self.context = done.context(item_id)
+        return events
 
     def _record_all(self, events: list[Event]) -> list[tuple[Event, bytes]]:
         frames = [(ev, self._record(ev)) for ev in events]
@@ -299,6 +314,36 @@ _NOT_CONTINUABLE = (
 )
 
 
+async def gather(
+    rt: Runtime,
+    req: CreateResponse,
+    tenant: str,
+    *,
+    response_id: str | None = None,
+    created_at: int | None = None,
+    logged: Logged | None = None,
+    local: context.LocalHistory | None = None,
+) -> Run:
+    """The run ``req`` describes, with its whole context (compaction items opened); raises its 4xx if any.
+
+    A background job goes on from its ``logged`` state, under the id and creation time it was given.
+    ``local`` finds previous responses kept outside the database (a WebSocket connection's store:false ones).
+    """
+    assert req.model is not None
+    route = rt.settings.model(req.model)
+    tools = plan_tools(req, strict=rt.settings.strict_tools)
+    hist = await context.history(rt.store, tenant, req, local)
+    inputs = await context.input_items(rt.store, tenant, req)
+    context.unseal_reasoning(rt.sealer, tenant, inputs)
+    context.check_call_outputs(hist, inputs)
+    if req.conversation_id is not None:
+        context.check_unique_ids(hist, inputs)
+    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools,
+              response_id=response_id, created_at=created_at, logged=logged)  # fmt: skip
+    run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
+    return run
+
+
 async def prepare(
     rt: Runtime,
     req: CreateResponse,
@@ -311,21 +356,18 @@ async def prepare(
 ) -> Run:
     """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run.
 
-    A background job goes on from its ``logged`` state, under the id and creation time it was given.
-    ``local`` finds previous responses kept outside the database (a WebSocket connection's store:false ones).
+    The keywords are :func:`gather`'s.
     """
     check_request(req)
-    assert req.model is not None
-    route = rt.settings.model(req.model)
-    tools = plan_tools(req, strict=rt.settings.strict_tools)
-    hist = await context.history(rt.store, tenant, req, local)
-    inputs = await context.input_items(rt.store, tenant, req)
-    context.unseal_reasoning(rt.sealer, tenant, inputs)
-    context.check_call_outputs(hist, inputs)
-    if req.conversation_id is not None:
-        context.check_unique_ids(hist, inputs)
-    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools,
-              response_id=response_id, created_at=created_at, logged=logged)  # fmt: skip
+    run = await gather(rt, req, tenant, response_id=response_id, created_at=created_at, logged=logged, local=local)
+    trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
+    if trigger and not run.context:
+        raise InvalidRequest("There is nothing to compact: the context is empty.", param="input")
+    backend = rt.backend(run.route)
+    if trigger or req.context_management or backend.context_window() is not None:  # else nothing to decide
+        fitted = await window.fit(backend, run.model_request(), truncation=req.truncation,
+                                  context_management=req.context_management, compact=trigger)  # fmt: skip
+        run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
     if logged is None:  # a job that starts is past its checks, and the job queue holds its place
         run.admit()
         if run.background:  # checked now, queued as a job: it waits in the job queue, not at the backend

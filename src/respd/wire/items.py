@@ -13,6 +13,8 @@ from pydantic import Field
 from respd.wire.base import MAX_TEXT, Wire, tagged
 from respd.wire.tools import Tool
 
+MAX_COMPACTION = 20_971_520  # the spec's limit on a compaction item's encrypted_content
+
 
 class InputText(Wire):
     type: Literal["input_text"]
@@ -157,6 +159,21 @@ class AdditionalTools(Wire):
     tools: list[Tool]
 
 
+class Compaction(Wire):
+    """A compaction summary sent back (``S:CompactionSummaryItemParam``); ``created_by`` as output items carry it."""
+
+    type: Literal["compaction"]
+    id: str | None = None
+    encrypted_content: Annotated[str, Field(max_length=MAX_COMPACTION)]
+    created_by: str | None = None
+
+
+class CompactionTrigger(Wire):
+    """Compact the context now (``S:CompactionTriggerItemParam``); only as the last input item."""
+
+    type: Literal["compaction_trigger"]
+
+
 def _item_shape(value: dict[str, Any]) -> str:
     """An input item without ``type``: a message if it has a role, else an item reference."""
     return "message" if "role" in value else "item_reference"
@@ -172,6 +189,8 @@ InputItem = tagged(
     ToolSearchCall,
     ToolSearchOutput,
     AdditionalTools,
+    Compaction,
+    CompactionTrigger,
     ItemReference,
     default=_item_shape,
 )
@@ -182,7 +201,6 @@ KNOWN_ITEM_TYPES = frozenset(
         "file_search_call", "computer_call", "computer_call_output", "web_search_call",
         "image_generation_call", "code_interpreter_call", "local_shell_call", "local_shell_call_output",
         "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
-        "mcp_approval_request", "mcp_approval_response", "mcp_call", "compaction", "compaction_trigger",
-        "program", "program_output",
+        "mcp_approval_request", "mcp_approval_response", "mcp_call", "program", "program_output",
     }
 )  # fmt: skip

@@ -104,6 +104,13 @@ class ConversationRef(Wire):
     id: str
 
 
+class ContextManagement(Wire):
+    """``S:ContextManagementParam``: compact the context once it is longer than ``compact_threshold`` tokens."""
+
+    type: Literal["compaction"]
+    compact_threshold: Annotated[int, Field(ge=1000)] | None = None
+
+
 class CreateResponse(Wire):
     """``S:CreateResponse`` plus Open Responses' penalties; every other key is an unknown parameter."""
 
@@ -132,7 +139,7 @@ class CreateResponse(Wire):
     truncation: Literal["auto", "disabled"] | None = None
     metadata: dict[str, str] | None = None
     prompt: dict[str, Any] | None = None
-    context_management: list[dict[str, Any]] | None = None
+    context_management: Annotated[list[ContextManagement], Field(min_length=1)] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = None
     user: str | None = None
     safety_identifier: Annotated[str, Field(max_length=64)] | None = None

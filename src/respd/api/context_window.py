@@ -1,0 +1,62 @@
+"""Context routes: input token counts and compaction, for a request body or a stored response.
+
+Answers are deferred (:class:`DeferredJSONResponse`): a client that leaves stops the model call it waits on
+(a summary being written, an upstream asked for a count).
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from respd.api.context import runtime_of, tenant_of
+from respd.api.deferred import DeferredJSONResponse
+from respd.engine import standalone
+from respd.engine.runtime import Runtime
+from respd.errors import InvalidRequest, NotFound
+from respd.wire.context import CompactBody, ResponseCompactBody, TokenCountsBody
+from respd.wire.request import CreateResponse
+from respd.wire.validation import parse_body
+
+
+async def _count(rt: Runtime, tenant: str, req: CreateResponse) -> bytes:
+    count = await standalone.count_input(rt, tenant, req)
+    return orjson.dumps({"object": "response.input_tokens", "input_tokens": count.tokens})
+
+
+async def _compact(rt: Runtime, tenant: str, req: CreateResponse) -> bytes:
+    return orjson.dumps(await standalone.compact(rt, tenant, req))
+
+
+async def count_input_tokens(request: Request) -> Response:
+    req = parse_body(TokenCountsBody, await request.body()).as_create()
+    return DeferredJSONResponse(_count(runtime_of(request), tenant_of(request), req))
+
+
+async def count_stored_input_tokens(request: Request) -> Response:
+    rt, tenant = runtime_of(request), tenant_of(request)
+    req = await standalone.stored_request(rt, tenant, request.path_params["response_id"])
+    return DeferredJSONResponse(_count(rt, tenant, req))
+
+
+async def compact(request: Request) -> Response:
+    body = parse_body(CompactBody, await request.body())
+    if body.model is None:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    return DeferredJSONResponse(_compact(runtime_of(request), tenant_of(request), body.as_create()))
+
+
+async def compact_response(request: Request) -> Response:
+    """Compacts the conversation that ends with the response: as ``/compact`` with ``previous_response_id``,
+    its model and instructions unless the body names others."""
+    rt, tenant = runtime_of(request), tenant_of(request)
+    rid = request.path_params["response_id"]
+    row = await rt.store.get_response(tenant, rid)
+    if row is None:
+        raise NotFound(f"Response with id '{rid}' not found.", param="response_id")
+    body = parse_body(ResponseCompactBody, await request.body() or b"{}")
+    defaults = {"model": row["body"]["model"], "instructions": row["body"]["instructions"]}
+    given = {name: value for name in defaults if (value := getattr(body, name)) is not None}
+    req = body.as_create(**(defaults | given), previous_response_id=rid)
+    return DeferredJSONResponse(_compact(rt, tenant, req))

@@ -1,0 +1,160 @@
+"""The context window: whether a run's context fits its model, and what gives when it does not.
+
+Decided before anything is stored or streamed, from the model's count of the prompt (instructions, items
+and tools as the backend renders them; :meth:`Backend.count_tokens` with ``local=True``: exact for a local
+model, an estimate for an upstream) against its context window (:meth:`Backend.context_window`):
+
+- ``truncation: "disabled"`` (the default): an input that leaves no room for a single output token is a 400
+  ``context_length_exceeded``.
+- ``truncation: "auto"``: the oldest items are dropped until the input leaves room for the answer —
+  ``max_output_tokens``, or :data:`DEFAULT_RESERVE` tokens when unset, never more than half the window. Items
+  go in units: a tool call with its outputs, a reasoning item with the item after it. System and developer
+  messages (and ``instructions``) are never dropped, nor is the newest unit. If what remains still leaves
+  no room for a single output token, it is the same 400.
+- With no known window (an upstream without ``context_window``), respd checks nothing: the upstream's
+  own limit applies, and a request over it fails as the upstream answers.
+- ``context_management`` compaction: once the (untruncated) count passes ``compact_threshold``, the run
+  compacts its context before answering (:mod:`respd.engine.compaction`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from respd.backends.base import Backend, ModelRequest
+from respd.backends.token_estimate import upper_bound
+from respd.engine.compaction import DEFAULT_THRESHOLD
+from respd.errors import InvalidRequest
+from respd.wire.request import ContextManagement
+
+DEFAULT_RESERVE = 1024  # room kept for the answer by truncation "auto" when max_output_tokens is unset
+
+_OUTPUTS = {"function_call_output", "custom_tool_call_output", "tool_search_output"}
+_CALLS = {"function_call", "custom_tool_call", "tool_search_call"}
+
+
+def too_long() -> InvalidRequest:
+    return InvalidRequest(
+        "Your input exceeds the context window of this model. Please adjust your input and try again.",
+        param="input",
+        code="context_length_exceeded",
+    )
+
+
+@dataclass(slots=True)
+class Fit:
+    """What the model will see, and whether the run compacts first."""
+
+    items: list[dict[str, Any]]
+    compact: bool = False
+
+
+def units(items: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """``items``' indices grouped into what truncation drops together, oldest unit first.
+
+    A tool call and the outputs answering it are one unit (they may not be adjacent); a reasoning item
+    belongs to the item after it.
+    """
+    groups: list[list[int]] = []
+    by_call: dict[str, list[int]] = {}
+    waiting: list[int] = []  # reasoning items before their item
+    for i, item in enumerate(items):
+        if item["type"] == "reasoning":
+            waiting.append(i)
+            continue
+        call_id = item.get("call_id")
+        if item["type"] in _OUTPUTS and call_id in by_call:
+            by_call[call_id] += [*waiting, i]
+        else:
+            groups.append([*waiting, i])
+            if item["type"] in _CALLS and call_id:
+                by_call[call_id] = groups[-1]
+        waiting = []
+    if waiting:
+        groups.append(waiting)
+    return sorted(groups, key=lambda g: g[0])
+
+
+def _pinned(items: Sequence[dict[str, Any]], unit: list[int]) -> bool:
+    return any(items[i]["type"] == "message" and items[i]["role"] in ("system", "developer") for i in unit)
+
+
+async def _truncate(
+    backend: Backend, request: ModelRequest, count: int, window: int, reserve: int, refuse: bool
+) -> list[dict[str, Any]]:
+    """The fewest oldest droppable units gone so that the rest plus ``reserve`` fits (binary search on the
+    count, which only falls as more goes); or all of them gone, if nothing fits with the reserve."""
+    items = request.items
+    groups = units(items)
+    droppable = [g for g in groups[:-1] if not _pinned(items, g)]
+
+    def without(k: int) -> list[dict[str, Any]]:
+        gone = {i for g in droppable[:k] for i in g}
+        return [item for i, item in enumerate(items) if i not in gone]
+
+    async def tokens(k: int) -> int:
+        return (await backend.count_tokens(replace(request, items=without(k)), local=True)).tokens
+
+    high = len(droppable)
+    least = await tokens(high) if high else count
+    if least + reserve > window:
+        if refuse and least >= window:
+            raise too_long()
+        return without(high)
+    low = 1
+    while low < high:
+        mid = (low + high) // 2
+        if await tokens(mid) + reserve <= window:
+            high = mid
+        else:
+            low = mid + 1
+    return without(high)
+
+
+def threshold(settings: list[ContextManagement] | None, window: int | None) -> int | None:
+    """The token count past which a run compacts first, or None when it never does."""
+    if not settings:
+        return None
+    given = [s.compact_threshold for s in settings if s.compact_threshold is not None]
+    if given:
+        return min(given)
+    if window is None:
+        raise InvalidRequest(
+            "This model's context window is unknown to the server, so 'compact_threshold' must be set.",
+            param="context_management[0].compact_threshold",
+            code="missing_required_parameter",
+        )
+    return int(window * DEFAULT_THRESHOLD)
+
+
+async def fit(
+    backend: Backend,
+    request: ModelRequest,
+    *,
+    truncation: str | None,
+    context_management: list[ContextManagement] | None = None,
+    compact: bool = False,
+    refuse: bool = True,
+) -> Fit:
+    """Fit ``request``'s context to the model (see the module docstring); ``compact`` forces compaction.
+
+    ``refuse=False`` (counting, not running) lets a context that is too long through unchanged.
+    """
+    window = backend.context_window()
+    limit = threshold(context_management, window)
+    if window is None and limit is None:
+        return Fit(request.items, compact)
+    reserve = min(request.max_output_tokens or DEFAULT_RESERVE, window // 2) if truncation == "auto" and window else 0
+    if limit is None and window is not None and upper_bound(request) + max(reserve, 1) <= window:
+        return Fit(request.items, compact)  # surely fits: no need to count
+    count = (await backend.count_tokens(request, local=True)).tokens
+    compact = compact or (limit is not None and count > limit)
+    if window is None or count + max(reserve, 1) <= window:
+        return Fit(request.items, compact)
+    if truncation == "auto":
+        return Fit(await _truncate(backend, request, count, window, reserve, refuse), compact)
+    if refuse:
+        raise too_long()
+    return Fit(request.items, compact)
