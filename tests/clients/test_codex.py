@@ -45,8 +45,13 @@ class Codex:
         """``codex exec --json ARGS``: the JSONL events it printed; it must exit 0."""
         cmd = [str(self.binary), "exec", "--json", "--strict-config", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
                "-C", str(self.work), *args]  # fmt: skip
-        # Anything but respd would go through a proxy that is not there: nothing leaves this machine.
-        env = {**os.environ, "CODEX_HOME": str(self.home), "RESPD_API_KEY": API_KEY, "NO_PROXY": "127.0.0.1,localhost",
+        # Anything but respd would go through a proxy that is not there: nothing leaves this machine. HOME is
+        # the throwaway one too, so the shells Codex starts read no startup files of this machine's user
+        # (whose noise, such as pyenv's, would land in the command output the test checks).
+        home = self.home.parent / "home"
+        home.mkdir(exist_ok=True)
+        env = {**os.environ, "HOME": str(home), "CODEX_HOME": str(self.home), "RESPD_API_KEY": API_KEY,
+               "NO_PROXY": "127.0.0.1,localhost",
                "HTTPS_PROXY": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "ALL_PROXY": DEAD_PROXY}  # fmt: skip
         proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
         assert proc.returncode == 0, (
