@@ -15,6 +15,7 @@ import orjson
 
 from respd.backends import chat_messages as cm
 from respd.backends.base import (
+    Admission,
     Delta,
     Finish,
     FinishReason,
@@ -107,7 +108,7 @@ class OpenAIChatBackend:
             body["add_generation_prompt"] = False
         return body
 
-    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
+    async def generate(self, request: ModelRequest, admission: Admission | None = None) -> AsyncIterator[list[Delta]]:
         headers = {"Content-Type": "application/json"}
         key = self.route.api_key()
         if key:
@@ -244,4 +245,3 @@ async def _read_stream(resp: aiohttp.ClientResponse, calls: CallDecoder) -> Asyn
     if finish is None:
         raise UpstreamError("The model upstream closed the stream before it finished.")
     yield [*calls.flush(), finish]
-
