@@ -114,8 +114,11 @@ class ModelRequest:
 class Backend(Protocol):
     """A model that can run one turn."""
 
-    def generate(self, request: ModelRequest) -> AsyncIterator[Delta | list[Delta]]:
+    def generate(self, request: ModelRequest, admission: Admission | None = None) -> AsyncIterator[Delta | list[Delta]]:
         """Yield the turn's deltas; end with :class:`Usage` (when known) and one :class:`Finish`.
+
+        ``admission`` is what :meth:`Admitting.admit` returned for ``request``, if the backend admits: what it
+        prepared there (e.g. a local model's grammar) is used, not prepared again.
 
         A list yields deltas that arrived together (one network read); the client gets them in one write.
 
@@ -142,7 +145,10 @@ class Backend(Protocol):
 
 
 class Admission:
-    """A request's place at a backend, held from admission until its run ends (see :class:`Admitting`)."""
+    """A request's place at a backend, held from admission until its run ends (see :class:`Admitting`).
+
+    A backend's own subclass carries what it prepared while admitting, for :meth:`Backend.generate`.
+    """
 
     def release(self) -> None:
         """Give the place back. Idempotent."""

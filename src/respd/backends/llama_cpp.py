@@ -40,9 +40,11 @@ _END = object()  # the worker has returned
 
 
 class _Place(Admission):
-    """One admitted request; counted by the backend until released (or garbage-collected unreleased)."""
+    """One admitted request, with its output constraints; counted by the backend until released (or
+    garbage-collected unreleased)."""
 
-    def __init__(self, backend: LlamaCppBackend) -> None:
+    def __init__(self, backend: LlamaCppBackend, constraints: grammars.Constraints) -> None:
+        self.constraints = constraints
         self._backend: LlamaCppBackend | None = backend
         backend.admitted += 1
 
@@ -102,7 +104,7 @@ class LlamaCppBackend:
         """A place in the queue, or 429 when it is full; 400 for input this model cannot take."""
         _check_input(request)
         try:
-            _constraints(request)
+            constraints = _constraints(request)
         except grammars.GrammarError as exc:
             raise InvalidRequest(str(exc), param=exc.param, code="invalid_value") from None
         if self.admitted > self.route.max_queue:
@@ -112,7 +114,7 @@ class LlamaCppBackend:
                 f"Retry after {wait} seconds.",
                 retry_after=wait,
             )
-        return _Place(self)
+        return _Place(self, constraints)
 
     def _lock(self) -> asyncio.Lock:
         if self._turn_lock is None:  # created inside the running loop
@@ -120,11 +122,16 @@ class LlamaCppBackend:
         return self._turn_lock
 
     # -- generation -------------------------------------------------------------------------------
-    async def generate(self, request: ModelRequest) -> AsyncIterator[Delta | list[Delta]]:
-        try:
-            constraints = _constraints(request)
-        except grammars.GrammarError as exc:
-            raise UpstreamError(str(exc)) from None
+    async def generate(
+        self, request: ModelRequest, admission: Admission | None = None
+    ) -> AsyncIterator[Delta | list[Delta]]:
+        if isinstance(admission, _Place):
+            constraints = admission.constraints  # built and checked by admit()
+        else:
+            try:
+                constraints = _constraints(request)
+            except grammars.GrammarError as exc:
+                raise UpstreamError(str(exc)) from None
         async with self._lock():  # FIFO; a cancelled waiter leaves the queue
             engine = await self.load()
             loop = asyncio.get_running_loop()

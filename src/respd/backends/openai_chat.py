@@ -16,6 +16,7 @@ import orjson
 
 from respd.backends import chat_messages as cm
 from respd.backends.base import (
+    Admission,
     Delta,
     Finish,
     FinishReason,
@@ -158,7 +159,7 @@ class OpenAIChatBackend:
             raise UpstreamError("The model upstream did not report how many tokens the prompt is.")
         return TokenCount(tokens, exact=True)
 
-    async def generate(self, request: ModelRequest) -> AsyncIterator[list[Delta]]:
+    async def generate(self, request: ModelRequest, admission: Admission | None = None) -> AsyncIterator[list[Delta]]:
         data = orjson.dumps(self.payload(request))
         calls = CallDecoder(request.tools)
         try:
@@ -291,4 +292,3 @@ async def _read_stream(resp: aiohttp.ClientResponse, calls: CallDecoder) -> Asyn
     if finish is None:
         raise UpstreamError("The model upstream closed the stream before it finished.")
     yield [*calls.flush(), finish]
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
 
 import orjson
@@ -96,6 +96,7 @@ class Run:
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
         self._admission: Admission | None = None  # this run's place at a backend with limited room
+        self._admitted: ModelRequest | None = None  # the model request it was admitted with
         self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
 
     # -- the model request ------------------------------------------------------------------------
@@ -234,7 +235,14 @@ class Run:
                 yield self._record_all(await self._compact())
             if self.answer:
                 backend = self.rt.backend(self.route)
-                deltas = backend.generate(self.model_request(prefill)) if self.generate else _no_deltas()
+                deltas: AsyncIterator[Any]
+                if not self.generate:
+                    deltas = _no_deltas()
+                elif self._admission is not None and self._admitted is not None and prefill is None \
+                        and not self.compact:  # fmt: skip
+                    deltas = backend.generate(self._admitted, self._admission)  # as admitted, not built again
+                else:
+                    deltas = backend.generate(self.model_request(prefill))
                 async for got in deltas:
                     batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
                     if batch:
@@ -277,7 +285,8 @@ class Run:
         backend = self.rt.backend(self.route)
         # hasattr, not isinstance: a runtime-checkable Protocol check costs more than the whole hook.
         if hasattr(backend, "admit"):
-            self._admission = cast(Admitting, backend).admit(self.model_request())
+            self._admitted = self.model_request()
+            self._admission = cast(Admitting, backend).admit(self._admitted)
 
     def release_admission(self) -> None:
         if self._admission is not None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from respd.store.migrate import migrate
 from respd.store.schema import response_events, response_items, responses
 from respd.store.signals import PgSignals, Signals
-from respd.store.writer import SqliteSink, Writer, async_sink
+from respd.store.writer import SQLITE_LINGER_S, SqliteSink, Writer, async_sink
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class Store:
         self._sync = _sqlite_sync_engine(url) if self.is_sqlite else None
         if self._sync is not None:
             sink = SqliteSink(self._sync, self.signals.deliver)
-            self.writer = Writer(sink, sink.close)
+            self.writer = Writer(sink, sink.close, linger_s=SQLITE_LINGER_S)
         else:
             self.writer = Writer(async_sink(self.engine))
 

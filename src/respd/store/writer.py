@@ -28,7 +28,12 @@ from respd.store.schema import jobs, response_events, response_items, responses
 
 log = logging.getLogger("respd.store")
 
+# How long the writer waits for more rows before a write nobody awaits. On PostgreSQL, short: a follower on
+# another replica sees events only once committed. On SQLite every follower is in this process (it reads the
+# live hub), so the wait can be long enough to group a streaming model's tokens into fewer commits; a crash
+# loses at most this much of a running response's log, which its recovery treats like any other cut.
 LINGER_S = 0.003
+SQLITE_LINGER_S = 0.05
 
 Params = Mapping[str, Any]
 
@@ -244,10 +249,14 @@ class Writer:
     """The one task that writes runs' rows."""
 
     def __init__(
-        self, sink: Callable[[Batch], Awaitable[None]], close: Callable[[], Awaitable[None]] | None = None
+        self,
+        sink: Callable[[Batch], Awaitable[None]],
+        close: Callable[[], Awaitable[None]] | None = None,
+        linger_s: float = LINGER_S,
     ) -> None:
         self._sink = sink
         self._close = close
+        self._linger_s = linger_s
         self._queue: asyncio.Queue[tuple[Batch, asyncio.Future[None] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._lingering: asyncio.Future[None] | None = None  # set while the writer waits for more work
@@ -294,7 +303,7 @@ class Writer:
         """Wait a few milliseconds for more rows to join this transaction, unless a commit is awaited."""
         loop = asyncio.get_running_loop()
         self._lingering = waiter = loop.create_future()
-        timer = loop.call_later(LINGER_S, _wake, waiter)
+        timer = loop.call_later(self._linger_s, _wake, waiter)
         try:
             await waiter
         finally:
