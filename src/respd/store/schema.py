@@ -24,7 +24,7 @@ responses = Table(
     Column("owner", String(80), nullable=True),
     # The Response object: the fold of the event log, cached.
     Column("body", Text, nullable=False),
-    Index("ix_responses_owner_status", "owner", "status"),
+    Index("ix_responses_status_owner", "status", "owner"),  # the sweep for what dead replicas left running
 )
 
 # The input items of each response (what input_items lists) and its output items, in order.

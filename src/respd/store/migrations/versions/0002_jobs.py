@@ -32,10 +32,10 @@ def upgrade() -> None:
         sa.Column("request", sa.Text, nullable=False),
     )
     op.create_index("ix_jobs_owner", "jobs", ["owner"])
-    op.create_index("ix_responses_owner_status", "responses", ["owner", "status"])
+    op.create_index("ix_responses_status_owner", "responses", ["status", "owner"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_responses_owner_status", "responses")
+    op.drop_index("ix_responses_status_owner", "responses")
     op.drop_table("jobs")
     op.drop_table("replicas")
