@@ -178,8 +178,10 @@ class Run:
         return batch
 
     def accept_background(self, request_body: bytes, owner: str | None) -> Batch:
-        """The rows that accept this run as a background job: the queued response, its log, the job."""
-        self._record_all(self.emitter.queue())
+        """The rows that accept this run as a background job, for one transaction: the queued response, its
+        log so far and the job (so no crash can leave a queued response without its job)."""
+        for ev in self.emitter.queue():
+            self._record(ev)
         batch = self._flush_batch(None)
         batch.jobs.append({"response_id": self.id, "tenant": self.tenant, "owner": owner,
                            "created_at": int(time.time() * 1000), "attempts": 1 if owner else 0,
