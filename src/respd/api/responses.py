@@ -17,7 +17,8 @@ from respd.api.pagination import check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine.fold import fold
 from respd.engine.follow import follow
-from respd.engine.run import Run, prepare
+from respd.engine.prepare import prepare
+from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, NotFound
 from respd.store.writer import Batch

@@ -29,7 +29,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from respd.api.context import json_response, runtime_of, tenant_of
 from respd.api.sse import obfuscated
 from respd.engine.connection_memory import ConnectionMemory
-from respd.engine.run import Run, prepare
+from respd.engine.prepare import prepare
+from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, RateLimited, RespdError, ServerError, Unsupported, envelope
 from respd.wire.request import CreateResponse

@@ -1,6 +1,6 @@
 """A run: one request turned into the stream of events that is the response.
 
-``prepare`` checks the request and gathers its context (it may refuse; it stores nothing). ``Run.events``
+:func:`respd.engine.prepare.prepare` makes a run from a request (it may refuse; it stores nothing). ``Run.events``
 drives the backend, turns its deltas into events with the :class:`Emitter`, and records each event: to
 the store's event log (batched; the terminal event is committed before anyone sees it) and to followers.
 """
@@ -17,19 +17,17 @@ import orjson
 
 from respd.backends.base import Admission, Admitting, ModelRequest
 from respd.config import ModelRoute
-from respd.engine import compaction, context, window
-from respd.engine.checks import check_request
+from respd.engine import compaction
 from respd.engine.context import REASONING
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event
 from respd.engine.resume import Logged
 from respd.engine.runtime import Runtime
-from respd.engine.tools import ToolPlan, plan_tools
-from respd.errors import InvalidRequest, UpstreamError
+from respd.engine.tools import ToolPlan
+from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store import conversations
 from respd.store.writer import Batch
-from respd.wire.items import CompactionTrigger
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -323,64 +321,3 @@ _NOT_CONTINUABLE = (
     "The server generating this response stopped, and this model cannot continue the partial output it had "
     "produced."
 )
-
-
-async def gather(
-    rt: Runtime,
-    req: CreateResponse,
-    tenant: str,
-    *,
-    response_id: str | None = None,
-    created_at: int | None = None,
-    logged: Logged | None = None,
-    local: context.LocalHistory | None = None,
-) -> Run:
-    """The run ``req`` describes, with its whole context (compaction items opened); raises its 4xx if any.
-
-    A background job goes on from its ``logged`` state, under the id and creation time it was given.
-    ``local`` finds previous responses kept outside the database (a WebSocket connection's store:false ones).
-    """
-    assert req.model is not None
-    route = rt.settings.model(req.model)
-    tools = plan_tools(req, strict=rt.settings.strict_tools)
-    hist = await context.history(rt.store, tenant, req, local)
-    inputs = await context.input_items(rt.store, tenant, req)
-    context.unseal_reasoning(rt.sealer, tenant, inputs)
-    context.check_call_outputs(hist, inputs)
-    if req.conversation_id is not None:
-        context.check_unique_ids(hist, inputs)
-    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools,
-              response_id=response_id, created_at=created_at, logged=logged)  # fmt: skip
-    run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
-    return run
-
-
-async def prepare(
-    rt: Runtime,
-    req: CreateResponse,
-    tenant: str,
-    *,
-    response_id: str | None = None,
-    created_at: int | None = None,
-    logged: Logged | None = None,
-    local: context.LocalHistory | None = None,
-) -> Run:
-    """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run.
-
-    The keywords are :func:`gather`'s.
-    """
-    check_request(req)
-    run = await gather(rt, req, tenant, response_id=response_id, created_at=created_at, logged=logged, local=local)
-    trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
-    if trigger and not run.context:
-        raise InvalidRequest("There is nothing to compact: the context is empty.", param="input")
-    backend = rt.backend(run.route)
-    if trigger or req.context_management or backend.context_window() is not None:  # else nothing to decide
-        fitted = await window.fit(backend, run.model_request(), truncation=req.truncation,
-                                  context_management=req.context_management, compact=trigger)  # fmt: skip
-        run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
-    if logged is None:  # a job that starts is past its checks, and the job queue holds its place
-        run.admit()
-        if run.background:  # checked now, queued as a job: it waits in the job queue, not at the backend
-            run.release_admission()
-    return run

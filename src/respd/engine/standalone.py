@@ -1,6 +1,6 @@
 """Work on a context without making a response: count its input tokens, or compact it.
 
-Both gather the context exactly as a run does (:func:`respd.engine.run.gather`) and store nothing.
+Both gather the context exactly as a run does (:func:`respd.engine.prepare.gather`) and store nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from respd.backends.base import Admitting, TokenCount
 from respd.engine import compaction, window
 from respd.engine.checks import check_request
 from respd.engine.emitter import usage_object
-from respd.engine.run import gather
+from respd.engine.prepare import gather
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, NotFound, ServerError
 from respd.ids import new_id

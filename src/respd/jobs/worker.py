@@ -14,9 +14,10 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from respd.engine.prepare import prepare
 from respd.engine.recovery import end_logged, end_orphans
 from respd.engine.resume import read_log
-from respd.engine.run import Run, prepare
+from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import RateLimited, RespdError
 from respd.jobs.queue import Job, JobQueue
