@@ -22,14 +22,12 @@ async def gather(
     req: CreateResponse,
     tenant: str,
     *,
-    response_id: str | None = None,
-    created_at: int | None = None,
     logged: Logged | None = None,
     local: context.LocalHistory | None = None,
 ) -> Run:
     """The run ``req`` describes, with its whole context (compaction items opened); raises its 4xx if any.
 
-    A background job goes on from its ``logged`` state, under the id and creation time it was given.
+    A background job goes on from its ``logged`` state (the response it is, under its id).
     ``local`` finds previous responses kept outside the database (a WebSocket connection's store:false ones).
     """
     assert req.model is not None
@@ -41,8 +39,7 @@ async def gather(
     context.check_call_outputs(hist, inputs)
     if req.conversation_id is not None:
         context.check_unique_ids(hist, inputs)
-    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools,
-              response_id=response_id, created_at=created_at, logged=logged)  # fmt: skip
+    run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools, logged=logged)
     run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
     return run
 
@@ -52,8 +49,6 @@ async def prepare(
     req: CreateResponse,
     tenant: str,
     *,
-    response_id: str | None = None,
-    created_at: int | None = None,
     logged: Logged | None = None,
     local: context.LocalHistory | None = None,
 ) -> Run:
@@ -62,7 +57,7 @@ async def prepare(
     The keywords are :func:`gather`'s.
     """
     check_request(req)
-    run = await gather(rt, req, tenant, response_id=response_id, created_at=created_at, logged=logged, local=local)
+    run = await gather(rt, req, tenant, logged=logged, local=local)
     trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
     if trigger and not run.context:
         raise InvalidRequest("There is nothing to compact: the context is empty.", param="input")

@@ -14,7 +14,7 @@ import orjson
 
 from respd.engine.resume import read_log
 from respd.store.store import Store
-from respd.store.writer import Batch
+from respd.store.writer import Batch, item_rows
 
 log = logging.getLogger("respd.recovery")
 
@@ -48,11 +48,7 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
         events.append({"type": f"response.{status}", "sequence_number": seq, "response": final})
         for ev in events:
             batch.events.append({"response_id": response_id, "seq": ev["sequence_number"], "body": orjson.dumps(ev)})
-        batch.items += [
-            {"response_id": response_id, "kind": "output", "position": i, "tenant": tenant,
-             "item_id": item.get("id") or "", "body": orjson.dumps(item).decode()}
-            for i, item in enumerate(final["output"])
-        ]  # fmt: skip
+        batch.items += item_rows(response_id, tenant, "output", final["output"])
         batch.updates.append({"id": response_id, "status": status, "updated_at": int(time.time()),
                               "body": orjson.dumps(final).decode()})  # fmt: skip
     await store.writer.commit(batch)

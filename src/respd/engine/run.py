@@ -27,7 +27,7 @@ from respd.engine.tools import ToolPlan
 from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store import conversations
-from respd.store.writer import Batch
+from respd.store.writer import Batch, item_rows
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -36,10 +36,6 @@ log = logging.getLogger("respd.run")
 # A response that ran to its end adds its input and output to its conversation; one that failed or was
 # cancelled adds nothing, so a retried turn does not leave the user's message in it twice.
 JOINS_CONVERSATION = frozenset({"completed", "incomplete"})
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
 
 
 class Run:
@@ -55,8 +51,6 @@ class Run:
         history: list[dict[str, Any]],
         inputs: list[dict[str, Any]],
         tools: ToolPlan,
-        response_id: str | None = None,
-        created_at: int | None = None,
         logged: Logged | None = None,
     ) -> None:
         self.rt = rt
@@ -66,8 +60,8 @@ class Run:
         self.inputs = inputs
         self.history = history
         self.tools = tools
-        self.id = response_id or new_id("resp")
-        self.created_at = created_at or int(time.time())
+        self.id = logged.response["id"] if logged else new_id("resp")
+        self.created_at = logged.response["created_at"] if logged else int(time.time())
         self.context = history + inputs  # what the model sees (after compaction items and truncation)
         self.compact = False  # compact the context before answering (context_management, compaction_trigger)
         self.answer = True  # false for a compaction_trigger: the compaction is the whole response
@@ -136,13 +130,6 @@ class Run:
             "body": (body_json or orjson.dumps(body)).decode(),
         }  # fmt: skip
 
-    def _item_rows(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            {"response_id": self.id, "kind": kind, "position": i, "tenant": self.tenant,
-             "item_id": item.get("id") or "", "body": _dumps(item)}
-            for i, item in enumerate(items)
-        ]  # fmt: skip
-
     def _record(self, ev: Event, publish: bool = True) -> bytes:
         if "response" in ev:
             # A lifecycle event is mostly its snapshot: serialize that once, and keep the last one, which
@@ -164,13 +151,13 @@ class Run:
         if not self._row_written:
             body = final or self.emitter.response
             batch.responses.append(self._response_row(body, self.snapshot_json))
-            batch.items += self._item_rows("input", self.inputs)
+            batch.items += item_rows(self.id, self.tenant, "input", self.inputs)
             self._row_written = True
         elif final is not None:
             row = self._response_row(final, self.snapshot_json)
             batch.updates.append({k: row[k] for k in ("id", "status", "updated_at", "body")})
         if final is not None:
-            batch.items += self._item_rows("output", final["output"])
+            batch.items += item_rows(self.id, self.tenant, "output", final["output"])
             if self.background:
                 batch.finished_jobs.append(self.id)
         return batch

@@ -68,11 +68,7 @@ class Worker:
         running = list(self.tasks.values())
         if running:
             await asyncio.wait(running, timeout=grace_s)
-        for rid, task in list(self.tasks.items()):
-            run = self.runs.get(rid)
-            if run is not None:
-                run.detached = True
-            task.cancel()
+        self._detach_all()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         for task in self._loops:
             task.cancel()
@@ -137,8 +133,7 @@ class Worker:
                 return
             req = parse_body(CreateResponse, job.request.encode())
             try:
-                run = await prepare(self.rt, req, job.tenant, response_id=rid,
-                                    created_at=logged.response["created_at"], logged=logged)  # fmt: skip
+                run = await prepare(self.rt, req, job.tenant, logged=logged)
             except RespdError as exc:  # e.g. its previous response was deleted while it waited
                 await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message)
                 return
@@ -208,6 +203,10 @@ class Worker:
         """The lease is (nearly) lost: other replicas may take these jobs over, so stop running them here."""
         if self.tasks:
             log.error("this replica's lease ran out; stopping its %d background runs", len(self.tasks))
+        self._detach_all()
+
+    def _detach_all(self) -> None:
+        """Stop every run here without ending its response: its job is left for a replica to go on with."""
         for rid, task in list(self.tasks.items()):
             run = self.runs.get(rid)
             if run is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -82,6 +83,15 @@ class Batch:
         self.finished_jobs += other.finished_jobs
         self.notices += other.notices
         self.ops += other.ops
+
+
+def item_rows(response_id: str, tenant: str, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``response_items`` rows for a response's ``kind`` ("input" | "output") items, in order."""
+    return [
+        {"response_id": response_id, "kind": kind, "position": i, "tenant": tenant,
+         "item_id": item.get("id") or "", "body": orjson.dumps(item).decode()}
+        for i, item in enumerate(items)
+    ]  # fmt: skip
 
 
 def _event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
