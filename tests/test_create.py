@@ -31,6 +31,18 @@ def test_plain_text_answer(client: openai.OpenAI, fake: FakeUpstream) -> None:
     assert sent["headers"].get("Authorization") == f"Bearer {UPSTREAM_KEY}"
 
 
+def test_ids_carry_their_creation_time_like_the_apis(client: openai.OpenAI) -> None:
+    """``resp_`` + 8 hex digits of the creation second + 40 random ones, as the API's ids; so ids of one
+    moment sort together (what keeps the stored indexes' inserts at their right edge)."""
+    first = client.responses.create(model="test-model", input="one")
+    second = client.responses.create(model="test-model", input="two")
+    for resp in (first, second):
+        for prefix, ident in (("resp_", resp.id), ("msg_", resp.output[0].id)):
+            assert ident.startswith(prefix) and len(ident) == len(prefix) + 48
+            assert abs(int(ident[len(prefix) : len(prefix) + 8], 16) - resp.created_at) <= 1
+    assert first.id[5:] != second.id[5:] and first.id[13:] != second.id[13:]  # the rest is random
+
+
 def test_every_response_field_is_present(client: openai.OpenAI) -> None:
     body = create_raw(client, model="test-model", input="x", metadata={"k": "v"}, temperature=0.3, top_p=0.9)
     for key in (
