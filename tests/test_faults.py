@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -82,6 +83,29 @@ def test_client_disconnect_stops_the_upstream_and_is_recorded(server: RespdServe
     assert body["output"][0]["content"][0]["text"].startswith("word")
     replay = sse_events(httpx.get(server.url + f"/v1/responses/{rid}", params={"stream": "true"}).text)
     assert replay[-1]["type"] == "response.cancelled" and replay[-1]["response"] == body
+
+
+def test_client_leaving_a_non_streamed_request_stops_the_upstream(server: RespdServer, fake: FakeUpstream) -> None:
+    """The JSON answer is made while respd watches the connection: a client that gives up (here, a read
+    timeout) cancels the run, the upstream call is dropped and the stored response says so."""
+    db = server.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT coalesce(max(rowid), 0) FROM responses").fetchone()[0]
+    fake.script(Reply(text=" ".join(["word"] * 200), delay_s=0.05))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/responses", json={"model": "test-model", "input": "x"}, timeout=0.5)
+    assert fake.wait_for_disconnect(5), "respd kept reading from the upstream after its client left"
+    rows: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 5
+    while not rows and time.monotonic() < deadline:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT id, status FROM responses WHERE rowid > ?", (before,)).fetchall()
+        time.sleep(0.05)
+    assert [status for _, status in rows] == ["cancelled"]
+    assert httpx.get(f"{server.url}/v1/responses/{rows[0][0]}").json()["status"] == "cancelled"
+    fake.script(Reply(text="still here"))  # the connection's task is none the worse for the cancellation
+    answer = httpx.post(server.url + "/v1/responses", json={"model": "test-model", "input": "y"}).json()
+    assert answer["output"][0]["content"][0]["text"] == "still here"
 
 
 def test_a_killed_server_leaves_no_response_running(tmp_path: Path, config_path: str, fake: FakeUpstream) -> None:

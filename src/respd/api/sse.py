@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+T = TypeVar("T")
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -48,16 +51,8 @@ class EventStreamResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.frame_headers})
-        producer = asyncio.create_task(self._pump(send))
-        watcher = asyncio.create_task(wait_disconnect(receive))
-        done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if producer in done:
-            watcher.cancel()
-            producer.result()
-            return
-        producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, OSError):
-            await producer
+        with contextlib.suppress(ClientGone):
+            await while_connected(receive, self._pump(send))
 
     async def _pump(self, send: Send) -> None:
         async with contextlib.aclosing(self.source):  # a cancelled pump closes the chain that feeds it
@@ -72,3 +67,35 @@ async def wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+class ClientGone(Exception):
+    """The client went away before the work it asked for was done (the work was cancelled)."""
+
+
+async def while_connected(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` in this task, cancelling it if the client goes away first (then raise :class:`ClientGone`).
+
+    In this task, not a task of its own: one watcher task per request instead of two, and no ``asyncio.wait``
+    (measurable on the hot path).
+    """
+    me = asyncio.current_task()
+    assert me is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await wait_disconnect(receive)
+        gone = True
+        me.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # cancelled from outside (shutdown): not ours to swallow
+        me.uncancel()
+        raise ClientGone from None
+    finally:
+        watcher.cancel()
