@@ -35,6 +35,8 @@ from respd.errors import UpstreamError
 if TYPE_CHECKING:
     from respd.backends.llama_prompt import ChatPrompt
 
+USER_AGENT = "respd"
+
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -69,13 +71,10 @@ class OpenAIChatBackend:
             )
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             # No cookie jar and no response decompression: an API upstream sets no cookies, and every
-            # skipped step is per-request CPU on respd's hot path.
+            # skipped step is per-request CPU on respd's hot path. The upstream is asked not to compress
+            # by the headers of each request (skip_auto_headers would cost a header-set copy per request).
             self._session = aiohttp.ClientSession(
-                timeout=timeout,
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),  # so the upstream never compresses
+                timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
             )
         return self._session
 
@@ -124,7 +123,8 @@ class OpenAIChatBackend:
         return body
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "*/*", "Accept-Encoding": "identity",
+                   "User-Agent": USER_AGENT}  # fmt: skip
         key = self.route.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"

@@ -314,6 +314,10 @@ class Writer:
             pending = [first]
             if first[1] is None:
                 await self._linger()
+            else:
+                # One turn of the loop: runs that finish in the same turn (replies read from one poll of
+                # the sockets) join this commit instead of waiting for the next one.
+                await asyncio.sleep(0)
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
             await self._write(pending)
