@@ -176,7 +176,8 @@ class Run:
     def _submit(self) -> None:
         """Hand recorded events to the writer without waiting (streaming)."""
         if self.store and self._logged:
-            self.rt.store.writer.submit(self._flush_batch(None))
+            first = not self._row_written
+            self.rt.store.writer.submit(self._flush_batch(None), urgent=first)
 
     async def _commit_final(self) -> None:
         # The conversation's append shares the terminal commit: no crash can end the response without it.

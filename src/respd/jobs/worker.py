@@ -40,7 +40,10 @@ class Worker:
         settings = rt.settings
         self.queue = JobQueue(rt.store, rt.replica_id, settings.lease_s)
         self.capacity = settings.max_background
-        self.poll_s = min(1.0, settings.lease_s / 4)
+        # The poll is a safety net behind the wake-ups (``respd_jobs`` notices, a job's end). On SQLite every
+        # job is this process's and every wake-up is in-process, so the net can be wide: a poll there is a
+        # query on the event loop, which on a 2-core machine is taken from a local model's decoding.
+        self.poll_s = settings.lease_s / 2 if rt.store.is_sqlite else min(1.0, settings.lease_s / 4)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.runs: dict[str, Run] = {}
         self._wake = asyncio.Event()
