@@ -282,6 +282,7 @@ class Writer:
         self._queue: asyncio.Queue[tuple[Batch, asyncio.Future[None] | None, bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._lingering: asyncio.Future[None] | None = None  # set while the writer waits for more work
+        self._urgent = 0  # urgent entries in the queue
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="respd-writer")
@@ -299,17 +300,20 @@ class Writer:
         """Queue rows without waiting for them; they are written within the linger, or at once if ``urgent``
         (a response's first rows: a crash right after should not leave a client holding the id of a response
         that does not exist)."""
-        self._queue.put_nowait((batch, None, urgent))
-        if urgent and self._lingering is not None:
-            _wake(self._lingering)
+        self._put((batch, None, urgent))
 
     async def commit(self, batch: Batch) -> None:
         """Queue rows and wait until they are durable."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((batch, fut, True))
-        if self._lingering is not None:
-            _wake(self._lingering)  # someone waits on this write: stop lingering
+        self._put((batch, fut, True))
         await asyncio.shield(fut)
+
+    def _put(self, entry: tuple[Batch, asyncio.Future[None] | None, bool]) -> None:
+        self._queue.put_nowait(entry)
+        if entry[2]:
+            self._urgent += 1
+            if self._lingering is not None:
+                _wake(self._lingering)  # it is waited for: stop lingering
 
     async def flush(self) -> None:
         """Wait until everything queued so far is written."""
@@ -319,7 +323,7 @@ class Writer:
         while True:
             first = await self._queue.get()
             pending = [first]
-            if not first[2]:
+            if not self._urgent:  # nothing queued is waited for (an urgent write may sit behind ``first``)
                 await self._linger()
             else:
                 # One turn of the loop: runs that finish in the same turn (replies read from one poll of
@@ -327,6 +331,7 @@ class Writer:
                 await asyncio.sleep(0)
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
+            self._urgent = 0
             await self._write(pending)
 
     async def _linger(self) -> None:
