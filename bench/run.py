@@ -108,6 +108,7 @@ class Result:
     conc: int
     p50_ms: float
     p99_ms: float
+    max_ms: float
     rps: float
     cpu_pct: float  # CPU of the server process under test (upstream for direct, respd for respd)
     upstream_cpu_pct: float
@@ -150,6 +151,7 @@ def measure(t: Target, stream: bool, conc: int, seconds: float, warmup: float, u
         conc=conc,
         p50_ms=d["p50_us"] / 1000,
         p99_ms=d["p99_us"] / 1000,
+        max_ms=d["max_us"] / 1000,
         rps=d["requests"] / (d["duration_us"] / 1e6),
         cpu_pct=100 * (c1 - c0) / wall,
         upstream_cpu_pct=100 * (u1 - u0) / wall,
@@ -164,6 +166,7 @@ def _median(results: list[Result]) -> Result:
         r0.target, r0.stream, r0.conc,
         statistics.median(r.p50_ms for r in results),
         statistics.median(r.p99_ms for r in results),
+        statistics.median(r.max_ms for r in results),
         statistics.median(r.rps for r in results),
         statistics.median(r.cpu_pct for r in results),
         statistics.median(r.upstream_cpu_pct for r in results),
@@ -215,22 +218,24 @@ def render(results: list[Result], args: argparse.Namespace) -> str:
         f"Python {platform.python_version()}; wrk 1 thread, {args.duration:g} s per scenario after "
         f"{args.warmup:g} s warm-up; {args.rounds} round(s), median shown.",
         "",
-        "| scenario | conc | through | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | req/s ratio "
-        "| server CPU % | other load % |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | conc | through | p50 ms | p99 ms | max ms | req/s | added p50 ms | req/s ratio "
+        "| server CPU % | CPU µs/req | other load % |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stream in (False, True):
         for conc in (1, 32):
             d = by[("direct", stream, conc)]
             for t in targets:
                 r = by[(t, stream, conc)]
-                row = f"| {r.mode} | {conc} | {LABELS[t]} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.rps:,.0f} "
+                row = (f"| {r.mode} | {conc} | {LABELS[t]} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.max_ms:.1f} "
+                       f"| {r.rps:,.0f} ")  # fmt: skip
+                per_req = f"{r.cpu_pct / 100 / r.rps * 1e6:,.0f}"
                 if t == "direct":
-                    row += f"| | | | {r.cpu_pct:.0f} | {r.other_cpu_pct:.0f} |"
+                    row += f"| | | {r.cpu_pct:.0f} | {per_req} | {r.other_cpu_pct:.0f} |"
                 else:
                     row += (
-                        f"| {r.p50_ms - d.p50_ms:+.3f} | {r.p99_ms - d.p99_ms:+.3f} | {r.rps / d.rps:.3f} "
-                        f"| {r.cpu_pct:.0f} | {r.other_cpu_pct:.0f} |"
+                        f"| {r.p50_ms - d.p50_ms:+.3f} | {r.rps / d.rps:.3f} "
+                        f"| {r.cpu_pct:.0f} | {per_req} | {r.other_cpu_pct:.0f} |"
                     )
                 lines.append(row)
     t1 = by[("respd", False, 1)].p50_ms - by[("direct", False, 1)].p50_ms
@@ -252,7 +257,10 @@ def render(results: list[Result], args: argparse.Namespace) -> str:
         f"{verdict(t3 <= TARGET_ADDED_STREAM_MS)} |",
         "",
         "*server CPU %*: CPU of the process under test (the upstream for direct rows, respd for respd rows), "
-        "in % of one core. *other load %*: CPU used meanwhile by processes outside the benchmark (noise).",
+        "in % of one core; *CPU µs/req*: that CPU per completed request. *other load %*: CPU used meanwhile by "
+        "processes outside the benchmark (noise). *p99* is wrk's, which corrects for coordinated omission: each "
+        "request slower than twice the mean interval also counts as the requests that would have waited behind "
+        "it, so at concurrency 1 a few stalls (see *max*) set the p99.",
     ]
     return "\n".join(lines)
 
