@@ -178,15 +178,18 @@ def _insert_sql(table: Table) -> tuple[str, list[str]]:
 class SqliteSink:
     """Writes batches on one SQLite DBAPI connection; checkpoints the WAL from a thread about every second.
 
-    A checkpoint runs between writes, never beside one: the next batch waits for it (and the writes queued
-    meanwhile join that batch). A checkpoint that runs beside a writer cannot copy the frames being added,
-    so under steady load the WAL would never start over; it grew to hundreds of megabytes within a minute
-    of the benchmark, and every page read slows with its size.
+    Checkpoints run beside the writes (a checkpoint's fsync can take tens of milliseconds here). But a
+    checkpoint that runs beside a writer cannot copy the frames being added, so under steady load the WAL
+    never starts over: it grew to hundreds of megabytes within a minute of the benchmark, and every page
+    read slows with its size. So once a checkpoint reports a log over :attr:`WAL_RESTART_FRAMES`, the next
+    write waits for one more checkpoint that nothing writes beside (short: the earlier ones copied most of
+    the log), and the log starts over after it.
 
     SQLite is one process's database, so notices go straight to ``deliver`` after the commit.
     """
 
     CHECKPOINT_S = 1.0
+    WAL_RESTART_FRAMES = 8192  # 32 MB of 4 KB pages
 
     def __init__(self, engine: Engine, deliver: Callable[[str, str], None]) -> None:
         self._engine = engine
@@ -194,8 +197,9 @@ class SqliteSink:
         self._conn: Any = None
         self._inserts = [_insert_sql(t) for t in (responses, response_items, response_events, jobs)]
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="respd-checkpoint")
-        self._checkpointing: asyncio.Future[None] | None = None
+        self._checkpointing: asyncio.Future[int] | None = None
         self._checkpointed_at = time.monotonic()
+        self._restart = False  # the next write first waits for a checkpoint nothing writes beside
 
     def _connection(self) -> Any:
         if self._conn is None:
@@ -204,9 +208,15 @@ class SqliteSink:
         return self._conn
 
     async def __call__(self, b: Batch) -> None:
-        if self._checkpointing is not None:
-            await self._checkpointing
+        running = self._checkpointing
+        if running is not None and (running.done() or self._restart):
             self._checkpointing = None
+            if await running > self.WAL_RESTART_FRAMES:
+                self._restart = True
+        if self._restart:  # a checkpoint with no write beside it, so that this write starts the log over
+            self._restart = False
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._checkpoint)
+            self._checkpointed_at = time.monotonic()
         conn = self._connection()
         try:
             tables = (b.responses, b.items, _event_rows(b.events), b.jobs)
@@ -232,16 +242,19 @@ class SqliteSink:
         for channel, payload in b.notices:
             self._deliver(channel, payload)
         now = time.monotonic()
-        if now - self._checkpointed_at >= self.CHECKPOINT_S:
+        if self._checkpointing is None and now - self._checkpointed_at >= self.CHECKPOINT_S:
             self._checkpointed_at = now
             self._checkpointing = asyncio.get_running_loop().run_in_executor(self._pool, self._checkpoint)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> int:
+        """Copy what it can of the WAL into the database; return the WAL's length in frames."""
         try:
             with self._engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
+            return int(row[1]) if row is not None else 0
         except Exception:  # the WAL only grows until the next one; never fail a write over it
             log.exception("WAL checkpoint failed")
+            return 0
 
     async def close(self) -> None:
         if self._checkpointing is not None:
