@@ -12,9 +12,9 @@ from starlette.responses import Response
 
 from respd.api.context import runtime_of, tenant_of
 from respd.api.deferred import DeferredJSONResponse
-from respd.engine import standalone
+from respd.engine import context, standalone
 from respd.engine.runtime import Runtime
-from respd.errors import InvalidRequest, NotFound
+from respd.errors import InvalidRequest
 from respd.wire.context import CompactBody, ResponseCompactBody, TokenCountsBody
 from respd.wire.request import CreateResponse
 from respd.wire.validation import parse_body
@@ -52,9 +52,7 @@ async def compact_response(request: Request) -> Response:
     its model and instructions unless the body names others."""
     rt, tenant = runtime_of(request), tenant_of(request)
     rid = request.path_params["response_id"]
-    row = await rt.store.get_response(tenant, rid)
-    if row is None:
-        raise NotFound(f"Response with id '{rid}' not found.", param="response_id")
+    row = await context.stored_response(rt.store, tenant, rid)
     body = parse_body(ResponseCompactBody, await request.body() or b"{}")
     defaults = {"model": row["body"]["model"], "instructions": row["body"]["instructions"]}
     given = {name: value for name in defaults if (value := getattr(body, name)) is not None}

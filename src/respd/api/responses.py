@@ -15,12 +15,13 @@ from respd.api.context import json_response, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
 from respd.api.pagination import check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
+from respd.engine import context
 from respd.engine.fold import fold
 from respd.engine.follow import follow
 from respd.engine.prepare import prepare
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
-from respd.errors import InvalidRequest, NotFound
+from respd.errors import InvalidRequest
 from respd.store.writer import Batch
 from respd.wire.request import CreateResponse
 from respd.wire.response import TERMINAL_STATUSES
@@ -37,16 +38,14 @@ async def create_response(request: Request) -> Response:
     req = parse_body(CreateResponse, body)
     run = await prepare(rt, req, tenant)
     headers = {OMITTED_TOOLS_HEADER: ",".join(run.tools.omitted)} if run.tools.omitted else {}
-    opts = req.stream_options
-    obfuscate = opts is None or opts.include_obfuscation is not False
     if req.background:
         # a durable job now; the client may watch it (and drop off) or come back for it later
         await worker_of(request).accept(run, body)
         if req.stream:
-            return EventStreamResponse(_followed_frames(request, run.id, -1, obfuscate), headers=headers)
+            return EventStreamResponse(_followed_frames(request, run.id, -1, req.obfuscate), headers=headers)
         return Response(run.snapshot_json, media_type="application/json", headers=headers)
     if req.stream:
-        return EventStreamResponse(_live_frames(run, obfuscate), headers=headers)
+        return EventStreamResponse(_live_frames(run, req.obfuscate), headers=headers)
     return DeferredJSONResponse(_final_json(run), headers=headers)
 
 
@@ -89,12 +88,8 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int |
 
 
 async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
-    rt = runtime_of(request)
     rid = request.path_params["response_id"]
-    row = await rt.store.get_response(tenant_of(request), rid)
-    if row is None:
-        raise NotFound(f"Response with id '{rid}' not found.", param="response_id")
-    return rid, row
+    return rid, await context.stored_response(runtime_of(request).store, tenant_of(request), rid)
 
 
 async def get_response(request: Request) -> Response:

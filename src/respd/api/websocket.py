@@ -105,9 +105,7 @@ def _create(msg: dict[str, Any], env: _Envelope) -> Create:
             "Background mode is not supported over a WebSocket connection; responses stream on the socket.",
             param="background",
         )
-    opts = req.stream_options
-    obfuscate = opts is None or opts.include_obfuscation is not False
-    return Create(req=req.model_copy(update={"stream": True}), obfuscate=obfuscate, generate=env.generate)
+    return Create(req=req.model_copy(update={"stream": True}), obfuscate=req.obfuscate, generate=env.generate)
 
 
 def error_event(exc: RespdError, stream_id: str | None = None) -> bytes:

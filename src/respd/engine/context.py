@@ -65,14 +65,28 @@ async def history(
         return []
     if local is not None and (kept := await local(prev)) is not None:
         return kept
-    row = await store.get_response(tenant, prev)
+    await previous_response(store, tenant, prev)
+    return await store.chain_items(tenant, prev)
+
+
+async def previous_response(store: Store, tenant: str, response_id: str) -> dict[str, Any]:
+    """The stored row of the ``previous_response_id`` a request names, or its 404."""
+    row = await store.get_response(tenant, response_id)
     if row is None:
         raise NotFound(
-            f"Previous response with id '{prev}' not found.",
+            f"Previous response with id '{response_id}' not found.",
             param="previous_response_id",
             code="previous_response_not_found",
         )
-    return await store.chain_items(tenant, prev)
+    return row
+
+
+async def stored_response(store: Store, tenant: str, response_id: str) -> dict[str, Any]:
+    """The stored row of a response named in a path (see :meth:`Store.get_response`), or a 404 on ``response_id``."""
+    row = await store.get_response(tenant, response_id)
+    if row is None:
+        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+    return row
 
 
 async def conversation_items(store: Store, tenant: str, conversation_id: str) -> list[dict[str, Any]]:

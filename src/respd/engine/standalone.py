@@ -12,12 +12,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from respd.backends.base import Admitting, TokenCount
-from respd.engine import compaction, window
+from respd.engine import compaction, context, window
 from respd.engine.checks import check_request
 from respd.engine.emitter import usage_object
 from respd.engine.prepare import gather
 from respd.engine.runtime import Runtime
-from respd.errors import InvalidRequest, NotFound, ServerError
+from respd.errors import InvalidRequest, ServerError
 from respd.ids import new_id
 from respd.wire.request import CreateResponse
 
@@ -27,10 +27,7 @@ async def _model_of(rt: Runtime, tenant: str, req: CreateResponse) -> str:
     if req.model is not None:
         return req.model
     if req.previous_response_id is not None:
-        row = await rt.store.get_response(tenant, req.previous_response_id)
-        if row is None:
-            raise NotFound(f"Previous response with id '{req.previous_response_id}' not found.",
-                           param="previous_response_id", code="previous_response_not_found")  # fmt: skip
+        row = await context.previous_response(rt.store, tenant, req.previous_response_id)
         model: str = row["body"]["model"]
         return model
     if len(rt.settings.models) == 1:
@@ -52,10 +49,7 @@ async def count_input(rt: Runtime, tenant: str, req: CreateResponse) -> TokenCou
 
 async def stored_request(rt: Runtime, tenant: str, response_id: str) -> CreateResponse:
     """The create request a stored response ran (the parts that make its input), for counting it again."""
-    row = await rt.store.get_response(tenant, response_id)
-    if row is None:
-        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
-    body = row["body"]
+    body = (await context.stored_response(rt.store, tenant, response_id))["body"]
     echoed = ("model", "instructions", "previous_response_id", "tools", "tool_choice", "parallel_tool_calls",
               "truncation", "reasoning")  # fmt: skip
     fields = {key: body[key] for key in echoed}

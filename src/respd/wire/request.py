@@ -150,6 +150,12 @@ class CreateResponse(Wire):
     client_metadata: dict[str, Any] | None = None
 
     @property
+    def obfuscate(self) -> bool:
+        """Whether streamed deltas carry ``obfuscation`` padding: on unless ``stream_options`` turns it off."""
+        opts = self.stream_options
+        return opts is None or opts.include_obfuscation is not False
+
+    @property
     def conversation_id(self) -> str | None:
         """The id of ``conversation``, whichever form it came in."""
         conv = self.conversation
