@@ -1,7 +1,8 @@
 """The ``openai`` backend: any OpenAI-compatible Chat Completions upstream (vLLM, llama.cpp, Ollama, OpenAI).
 
-One pooled aiohttp session per upstream. A streaming client gets an upstream stream; a non-streaming one
-gets one JSON call (cheaper to parse), turned into the same deltas.
+One pool of keep-alive connections per upstream (:mod:`respd.backends.http_client`). A streaming client
+gets an upstream stream; a non-streaming one gets one JSON call (cheaper to parse), turned into the same
+deltas.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from respd.backends import chat_messages as cm
@@ -27,6 +27,7 @@ from respd.backends.base import (
     TokenCount,
     Usage,
 )
+from respd.backends.http_client import ConnectFailed, HttpClient, HttpError, ReadTimeout, Reply
 from respd.backends.token_estimate import estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
@@ -51,8 +52,7 @@ class OpenAIChatBackend:
 
     def __init__(self, route: ModelRoute) -> None:
         self.route = route
-        self._url = route.base_url.rstrip("/") + "/chat/completions"
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
         self.prefill = route.prefill  # the upstream continues a final assistant message (vLLM, llama.cpp)
         self._chat_prompt: ChatPrompt | None = None  # the route's tokenizer GGUF, loaded at its first count
 
@@ -64,23 +64,25 @@ class OpenAIChatBackend:
             self._chat_prompt = await asyncio.to_thread(load_tokenizer, self.route.tokenizer)
         return self._chat_prompt
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=self.route.connect_timeout_s, sock_read=self.route.timeout_s
-            )
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-            # No cookie jar and no response decompression: an API upstream sets no cookies, and every
-            # skipped step is per-request CPU on respd's hot path. The upstream is asked not to compress
-            # by the headers of each request (skip_auto_headers would cost a header-set copy per request).
-            self._session = aiohttp.ClientSession(
-                timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
-            )
-        return self._session
+    def _client(self) -> HttpClient:
+        if self._http is None:
+            self._http = HttpClient(self.route.base_url, connect_timeout=self.route.connect_timeout_s,
+                                    read_timeout=self.route.timeout_s)  # fmt: skip
+        return self._http
+
+    async def _post(self, body: dict[str, Any]) -> Reply:
+        reply = await self._client().post("/chat/completions", orjson.dumps(body), self._headers())
+        if reply.status >= 400:
+            try:
+                message = await _error_message(reply)
+            finally:
+                reply.close()
+            raise UpstreamError(message)
+        return reply
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            self._http.close()
 
     def payload(self, req: ModelRequest) -> dict[str, Any]:
         """The Chat Completions request body for ``req``."""
@@ -147,11 +149,9 @@ class OpenAIChatBackend:
             return TokenCount(estimate(request), exact=False)
         body = self.payload(replace(request, stream=False, max_output_tokens=1, top_logprobs=None))
         try:
-            async with self._client().post(self._url, data=orjson.dumps(body), headers=self._headers()) as resp:
-                if resp.status >= 400:
-                    raise UpstreamError(await _error_message(resp))
-                answer = orjson.loads(await resp.read())
-        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            async with await self._post(body) as reply:
+                answer = orjson.loads(await reply.read())
+        except (HttpError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(_describe(exc)) from exc
         usage = answer.get("usage") if isinstance(answer, dict) else None
         tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
@@ -160,32 +160,30 @@ class OpenAIChatBackend:
         return TokenCount(tokens, exact=True)
 
     async def generate(self, request: ModelRequest, admission: Admission | None = None) -> AsyncIterator[list[Delta]]:
-        data = orjson.dumps(self.payload(request))
         calls = CallDecoder(request.tools)
         try:
-            async with self._client().post(self._url, data=data, headers=self._headers()) as resp:
-                if resp.status >= 400:
-                    raise UpstreamError(await _error_message(resp))
+            # closing the reply before its end (the client left) drops the connection: the upstream stops
+            async with await self._post(self.payload(request)) as reply:
                 if request.stream:
-                    async for deltas in _read_stream(resp, calls):
+                    async for deltas in _read_stream(reply, calls):
                         yield deltas
                 else:
-                    yield _read_json(await resp.read(), calls)
-        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+                    yield _read_json(await reply.read(), calls)
+        except (HttpError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(_describe(exc)) from exc
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, ReadTimeout):
         return "The model upstream timed out."
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"The model upstream is unreachable: {exc.os_error or exc}."
+    if isinstance(exc, ConnectFailed):
+        return f"The model upstream is unreachable: {exc}."
     if isinstance(exc, orjson.JSONDecodeError):
         return "The model upstream sent a malformed response."
     return f"The model upstream failed: {type(exc).__name__}: {exc}".rstrip(": ") + "."
 
 
-async def _error_message(resp: aiohttp.ClientResponse) -> str:
+async def _error_message(resp: Reply) -> str:
     raw = await resp.read()
     try:
         detail = orjson.loads(raw)["error"]["message"]
@@ -261,7 +259,7 @@ def _chunk_deltas(chunk: dict[str, Any], calls: CallDecoder) -> list[Delta]:
     return out
 
 
-async def _read_stream(resp: aiohttp.ClientResponse, calls: CallDecoder) -> AsyncIterator[list[Delta]]:
+async def _read_stream(resp: Reply, calls: CallDecoder) -> AsyncIterator[list[Delta]]:
     """Parse the upstream's SSE, one list of deltas per network read (so the client gets one write per read).
 
     The finish is held back until usage (which comes after it) or ``[DONE]``.
@@ -269,7 +267,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, calls: CallDecoder) -> Asyn
     finish: Finish | None = None
     buffer = b""
     done = False
-    async for block in resp.content.iter_any():
+    async for block in resp.chunks():
         buffer += block
         *lines, buffer = buffer.split(b"\n")
         out: list[Delta] = []
