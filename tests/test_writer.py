@@ -7,7 +7,7 @@ from pathlib import Path
 
 from respd.ids import new_id
 from respd.store.store import Store
-from respd.store.writer import Batch
+from respd.store.writer import Batch, log_row
 
 BODY = "x" * 6000  # about what one non-streamed response's event log takes
 
@@ -16,7 +16,7 @@ def _response_batch() -> Batch:
     rid = new_id("resp")
     row = {"id": rid, "tenant": "t", "status": "completed", "model": "m", "created_at": 1, "updated_at": 1,
            "previous_response_id": None, "background": False, "owner": None, "body": "{}"}  # fmt: skip
-    return Batch(responses=[row], events=[{"response_id": rid, "seq": 0, "body": BODY.encode()}])
+    return Batch(responses=[row], events=[log_row(rid, [(0, BODY.encode())])])
 
 
 def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:

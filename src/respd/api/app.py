@@ -46,12 +46,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    # Starlette tries routes in order (a regex each): the hot one first
     return [
+        Route("/v1/responses", responses.create_response, methods=["POST"]),
+        WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
         Route("/healthz", system.healthz, methods=["GET"]),
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
-        Route("/v1/responses", responses.create_response, methods=["POST"]),
-        WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
         Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),
         Route("/v1/responses/compact", context_window.compact, methods=["POST"]),
         Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),

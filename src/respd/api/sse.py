@@ -48,11 +48,22 @@ class _Padding:
 _PADDING = _Padding()
 
 
+class _Prefixes(dict[str, bytes]):
+    """``event: <type>\\ndata: `` for each event type, encoded once."""
+
+    def __missing__(self, event_type: str) -> bytes:
+        self[event_type] = prefix = b"event: " + event_type.encode() + b"\ndata: "
+        return prefix
+
+
+_PREFIXES = _Prefixes()
+
+
 def frame(event_type: str, data: bytes, *, obfuscate: bool = False) -> bytes:
     """One event as one write: ``event: <type>\\ndata: <json>\\n\\n`` (see :func:`obfuscated`)."""
     if obfuscate:
         data = obfuscated(event_type, data)
-    return b"event: " + event_type.encode() + b"\ndata: " + data + b"\n\n"
+    return _PREFIXES[event_type] + data + b"\n\n"
 
 
 class EventStreamResponse(Response):

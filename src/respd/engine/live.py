@@ -59,10 +59,10 @@ class LiveHub:
     def channel(self, response_id: str) -> Channel | None:
         return self._channels.get(response_id)
 
-    def publish(self, response_id: str, seq: int, data: bytes) -> None:
+    def publish(self, response_id: str, frames: list[Frame]) -> None:
         ch = self._channels.get(response_id)
         if ch is not None:
-            ch.frames.append((seq, data))
+            ch.frames += frames
             ch._wake()
 
     def close(self, response_id: str) -> None:

@@ -14,7 +14,7 @@ import orjson
 
 from respd.engine.resume import read_log
 from respd.store.store import Store
-from respd.store.writer import Batch, item_rows
+from respd.store.writer import Batch, item_rows, log_row
 
 log = logging.getLogger("respd.recovery")
 
@@ -46,8 +46,7 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
                            "param": None})  # fmt: skip
             seq += 1
         events.append({"type": f"response.{status}", "sequence_number": seq, "response": final})
-        for ev in events:
-            batch.events.append({"response_id": response_id, "seq": ev["sequence_number"], "body": orjson.dumps(ev)})
+        batch.events.append(log_row(response_id, [(ev["sequence_number"], orjson.dumps(ev)) for ev in events]))
         batch.items += item_rows(response_id, tenant, "output", final["output"])
         batch.updates.append({"id": response_id, "status": status, "updated_at": int(time.time()),
                               "body": orjson.dumps(final).decode()})  # fmt: skip

@@ -27,7 +27,7 @@ from respd.engine.tools import ToolPlan
 from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store import conversations
-from respd.store.writer import Batch, item_rows
+from respd.store.writer import Batch, item_rows, log_row
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -83,7 +83,7 @@ class Run:
         # A background run logs its events as they come (a follower may be on another replica), and reads
         # the model as a stream so that a run taken over can go on from what was logged.
         self._stream = bool(req.stream) or self.background
-        self._logged: list[dict[str, Any]] = []  # event rows not yet handed to the writer
+        self._logged: list[tuple[int, bytes]] = []  # events (sequence number, JSON) not yet handed to the writer
         self._row_written = logged is not None
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
@@ -130,7 +130,7 @@ class Run:
             "body": (body_json or orjson.dumps(body)).decode(),
         }  # fmt: skip
 
-    def _record(self, ev: Event, publish: bool = True) -> bytes:
+    def _record(self, ev: Event) -> bytes:
         if "response" in ev:
             # A lifecycle event is mostly its snapshot: serialize that once, and keep the last one, which
             # is the stored row's body and the non-streamed answer.
@@ -140,13 +140,16 @@ class Run:
         else:
             data = orjson.dumps(ev)
         if self.store:
-            self._logged.append({"response_id": self.id, "seq": ev["sequence_number"], "body": data})
-            if publish:
-                self.rt.hub.publish(self.id, ev["sequence_number"], data)
+            self._logged.append((ev["sequence_number"], data))
         return data
 
+    def _publish(self, frames: Sequence[tuple[Event, bytes]]) -> None:
+        """Hand recorded events to this process's followers (a stored response's only)."""
+        if self.store:
+            self.rt.hub.publish(self.id, [(ev["sequence_number"], data) for ev, data in frames])
+
     def _flush_batch(self, final: dict[str, Any] | None) -> Batch:
-        batch = Batch(events=self._logged)
+        batch = Batch(events=[log_row(self.id, self._logged)] if self._logged else [])
         self._logged = []
         if not self._row_written:
             body = final or self.emitter.response
@@ -165,8 +168,7 @@ class Run:
     def accept_background(self, request_body: bytes, owner: str | None) -> Batch:
         """The rows that accept this run as a background job, for one transaction: the queued response, its
         log so far and the job (so no crash can leave a queued response without its job)."""
-        for ev in self.emitter.queue():
-            self._record(ev)
+        self._publish([(ev, self._record(ev)) for ev in self.emitter.queue()])
         batch = self._flush_batch(None)
         batch.jobs.append({"response_id": self.id, "tenant": self.tenant, "owner": owner,
                            "created_at": int(time.time() * 1000), "attempts": 1 if owner else 0,
@@ -245,13 +247,13 @@ class Run:
                 raise
             # The client left or the response was cancelled: stopped while awaiting the model, or closed
             # while paused at a yield.
-            await self._end([(ev, self._record(ev, publish=False)) for ev in em.cancel()])
+            await self._end([(ev, self._record(ev)) for ev in em.cancel()])
             raise
         except Exception:
             log.exception("response %s failed inside respd", self.id)
             terminal = em.fail("The server had an error while processing your request.")
         # followers see the terminal events only once they are durable, like the client of this run
-        frames = [(ev, self._record(ev, publish=False)) for ev in terminal]
+        frames = [(ev, self._record(ev)) for ev in terminal]
         await self._end(frames)
         yield frames
 
@@ -264,6 +266,7 @@ class Run:
 
     def _record_all(self, events: list[Event]) -> list[tuple[Event, bytes]]:
         frames = [(ev, self._record(ev)) for ev in events]
+        self._publish(frames)
         if self._stream:
             self._submit()
         return frames
@@ -295,8 +298,7 @@ class Run:
         self.final = self.emitter.response
         await self._commit_final()
         if self.store:
-            for ev, data in unpublished:
-                self.rt.hub.publish(self.id, ev["sequence_number"], data)
+            self._publish(unpublished)
             self.rt.hub.close(self.id)
 
 

@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import Any, Protocol
 
 import orjson
@@ -60,10 +59,9 @@ class Op(Protocol):
 class Batch:
     """Rows to write in one go. Inserts run before updates, then ``ops`` in order, deletes last.
 
-    ``events`` are single events ``{response_id, seq, body}`` (``body``: the event's JSON bytes);
-    consecutive events of one response are written as one event-log row. ``jobs`` are new background
-    jobs; ``finished_jobs`` the response ids whose job ends with this batch. ``notices`` are
-    ``(channel, payload)`` signals sent once the batch is committed (see :mod:`respd.store.signals`).
+    ``events`` are event-log rows (:func:`log_row`: consecutive events of one response, one row). ``jobs``
+    are new background jobs; ``finished_jobs`` the response ids whose job ends with this batch. ``notices``
+    are ``(channel, payload)`` signals sent once the batch is committed (see :mod:`respd.store.signals`).
     """
 
     responses: list[dict[str, Any]] = field(default_factory=list)
@@ -97,13 +95,11 @@ def item_rows(response_id: str, tenant: str, kind: str, items: list[dict[str, An
     ]  # fmt: skip
 
 
-def _event_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for rid, group in groupby(events, key=lambda e: e["response_id"]):
-        evs = list(group)
-        rows.append({"response_id": rid, "seq": evs[0]["seq"], "last_seq": evs[-1]["seq"],
-                     "body": b"\n".join(e["body"] for e in evs).decode()})  # fmt: skip
-    return rows
+def log_row(response_id: str, events: Sequence[tuple[int, bytes]]) -> dict[str, Any]:
+    """The ``response_events`` row of consecutive events ``(sequence_number, JSON)`` of one response: one JSON
+    document per line."""
+    return {"response_id": response_id, "seq": events[0][0], "last_seq": events[-1][0],
+            "body": b"\n".join(data for _, data in events).decode()}  # fmt: skip
 
 
 EVENTS_CHANNEL = "respd_events"  # payload: ids of responses with newly committed events, comma-separated
@@ -131,7 +127,7 @@ def write_batch(conn: Connection, b: Batch) -> None:
     if b.items:
         conn.execute(insert(response_items), b.items)
     if b.events:
-        conn.execute(insert(response_events), _event_rows(b.events))
+        conn.execute(insert(response_events), b.events)
     for row in b.updates:
         values = {k: v for k, v in row.items() if k != "id"}
         conn.execute(update(responses).where(responses.c.id == row["id"]).values(**values))
@@ -219,7 +215,7 @@ class SqliteSink:
             self._checkpointed_at = time.monotonic()
         conn = self._connection()
         try:
-            tables = (b.responses, b.items, _event_rows(b.events), b.jobs)
+            tables = (b.responses, b.items, b.events, b.jobs)
             for (sql, cols), rows in zip(self._inserts, tables, strict=True):
                 if rows:
                     conn.executemany(sql, [tuple(row[c] for c in cols) for row in rows])
