@@ -7,7 +7,7 @@ particular upstream stay inside its backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -114,7 +114,9 @@ class ModelRequest:
 class Backend(Protocol):
     """A model that can run one turn."""
 
-    def generate(self, request: ModelRequest, admission: Admission | None = None) -> AsyncIterator[Delta | list[Delta]]:
+    def generate(
+        self, request: ModelRequest, admission: Admission | None = None
+    ) -> AsyncGenerator[Delta | list[Delta], None]:
         """Yield the turn's deltas; end with :class:`Usage` (when known) and one :class:`Finish`.
 
         ``admission`` is what :meth:`Admitting.admit` returned for ``request``, if the backend admits: what it

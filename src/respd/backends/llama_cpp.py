@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -124,7 +124,7 @@ class LlamaCppBackend:
     # -- generation -------------------------------------------------------------------------------
     async def generate(
         self, request: ModelRequest, admission: Admission | None = None
-    ) -> AsyncIterator[Delta | list[Delta]]:
+    ) -> AsyncGenerator[Delta | list[Delta], None]:
         if isinstance(admission, _Place):
             constraints = admission.constraints  # built and checked by admit()
         else:

@@ -8,7 +8,7 @@ deltas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +159,9 @@ class OpenAIChatBackend:
             raise UpstreamError("The model upstream did not report how many tokens the prompt is.")
         return TokenCount(tokens, exact=True)
 
-    async def generate(self, request: ModelRequest, admission: Admission | None = None) -> AsyncIterator[list[Delta]]:
+    async def generate(
+        self, request: ModelRequest, admission: Admission | None = None
+    ) -> AsyncGenerator[list[Delta], None]:
         calls = CallDecoder(request.tools)
         try:
             # closing the reply before its end (the client left) drops the connection: the upstream stops

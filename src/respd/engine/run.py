@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
 import orjson
@@ -188,7 +188,7 @@ class Run:
         if append is not None:
             batch.ops.append(append)
         if self.store or append is not None:
-            await self.rt.store.writer.commit(batch)
+            await self.rt.store.writer.commit(batch, alone=self.rt.running == 1)
 
     def _conversation_append(self) -> conversations.Append | None:
         """This turn for its conversation, if it joins one; ``store: false`` does not keep it out (nor does
@@ -208,54 +208,63 @@ class Run:
         terminal: list[Event]
         if self.store:
             self.rt.hub.open(self.id)
+        self.rt.running += 1
         try:
-            if self.logged is not None:
-                yield self._record_all(em.resume(self.logged.next_seq, self.logged.open_indices))
-            elif em.seq:  # accepted as a background job by this process, now running
-                yield self._record_all(em.resume(em.seq, []))
-            else:
-                yield self._record_all(em.start())
-            prefill = None
-            if self.logged is not None and self.logged.has_output:
-                prefill = self.logged.prefill() if self._can_prefill() else None
-                if prefill is None:
-                    raise UpstreamError(_NOT_CONTINUABLE)
-            if self.compact:
-                yield self._record_all(em.compaction_started())
-                yield self._record_all(await self._compact())
-            if self.answer:
-                backend = self.rt.backend(self.route)
-                deltas: AsyncIterator[Any]
-                if not self.generate:
-                    deltas = _no_deltas()
-                elif self._admission is not None and self._admitted is not None and prefill is None \
-                        and not self.compact:  # fmt: skip
-                    deltas = backend.generate(self._admitted, self._admission)  # as admitted, not built again
+            try:
+                if self.logged is not None:
+                    yield self._record_all(em.resume(self.logged.next_seq, self.logged.open_indices))
+                elif em.seq:  # accepted as a background job by this process, now running
+                    yield self._record_all(em.resume(em.seq, []))
                 else:
-                    deltas = backend.generate(self.model_request(prefill))
-                async for got in deltas:
-                    batch = [ev for delta in (got if isinstance(got, list) else (got,)) for ev in em.feed(delta)]
-                    if batch:
-                        yield self._record_all(batch)
-            terminal = em.finish()
-        except UpstreamError as exc:
-            log.warning("response %s failed: %s", self.id, exc.message)
-            terminal = em.fail(exc.message)
-        except (asyncio.CancelledError, GeneratorExit):
-            if self.detached:  # handed back to the queue: log what was made, leave the response running
-                await self._commit_logged()
+                    yield self._record_all(em.start())
+                prefill = None
+                if self.logged is not None and self.logged.has_output:
+                    prefill = self.logged.prefill() if self._can_prefill() else None
+                    if prefill is None:
+                        raise UpstreamError(_NOT_CONTINUABLE)
+                if self.compact:
+                    yield self._record_all(em.compaction_started())
+                    yield self._record_all(await self._compact())
+                if self.answer:
+                    backend = self.rt.backend(self.route)
+                    deltas: AsyncGenerator[Any, None]
+                    if not self.generate:
+                        deltas = _no_deltas()
+                    elif self._admission is not None and self._admitted is not None and prefill is None \
+                            and not self.compact:  # fmt: skip
+                        deltas = backend.generate(self._admitted, self._admission)  # as admitted, not built again
+                    else:
+                        deltas = backend.generate(self.model_request(prefill))
+                    try:
+                        async for got in deltas:
+                            batch = [ev for delta in (got if isinstance(got, list) else (got,))
+                                     for ev in em.feed(delta)]  # fmt: skip
+                            if batch:
+                                yield self._record_all(batch)
+                    finally:
+                        # closed at a yield (the client left): stop the model now, not when it is collected
+                        await deltas.aclose()
+                terminal = em.finish()
+            except UpstreamError as exc:
+                log.warning("response %s failed: %s", self.id, exc.message)
+                terminal = em.fail(exc.message)
+            except (asyncio.CancelledError, GeneratorExit):
+                if self.detached:  # handed back to the queue: log what was made, leave the response running
+                    await self._commit_logged()
+                    raise
+                # The client left or the response was cancelled: stopped while awaiting the model, or closed
+                # while paused at a yield.
+                await self._end([(ev, self._record(ev)) for ev in em.cancel()])
                 raise
-            # The client left or the response was cancelled: stopped while awaiting the model, or closed
-            # while paused at a yield.
-            await self._end([(ev, self._record(ev)) for ev in em.cancel()])
-            raise
-        except Exception:
-            log.exception("response %s failed inside respd", self.id)
-            terminal = em.fail("The server had an error while processing your request.")
-        # followers see the terminal events only once they are durable, like the client of this run
-        frames = [(ev, self._record(ev)) for ev in terminal]
-        await self._end(frames)
-        yield frames
+            except Exception:
+                log.exception("response %s failed inside respd", self.id)
+                terminal = em.fail("The server had an error while processing your request.")
+            # followers see the terminal events only once they are durable, like the client of this run
+            frames = [(ev, self._record(ev)) for ev in terminal]
+            await self._end(frames)
+            yield frames
+        finally:
+            self.rt.running -= 1
 
     async def _compact(self) -> list[Event]:
         """Summarize the context into the open compaction item; the model answers from the compacted one."""

@@ -35,6 +35,7 @@ class Runtime:
     hub: LiveHub = field(init=False)
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
+    running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
 
     def backend(self, route: ModelRoute) -> Backend:
         if route.name not in self.backends:

@@ -77,7 +77,7 @@ class Store:
         self._sync = _sqlite_sync_engine(url) if self.is_sqlite else None
         if self._sync is not None:
             sink = SqliteSink(self._sync, self.signals.deliver)
-            self.writer = Writer(sink, sink.close, linger_s=SQLITE_LINGER_S)
+            self.writer = Writer(sink, sink.close, linger_s=SQLITE_LINGER_S, now=sink.now)
         else:
             self.writer = Writer(async_sink(self.engine))
 

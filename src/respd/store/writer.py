@@ -213,6 +213,18 @@ class SqliteSink:
             self._restart = False
             await asyncio.get_running_loop().run_in_executor(self._pool, self._checkpoint)
             self._checkpointed_at = time.monotonic()
+        self._write(b)
+        self._after(b)
+
+    def now(self, b: Batch) -> bool:
+        """Write ``b`` at once, without suspending, unless a checkpoint's outcome must be awaited first."""
+        if self._restart or (self._checkpointing is not None and self._checkpointing.done()):
+            return False
+        self._write(b)
+        self._after(b)
+        return True
+
+    def _write(self, b: Batch) -> None:
         conn = self._connection()
         try:
             tables = (b.responses, b.items, b.events, b.jobs)
@@ -235,6 +247,8 @@ class SqliteSink:
         except BaseException:
             conn.rollback()
             raise
+
+    def _after(self, b: Batch) -> None:
         for channel, payload in b.notices:
             self._deliver(channel, payload)
         now = time.monotonic()
@@ -283,10 +297,13 @@ class Writer:
         sink: Callable[[Batch], Awaitable[None]],
         close: Callable[[], Awaitable[None]] | None = None,
         linger_s: float = LINGER_S,
+        now: Callable[[Batch], bool] | None = None,
     ) -> None:
         self._sink = sink
         self._close = close
         self._linger_s = linger_s
+        self._now = now  # writes a batch without suspending, if it can (see commit)
+        self._busy = False  # the writer task holds entries it has not finished writing
         # (rows, the future of an awaited commit, urgent: write without lingering)
         self._queue: asyncio.Queue[tuple[Batch, asyncio.Future[None] | None, bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -311,8 +328,16 @@ class Writer:
         that does not exist)."""
         self._put((batch, None, urgent))
 
-    async def commit(self, batch: Batch) -> None:
-        """Queue rows and wait until they are durable."""
+    async def commit(self, batch: Batch, *, alone: bool = False) -> None:
+        """Queue rows and wait until they are durable.
+
+        ``alone``: the caller is the only response running here, so no other could join this commit. If the
+        writer is idle too, the rows are written at once in the caller's task (without suspending, so a
+        cancelled caller cannot cut the write short): at concurrency 1 the hand-off to the writer task and
+        back was ~100 µs of a ~1.5 ms request.
+        """
+        if alone and self._now is not None and not self._busy and self._queue.empty() and self._now(batch):
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._put((batch, fut, True))
         await asyncio.shield(fut)
@@ -331,6 +356,7 @@ class Writer:
     async def _loop(self) -> None:
         while True:
             first = await self._queue.get()
+            self._busy = True
             pending = [first]
             if not self._urgent:  # nothing queued is waited for (an urgent write may sit behind ``first``)
                 await self._linger()
@@ -341,7 +367,10 @@ class Writer:
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
             self._urgent = 0
-            await self._write(pending)
+            try:
+                await self._write(pending)
+            finally:
+                self._busy = False
 
     async def _linger(self) -> None:
         """Wait a few milliseconds for more rows to join this transaction, unless a commit is awaited."""
