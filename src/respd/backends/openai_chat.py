@@ -194,9 +194,7 @@ async def _error_message(resp: Reply) -> str:
     return f"The model upstream answered {resp.status}: {detail}"
 
 
-def _usage(raw: dict[str, Any] | None) -> Usage | None:
-    if not raw:
-        return None
+def _usage(raw: dict[str, Any]) -> Usage:
     prompt = raw.get("prompt_tokens_details") or {}
     completion = raw.get("completion_tokens_details") or {}
     return Usage(
@@ -219,20 +217,23 @@ def _token(t: dict[str, Any]) -> dict[str, Any]:
     return {"token": t["token"], "logprob": t["logprob"], "bytes": t.get("bytes") or list(t["token"].encode())}
 
 
-def _message_deltas(choice: dict[str, Any], msg: dict[str, Any], calls: CallDecoder) -> list[Delta]:
-    """The deltas in a whole ``message`` or in one chunk's ``delta`` (the same fields, in pieces)."""
-    out: list[Delta] = []
+def _message_deltas(choice: dict[str, Any], msg: dict[str, Any], calls: CallDecoder, out: list[Delta]) -> None:
+    """Append the deltas in a whole ``message`` or in one chunk's ``delta`` (the same fields, in pieces) to
+    ``out``. (Run for every streamed token: each lookup is made once.)"""
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")  # vLLM/llama.cpp name it either way
     if reasoning:
         out.append(ReasoningDelta(reasoning))
-    if msg.get("refusal"):
-        out.append(RefusalDelta(msg["refusal"]))
-    if msg.get("content"):
-        out.append(TextDelta(msg["content"], _logprobs(choice)))
-    for i, call in enumerate(msg.get("tool_calls") or ()):
-        fn = call.get("function") or {}
-        out.append(calls.feed(call.get("index", i), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
-    return out
+    refusal = msg.get("refusal")
+    if refusal:
+        out.append(RefusalDelta(refusal))
+    content = msg.get("content")
+    if content:
+        out.append(TextDelta(content, _logprobs(choice) if choice.get("logprobs") else None))
+    tool_calls = msg.get("tool_calls")
+    if tool_calls:
+        for i, call in enumerate(tool_calls):
+            fn = call.get("function") or {}
+            out.append(calls.feed(call.get("index", i), call.get("id"), fn.get("name"), fn.get("arguments") or ""))
 
 
 def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
@@ -240,25 +241,26 @@ def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
     if not isinstance(body, dict) or not body.get("choices"):
         raise UpstreamError("The model upstream sent a completion without choices.")
     choice = body["choices"][0]
-    out = _message_deltas(choice, choice.get("message") or {}, calls)
+    out: list[Delta] = []
+    _message_deltas(choice, choice.get("message") or {}, calls, out)
     out += calls.flush()
-    usage = _usage(body.get("usage"))
-    if usage is not None:
-        out.append(usage)
+    usage = body.get("usage")
+    if usage:
+        out.append(_usage(usage))
     out.append(Finish(_FINISH.get(choice.get("finish_reason") or "stop", "stop")))
     return out
 
 
-def _chunk_deltas(chunk: dict[str, Any], calls: CallDecoder) -> list[Delta]:
-    out: list[Delta] = []
+def _chunk_deltas(chunk: dict[str, Any], calls: CallDecoder, out: list[Delta]) -> None:
+    """Append the deltas of one streamed chunk to ``out``."""
     for choice in chunk.get("choices") or ():
-        out += _message_deltas(choice, choice.get("delta") or {}, calls)
-        if choice.get("finish_reason"):
-            out.append(Finish(_FINISH.get(choice["finish_reason"], "stop")))
-    usage = _usage(chunk.get("usage"))
-    if usage is not None:
-        out.append(usage)
-    return out
+        _message_deltas(choice, choice.get("delta") or {}, calls, out)
+        reason = choice.get("finish_reason")
+        if reason:
+            out.append(Finish(_FINISH.get(reason, "stop")))
+    usage = chunk.get("usage")
+    if usage:
+        out.append(_usage(usage))
 
 
 async def _read_stream(resp: Reply, calls: CallDecoder) -> AsyncIterator[list[Delta]]:
@@ -280,11 +282,12 @@ async def _read_stream(resp: Reply, calls: CallDecoder) -> AsyncIterator[list[De
             if data == b"[DONE]":
                 done = True
                 break
-            for delta in _chunk_deltas(orjson.loads(data), calls):
-                if isinstance(delta, Finish):
-                    finish = delta
-                else:
-                    out.append(delta)
+            _chunk_deltas(orjson.loads(data), calls, out)
+        for delta in out:
+            if isinstance(delta, Finish):
+                finish = delta
+        if finish is not None:
+            out = [delta for delta in out if not isinstance(delta, Finish)]
         if out:
             yield out
         if done:
