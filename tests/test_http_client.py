@@ -4,10 +4,18 @@ and misbehave on purpose (pieces with pauses, idle connections closed, silence, 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from respd.backends.http_client import ConnectFailed, HttpClient, HttpError, ReadTimeout
 
@@ -243,3 +251,54 @@ def test_garbage_is_an_error() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError):
         HttpClient("unix:///tmp/sock", connect_timeout=1, read_timeout=1)
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "respd test upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_https_verifies_the_upstream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS with the system's trust store, which ``SSL_CERT_FILE`` extends (an upstream with a private CA)."""
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    async def main() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await up.read_request(reader)
+            writer.write(fixed(b'{"over":"tls"}'))
+            await writer.drain()
+
+        up = Upstream(handler)
+        up.server = await asyncio.start_server(up._serve, "127.0.0.1", 0, ssl=server_tls)
+        url = up.url.replace("http://", "https://")
+        with pytest.raises(ConnectFailed, match="certificate"):  # not trusted: refused before any request
+            await client(url).post("/x", b"{}", {})
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        async with await client(url).post("/x", b"{}", {}) as r:
+            assert r.status == 200 and await r.read() == b'{"over":"tls"}'
+        assert len(up.requests) == 1
+        await up.__aexit__()
+
+    run(main())
