@@ -25,15 +25,16 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 class Upstream:
     """A TCP server running ``handler`` per connection; counts connections, records requests."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.lost = asyncio.Event()  # set when a handler saw the client close its connection
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Upstream:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -43,7 +44,8 @@ class Upstream:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -290,15 +292,12 @@ def test_https_verifies_the_upstream(tmp_path: Path, monkeypatch: pytest.MonkeyP
             writer.write(fixed(b'{"over":"tls"}'))
             await writer.drain()
 
-        up = Upstream(handler)
-        up.server = await asyncio.start_server(up._serve, "127.0.0.1", 0, ssl=server_tls)
-        url = up.url.replace("http://", "https://")
-        with pytest.raises(ConnectFailed, match="certificate"):  # not trusted: refused before any request
-            await client(url).post("/x", b"{}", {})
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        async with await client(url).post("/x", b"{}", {}) as r:
-            assert r.status == 200 and await r.read() == b'{"over":"tls"}'
-        assert len(up.requests) == 1
-        await up.__aexit__()
+        async with Upstream(handler, tls=server_tls) as up:
+            with pytest.raises(ConnectFailed, match="certificate"):  # not trusted: refused before any request
+                await client(up.url).post("/x", b"{}", {})
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+            async with await client(up.url).post("/x", b"{}", {}) as r:
+                assert r.status == 200 and await r.read() == b'{"over":"tls"}'
+            assert len(up.requests) == 1
 
     run(main())

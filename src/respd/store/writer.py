@@ -336,8 +336,13 @@ class Writer:
         cancelled caller cannot cut the write short): at concurrency 1 the hand-off to the writer task and
         back was ~100 µs of a ~1.5 ms request.
         """
-        if alone and self._now is not None and not self._busy and self._queue.empty() and self._now(batch):
-            return
+        if alone and self._now is not None and not self._busy and self._queue.empty():
+            try:
+                if self._now(batch):
+                    return
+            except Exception:
+                log.exception("write failed")  # as a queued write that fails: logged, raised to its caller
+                raise
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._put((batch, fut, True))
         await asyncio.shield(fut)
