@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -88,6 +89,11 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.open()
         await worker.start()  # also ends, once their lease is over, what dead replicas left running
+        # What startup made (modules, the schema, a loaded model's objects) lives as long as the process:
+        # moved out of the collector's generations, a full collection no longer walks ~100k objects
+        # (~20 ms, a stall of every request in flight) to find that they are still alive.
+        gc.collect()
+        gc.freeze()
         yield
         # uvicorn has given open streams their grace period; background jobs get theirs, then go back
         await worker.drain(settings.drain_s)
