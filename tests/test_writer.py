@@ -21,32 +21,32 @@ def _response_batch() -> Batch:
 
 def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
     """Once the log is long, a write waits for a checkpoint that nothing writes beside, which copies the whole
-    log, and the log starts over: the file stays the size of a few writes however many are made. (A
-    checkpoint beside a steady writer never catches up; the log then grows with every write.)"""
+    log, and the log starts over. (A checkpoint beside a steady writer never catches up: without the restart,
+    the log file ends 3.2–3.4 times the size of the bodies written, every page a write touches included; with
+    it, 0.25–0.55 times here: the longest stretch between two restarts, which depends on thread timing.)"""
     db = tmp_path / "respd.db"
     wal = tmp_path / "respd.db-wal"
+    writes = 2000
 
-    async def main() -> tuple[int, int]:
+    async def main() -> int:
         store = Store(f"sqlite+aiosqlite:///{db}")
         await store.open()
         sink = store.writer._sink
         sink.CHECKPOINT_S = 0.0  # type: ignore[attr-defined]  # a checkpoint after every write,
         sink.WAL_RESTART_FRAMES = 1  # type: ignore[attr-defined]  # and every log is long enough to restart
-        await store.writer.commit(_response_batch())
-        one_write = wal.stat().st_size
 
         async def producer() -> None:
-            for _ in range(100):
+            for _ in range(writes // 4):
                 await store.writer.commit(_response_batch())
 
         await asyncio.gather(*(producer() for _ in range(4)))  # the writer is never idle for long
-        largest = wal.stat().st_size
         async with store.engine.connect() as conn:
             count = (await conn.exec_driver_sql("SELECT count(*) FROM response_events")).scalar_one()
+        largest = wal.stat().st_size  # the log file's high-water mark
         await store.close()
-        assert count == 401
-        return one_write, largest
+        assert count == writes
+        return largest
 
-    one_write, largest = asyncio.run(main())
-    assert one_write > len(BODY)
-    assert largest < 20 * one_write, (one_write, largest)  # without restarts: ~100 times
+    written = writes * len(BODY)
+    largest = asyncio.run(main())
+    assert largest < written, (largest, written)
