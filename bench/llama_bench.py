@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 from llama_cpp import Llama
 
+from respd.backends import llama_load
 from respd.backends.bundled import BUNDLED, bundled_path
 
 BENCH = Path(__file__).resolve().parent
@@ -279,7 +280,8 @@ def main() -> None:
     args = p.parse_args()
     path = bundled_path()
     threads = os.cpu_count() or 1
-    llm = Llama(model_path=str(path), n_ctx=8192, n_threads=threads, n_threads_batch=threads, verbose=False)
+    # loaded as respd loads it (respd.backends.llama_load: without llama.cpp's AMX kernels where they crash)
+    llm = llama_load.load(str(path), n_ctx=8192, n_threads=threads, n_threads_batch=threads, verbose=False)
     res = Results()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,12 +18,14 @@ from typing import Any
 
 import httpx
 import jsonschema
+import llama_cpp
 import openai
 import pytest
 
 from respd.backends import llama_grammars as grammars
+from respd.backends import llama_load
 from respd.backends.base import ModelRequest
-from respd.backends.bundled import BUNDLED
+from respd.backends.bundled import BUNDLED, bundled_path
 from respd.backends.llama_cpp import LlamaCppBackend
 from respd.backends.llama_engine import StateCache
 from respd.backends.llama_tools import BrokenCall, Call, CallScanner, CallStarted, Text
@@ -410,3 +412,22 @@ def test_llama_cpp_routes_in_the_config(tmp_path: Path) -> None:
         cfg.write_text(f'[[models]]\nname = "m"\nbackend = "llama_cpp"\n{bad}\n')
         with pytest.raises(ConfigError):
             load_settings(str(cfg), env={})
+
+
+@pytest.mark.parametrize("extra_buffers", [False, True])
+def test_load_with_and_without_extra_buffers(extra_buffers: bool) -> None:
+    """The loader can leave out llama.cpp's extra buffer types (where its AMX kernels would crash: see
+    respd.backends.llama_load) and answers a prompt of several tokens either way; llama.cpp's defaults are
+    put back after the load. (On a CPU whose build uses AMX, ``extra_buffers=True`` would crash here: it is
+    what the default avoids, so that case runs only elsewhere.)"""
+    if extra_buffers and llama_load.uses_amx():
+        pytest.skip("this build runs AMX kernels on this CPU, which crash on the bundled model's Q4_K weights")
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
+    llm = llama_load.load(str(bundled_path()), extra_buffers=extra_buffers, n_ctx=256, verbose=False)
+    try:
+        assert llm.model_params.use_extra_bufts is extra_buffers
+        assert llama_cpp.llama_cpp.llama_model_default_params is defaults
+        out = llm.create_completion("The capital of France is the city of", max_tokens=3, temperature=0)
+        assert "Paris" in out["choices"][0]["text"]
+    finally:
+        llm.close()

@@ -22,8 +22,8 @@ def _response_batch() -> Batch:
 def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
     """Once the log is long, a write waits for a checkpoint that nothing writes beside, which copies the whole
     log, and the log starts over. (A checkpoint beside a steady writer never catches up: without the restart,
-    the log file ends 3.2–3.4 times the size of the bodies written, every page a write touches included; with
-    it, 0.25–0.55 times here: the longest stretch between two restarts, which depends on thread timing.)"""
+    the log file ends 3.2 to 3.4 times the size of the bodies written, every page a write touches included; with
+    it, 0.25 to 0.55 times here: the longest stretch between two restarts, which depends on thread timing.)"""
     db = tmp_path / "respd.db"
     wal = tmp_path / "respd.db-wal"
     writes = 2000

@@ -24,9 +24,9 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
-from llama_cpp import Llama
 
 from respd.backends import llama_grammars as grammars
+from respd.backends import llama_load
 from respd.backends import tool_calls as tc
 from respd.backends.base import Delta, Finish, FinishReason, TextDelta, Usage
 from respd.backends.bundled import bundled_path, verify
@@ -105,8 +105,8 @@ class LlamaEngine:
         path = self._model_file(route)
         threads = route.n_threads or os.cpu_count() or 1
         t0 = time.monotonic()
-        self.llm = Llama(model_path=str(path), n_ctx=route.n_ctx, n_batch=route.n_batch, n_ubatch=route.n_batch,
-                         n_threads=threads, n_threads_batch=threads, verbose=False)  # fmt: skip
+        self.llm = llama_load.load(str(path), n_ctx=route.n_ctx, n_batch=route.n_batch, n_ubatch=route.n_batch,
+                                   n_threads=threads, n_threads_batch=threads, verbose=False)  # fmt: skip
         self.n_ctx = self.llm.n_ctx()
         self.prompt = ChatPrompt(self.llm, route.chat_template, f"model {route.name!r}")
         self.cache = StateCache(route.cache_mb << 20)
