@@ -5,7 +5,8 @@ later) puts the weights in an AMX buffer, and its AMX matrix multiply crashes th
 the bundled model's — in the first batch of more than one token (ggml-org/llama.cpp#20824, closed without a
 fix; seen here: a segfault in ``ggml_backend_amx_mul_mat`` on the first request). The AMX buffer is one of
 llama.cpp's "extra buffer types", so where the build uses AMX the model loads without them. That also leaves
-out llama.cpp's repacking of weights for its AVX kernels on that CPU: a slower prompt instead of a crash.
+out llama.cpp's repacking of weights for its AVX kernels on that CPU; against a build without AMX (repacking
+on) on such a host, prompts read at the same speed and decoding ran ~5 % slower (26.9 against 28.3 tok/s).
 """
 
 from __future__ import annotations
