@@ -90,6 +90,7 @@ class Run:
         self._admission: Admission | None = None  # this run's place at a backend with limited room
         self._admitted: ModelRequest | None = None  # the model request it was admitted with
         self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
+        self.started = time.monotonic()
 
     # -- the model request ------------------------------------------------------------------------
     def model_request(self, prefill: str | None = None) -> ModelRequest:
@@ -306,6 +307,7 @@ class Run:
         self.release_admission()
         self.final = self.emitter.response
         await self._commit_final()
+        self.rt.ended(self.tenant, self.route.name, self.final, time.monotonic() - self.started)
         if self.store:
             self._publish(unpublished)
             self.rt.hub.close(self.id)

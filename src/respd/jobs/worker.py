@@ -80,6 +80,11 @@ class Worker:
         if not self.rt.store.is_sqlite:  # other replicas: take them now
             await self.rt.store.writer.commit(Batch(notices=[(JOBS, "")]))
 
+    @property
+    def stopping(self) -> bool:
+        """Shutting down: no new work is taken (readiness fails)."""
+        return self._stopping
+
     # -- accepting --------------------------------------------------------------------------------
     async def accept(self, run: Run, request_body: bytes) -> None:
         """Make ``run`` a durable job (committed before this returns); start it here if there is room."""
