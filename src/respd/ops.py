@@ -36,6 +36,8 @@ class Operations:
             rt.metrics.on_scrape(self._refresh)
         if self.limiter is not None:
             rt.end_hooks.append(self.limiter.ended)
+        if self.sender is not None:  # a run's deliveries were committed with its end: send them now
+            rt.end_hooks.append(self.sender.wake)
 
     def _count_end(self, tenant: str, model: str, final: dict[str, object], seconds: float) -> None:
         assert self.rt.metrics is not None

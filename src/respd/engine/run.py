@@ -30,7 +30,8 @@ from respd.engine.tools import ToolPlan
 from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store import conversations
-from respd.store.batch import Batch, ResponseHead
+from respd.store.batch import Batch, Op, ResponseHead
+from respd.webhooks import events as webhooks
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -211,8 +212,14 @@ class Run:
     async def _end(self, unpublished: Sequence[Frame]) -> None:
         self.release_admission()
         self.final = self.emitter.response
+        ops: list[Op] = []  # what shares the terminal commit: no crash can end the response without them
         append = self._conversation_append()
-        await self.recorder.end(self.final, unpublished, [append] if append is not None else ())
+        if append is not None:
+            ops.append(append)
+        announce = webhooks.deliveries_op(self.rt.settings.ops, self.tenant, self.id, self.final["status"])
+        if announce is not None:
+            ops.append(announce)  # its webhook deliveries; this replica's sender is woken by rt.ended
+        await self.recorder.end(self.final, unpublished, ops)
         self.rt.ended(self.tenant, self.route.name, self.final, time.monotonic() - self.started)
 
     def _conversation_append(self) -> conversations.Append | None:

@@ -133,21 +133,21 @@ class Worker:
                 return
             logged = read_log(rows)
             if logged.ended or job.cancel_requested:
-                await end_logged(self.rt.store, job.tenant, rid, "cancelled")
+                await end_logged(self.rt.store, job.tenant, rid, "cancelled", ops=self.rt.settings.ops)
                 return
             if job.attempts > MAX_ATTEMPTS:
                 message = f"The server stopped {MAX_ATTEMPTS} times while generating this response; gave up."
-                await end_logged(self.rt.store, job.tenant, rid, "failed", message)
+                await end_logged(self.rt.store, job.tenant, rid, "failed", message, self.rt.settings.ops)
                 return
             req = parse_body(CreateResponse, job.request.encode())
             try:
                 run = await prepare(self.rt, req, job.tenant, logged=logged)
             except RespdError as exc:  # e.g. its previous response was deleted while it waited
-                await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message)
+                await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message, self.rt.settings.ops)
                 return
         except asyncio.CancelledError:
             if not self._stopping:
-                await end_logged(self.rt.store, job.tenant, rid, "cancelled")
+                await end_logged(self.rt.store, job.tenant, rid, "cancelled", ops=self.rt.settings.ops)
             raise
         if job.attempts > 1:
             log.warning("taking over background response %s (attempt %d)", rid, job.attempts)
@@ -167,7 +167,7 @@ class Worker:
             return
         job = await self.queue.claim_job(rid)
         if job is not None:
-            await end_logged(self.rt.store, tenant, rid, "cancelled")
+            await end_logged(self.rt.store, tenant, rid, "cancelled", ops=self.rt.settings.ops)
             return
         has_job, _owner = await self.queue.owner_of(rid)
         if has_job:
@@ -186,7 +186,7 @@ class Worker:
                     for job in await self.queue.claim(room):
                         self._spawn(job.response_id, self._take(job))
                 if rounds % sweep_every == 0:
-                    await end_orphans(self.rt.store, await self.queue.claim_orphans())
+                    await end_orphans(self.rt.store, await self.queue.claim_orphans(), self.rt.settings.ops)
             except Exception:
                 log.exception("claiming background work failed; retrying")
             rounds += 1

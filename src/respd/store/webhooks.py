@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, insert, select, text, update
 
+from respd.store.batch import Sql
 from respd.store.schema import webhook_attempts, webhook_deliveries
 from respd.store.store import Store
-from respd.store.writer import Sql
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 _COLUMNS = [c.name for c in webhook_deliveries.columns]

@@ -12,9 +12,9 @@ import time
 
 from respd.config import OpsSettings
 from respd.ids import new_id
+from respd.store.batch import Batch
 from respd.store.signals import WEBHOOKS
 from respd.store.webhooks import AddDeliveries, NewDelivery
-from respd.store.writer import Batch
 
 EVENT_TYPES = {"completed": "response.completed", "failed": "response.failed",
                "cancelled": "response.cancelled", "incomplete": "response.incomplete"}  # fmt: skip
@@ -26,7 +26,7 @@ def announce(batch: Batch, ops: OpsSettings, tenant: str, response_id: str, stat
     op = deliveries_op(ops, tenant, response_id, status)
     if op is not None:
         batch.ops.append(op)
-        batch.notices.append((WEBHOOKS, ""))
+        batch.notify(WEBHOOKS)
 
 
 def deliveries_op(ops: OpsSettings, tenant: str, response_id: str, status: str) -> AddDeliveries | None:

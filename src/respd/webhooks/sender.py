@@ -73,6 +73,10 @@ class WebhookSender:
         self._client: httpx.AsyncClient | None = None
         signals.on(WEBHOOKS, lambda _payload: self._wake.set())
 
+    def wake(self, *_ended: object) -> None:
+        """Look for due deliveries now (a response just ended here: a runtime end hook)."""
+        self._wake.set()
+
     def start(self) -> None:
         self._client = self.policy.httpx_client(timeout=self.ops.webhook_timeout_s, follow_redirects=False)
         self._loop_task = asyncio.create_task(self._run(), name="respd-webhooks")
