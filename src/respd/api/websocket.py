@@ -33,6 +33,7 @@ from respd.engine.prepare import prepare
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, RateLimited, RespdError, ServerError, Unsupported, envelope
+from respd.telemetry import tracing
 from respd.wire.request import CreateResponse
 from respd.wire.validation import parse_body, to_invalid_request
 
@@ -192,6 +193,7 @@ class Session:
             if limiter is not None:
                 await limiter.admit(self.tenant, stream=False)  # a request; the connection is not a stream slot
             run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain)
+            tracing.annotate_response(run.id, run.route.name, create.req.conversation_id)
             run.generate = create.generate
         except RespdError as exc:
             await self._send(error_event(exc, stream_id))

@@ -23,6 +23,7 @@ from respd.errors import RateLimited, RespdError
 from respd.jobs.queue import Job, JobQueue
 from respd.store.signals import CANCEL, JOBS
 from respd.store.writer import Batch
+from respd.telemetry import tracing
 from respd.wire.request import CreateResponse
 from respd.wire.validation import parse_body
 
@@ -114,6 +115,7 @@ class Worker:
         self._wake.set()  # room for another job
 
     async def _execute(self, run: Run) -> None:
+        tracing.annotate_response(run.id, run.route.name, run.req.conversation_id)  # for its model turns' spans
         try:
             async with contextlib.aclosing(run.events()) as events:
                 async for _ in events:
