@@ -65,6 +65,7 @@ class Metrics:
         self.rate_limited = Counter("respd_rate_limited_requests", "Requests refused by a rate limit, by limit.",
                                     ["limit"], registry=r)  # fmt: skip
         self._http_children: dict[tuple[str, str, int], Histogram] = {}
+        self._end_children: dict[tuple[str, str], tuple[Counter, Histogram, Counter, Counter]] = {}
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -76,14 +77,20 @@ class Metrics:
 
     def finished(self, model: str, status: str, seconds: float, usage: dict[str, object] | None) -> None:
         """A response ended: its status, duration and tokens."""
-        self.responses.labels(model, status).inc()
-        self.duration.labels(model, status).observe(seconds)
+        children = self._end_children.get((model, status))
+        if children is None:
+            children = self._end_children[(model, status)] = (
+                self.responses.labels(model, status), self.duration.labels(model, status),
+                self.prompt_tokens.labels(model), self.generation_tokens.labels(model))  # fmt: skip
+        responses, duration, prompt_tokens, generation_tokens = children
+        responses.inc()
+        duration.observe(seconds)
         if usage:
             prompt, generated = usage.get("input_tokens"), usage.get("output_tokens")
             if isinstance(prompt, int) and prompt:
-                self.prompt_tokens.labels(model).inc(prompt)
+                prompt_tokens.inc(prompt)
             if isinstance(generated, int) and generated:
-                self.generation_tokens.labels(model).inc(generated)
+                generation_tokens.inc(generated)
 
     def on_scrape(self, refresh: Callable[[], Awaitable[None]]) -> None:
         """Run ``refresh`` (e.g. gauges read from the database) before each scrape."""
