@@ -133,6 +133,17 @@ class WebhookStore:
         q = select(func.min(webhook_deliveries.c.next_attempt_at)).where(webhook_deliveries.c.state == PENDING)
         return await self.store.transact(lambda conn: conn.execute(q).scalar())
 
+    async def prune(self, before_ms: int) -> int:
+        """Forget deliveries that ended (delivered or given up) before ``before_ms``, and their attempts."""
+
+        def work(conn: Connection) -> int:
+            ended = select(webhook_deliveries.c.id).where(webhook_deliveries.c.state != PENDING,
+                                                          webhook_deliveries.c.next_attempt_at < before_ms)  # fmt: skip
+            conn.execute(webhook_attempts.delete().where(webhook_attempts.c.delivery_id.in_(ended)))
+            return int(conn.execute(webhook_deliveries.delete().where(webhook_deliveries.c.id.in_(ended))).rowcount)
+
+        return await self.store.transact(work)
+
     async def pending(self) -> int:
         q = select(func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.state == PENDING)
         async with self.store.engine.connect() as conn:

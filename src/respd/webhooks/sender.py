@@ -36,6 +36,8 @@ USER_AGENT = "respd-webhooks/1"
 MAX_IN_FLIGHT = 32  # attempts this replica runs at once
 MAX_DELAY_S = 12 * 3600.0
 IDLE_POLL_S = 5.0  # with nothing due: look again this often (notices wake it sooner)
+RETENTION_S = 7 * 86400.0  # deliveries that ended are kept this long for inspection
+PRUNE_EVERY_S = 3600.0
 
 
 def retry_delay_s(initial_s: float, attempt: int) -> float:
@@ -92,10 +94,14 @@ class WebhookSender:
             await self._client.aclose()
 
     async def _run(self) -> None:
+        pruned_at = 0.0
         while True:
             self._wake.clear()
             wait_s = IDLE_POLL_S
             try:
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    await self.deliveries.prune(now_ms() - int(RETENTION_S * 1000))
                 room = MAX_IN_FLIGHT - len(self._in_flight)
                 if room > 0:
                     for claimed in await self.deliveries.claim(room, self.lease_ms):
