@@ -242,6 +242,10 @@ def test_files_are_isolated_between_keys(keyed: RespdServer) -> None:
             with pytest.raises(openai.NotFoundError):
                 call(mine.id)
         assert mine.id not in [f.id for f in bob.files.list()]
+        for part in ({"type": "input_file", "file_id": mine.id}, {"type": "input_image", "file_id": mine.id}):
+            with pytest.raises(openai.NotFoundError) as caught:
+                bob.responses.create(model="test-model", input=[{"role": "user", "content": [part]}])
+            assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "input[0].content[0].file_id"
         assert alice.files.content(mine.id).content == b"alice's secret"
         assert [f.id for f in alice.files.list()] == [mine.id]
         check_error(httpx.get(f"{base}/files"), 401)
