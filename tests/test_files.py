@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 
 from tests.checks import check_error
 from tests.conftest import start_server
-from tests.servers import RespdServer, write_config
+from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 from tests.spec_schemas import validate_openai
 
 MIB = 1 << 20
@@ -186,10 +187,12 @@ def small(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     """A server whose files may be at most 1 MiB."""
     tmp = tmp_path_factory.mktemp(f"respd-small-{request.param}")
     config = write_config(tmp / "respd.toml", fake.base_url, extra=f"max_file_bytes = {MIB}\n")
-    url = f"sqlite:///{tmp / 'respd.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    srv = start_server(tmp, config, url)
+    url = f"sqlite:///{tmp / 'respd.db'}" if request.param == "sqlite" else create_pg_database()
+    srv = start_server(tmp, config, url)  # a database of its own: these tests count every stored row
     yield srv
     srv.stop()
+    if request.param == "postgres":
+        drop_pg_database(url)
 
 
 def test_limit(small: RespdServer) -> None:
@@ -249,3 +252,42 @@ def test_files_are_isolated_between_keys(keyed: RespdServer) -> None:
         assert alice.files.content(mine.id).content == b"alice's secret"
         assert [f.id for f in alice.files.list()] == [mine.id]
         check_error(httpx.get(f"{base}/files"), 401)
+
+
+def test_client_that_leaves_mid_upload_leaves_nothing(small: RespdServer) -> None:
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n\r\n'
+    with socket.create_connection(("127.0.0.1", small.port)) as conn:
+        conn.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 900000\r\n\r\n" + head + b"x" * 600_000)  # fmt: skip
+        deadline = time.monotonic() + 10  # a piece is stored, then the client is gone
+        while not sql(small, "SELECT count(*) FROM files WHERE status = 'uploading'")[0][0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while sql(small, "SELECT count(*) FROM files WHERE status <> 'processed'")[0][0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sql(small, "SELECT count(*) FROM files WHERE status <> 'processed'") == [(0,)]
+
+
+def test_sweep_frees_expired_deleted_and_abandoned_files(small: RespdServer) -> None:
+    with openai.OpenAI(base_url=small.url + "/v1", api_key="x", max_retries=0) as client:
+        kept = client.files.create(file=("kept.txt", b"k" * 1000), purpose="user_data")
+        expired = client.files.create(file=("old.txt", b"o" * 1000), purpose="user_data",
+                                      expires_after={"anchor": "created_at", "seconds": 3600})  # fmt: skip
+    now = int(time.time())
+    sql(small, "UPDATE files SET expires_at = $1 WHERE id = $2", now - 1, expired.id)
+    # what a replica killed mid-upload, and one killed mid-delete, leave behind
+    for file_id, status, updated in (("file-abandoned", "uploading", now - 3600), ("file-halfgone", "deleted", now)):
+        sql(small, "INSERT INTO files (id, tenant, status, filename, purpose, mime, bytes, sha256, created_at, "
+            f"updated_at, expires_at) VALUES ($1, '', '{status}', 'x', '', 'text/plain', 5, '', {updated}, "
+            f"{updated}, NULL)", file_id)  # fmt: skip
+        sql(small, "INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, 0, $2)", file_id, b"hello")
+    small.stop()
+    small.start()  # the sweep runs as a replica starts, then every minute
+    gone = [expired.id, "file-abandoned", "file-halfgone"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(chunk_count(small, f) for f in gone):
+        time.sleep(0.1)
+    assert [chunk_count(small, f) for f in gone] == [0, 0, 0]
+    assert sql(small, "SELECT id FROM files ORDER BY id") == [(kept.id,)]
+    assert chunk_count(small, kept.id) == 1
