@@ -30,7 +30,7 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import RespdServer, create_pg_database, drop_pg_database, free_port  # noqa: E402
+from tests.servers import RespdServer, create_pg_database, drop_pg_database, free_port
 
 MIB = 1 << 20
 
