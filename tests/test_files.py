@@ -49,6 +49,14 @@ def sql(server: RespdServer, query: str, *args: Any) -> list[tuple[Any, ...]]:
     return asyncio.run(run())
 
 
+def assert_gone(client: openai.OpenAI, file_id: str) -> None:
+    """``file_id`` is a 404 to every call, and in no list."""
+    for call in (client.files.retrieve, client.files.content, client.files.delete):
+        with pytest.raises(openai.NotFoundError):
+            call(file_id)
+    assert file_id not in [f.id for f in client.files.list()]
+
+
 def chunk_count(server: RespdServer, file_id: str) -> int:
     return int(sql(server, "SELECT count(*) FROM file_chunks WHERE file_id = $1", file_id)[0][0])
 
@@ -74,13 +82,7 @@ def test_upload_retrieve_content_delete(any_client: openai.OpenAI, any_server: R
     deleted = any_client.files.delete(created.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "file", True)
     assert chunk_count(any_server, created.id) == 0  # its bytes are gone with it
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.retrieve(created.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.content(created.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.delete(created.id)
-    assert created.id not in [f.id for f in any_client.files.list()]
+    assert_gone(any_client, created.id)
     err = check_error(httpx.get(f"{any_server.url}/v1/files/{created.id}"), 404, param="file_id")
     assert created.id in err["message"]
 
@@ -141,13 +143,7 @@ def test_expires_after(any_client: openai.OpenAI, any_server: RespdServer) -> No
     assert batch.expires_at == batch.created_at + 30 * 24 * 3600  # the API's default for batch files
     # an hour on: the file is gone for every call, as if deleted
     sql(any_server, "UPDATE files SET expires_at = $1 WHERE id = $2", int(time.time()) - 1, f.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.retrieve(f.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.content(f.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.delete(f.id)
-    assert f.id not in [x.id for x in any_client.files.list(purpose="user_data")]
+    assert_gone(any_client, f.id)
     any_client.files.delete(batch.id)
 
 
@@ -241,10 +237,7 @@ def test_files_are_isolated_between_keys(keyed: RespdServer) -> None:
     with openai.OpenAI(base_url=base, api_key="key-alice", max_retries=0) as alice, \
             openai.OpenAI(base_url=base, api_key="key-bob", max_retries=0) as bob:  # fmt: skip
         mine = alice.files.create(file=("secret.txt", b"alice's secret"), purpose="user_data")
-        for call in (bob.files.retrieve, bob.files.content, bob.files.delete):
-            with pytest.raises(openai.NotFoundError):
-                call(mine.id)
-        assert mine.id not in [f.id for f in bob.files.list()]
+        assert_gone(bob, mine.id)
         for part in ({"type": "input_file", "file_id": mine.id}, {"type": "input_image", "file_id": mine.id}):
             with pytest.raises(openai.NotFoundError) as caught:
                 bob.responses.create(model="test-model", input=[{"role": "user", "content": [part]}])
