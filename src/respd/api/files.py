@@ -161,6 +161,7 @@ async def delete_file(request: Request) -> Response:
 
 async def file_content(request: Request) -> Response:
     record = await file_of(request)
-    headers = {"content-length": str(record.bytes),
+    # attachment and nosniff: a browser pointed at an uploaded HTML file saves it, it does not run it here
+    headers = {"content-length": str(record.bytes), "x-content-type-options": "nosniff",
                "content-disposition": f"attachment; filename*=UTF-8''{quote(record.filename)}"}  # fmt: skip
     return StreamingResponse(db.read(runtime_of(request).store, record), media_type=record.mime, headers=headers)
