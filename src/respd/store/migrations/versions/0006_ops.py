@@ -1,14 +1,14 @@
 """webhook deliveries and their attempts; rate-limit windows and stream slots
 
 Revision ID: 0006_ops
-Revises: 0003_conversations
+Revises: 0004_files
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_ops"
-down_revision = "0003_conversations"
+down_revision = "0004_files"
 branch_labels = None
 depends_on = None
 
