@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,13 @@ class Settings:
     max_background: int = 32
     max_queued: int = 10_000
     drain_s: float = 10.0
+    # The config file's tables that configure parts beyond the core, by name (``[web_search]``, …): each hosted
+    # tool reads and checks its own (respd.tools), so adding a tool needs no change here.
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The config table ``[name]``, empty when the file has none."""
+        return self.sections.get(name, {})
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -201,6 +209,7 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
+        sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
     )
 
