@@ -12,6 +12,8 @@ import httpx
 import openai
 import pytest
 
+from respd.config import ConfigError, load_settings
+from respd.tools.registry import Registry
 from tests.checks import check_error, check_event, check_response
 from tests.conftest import start_server
 from tests.fake_searxng import FakeSearxng
@@ -24,8 +26,9 @@ SOURCES = "web_search_call.action.sources"
 
 
 def web_config(path: Path, upstream: str, searxng: str, extra: str = "", timeout_s: float = 2) -> str:
-    """The test config plus a ``[web_search]`` table on the fake SearXNG (tables go after the top-level keys)."""
-    config = write_config(path, upstream, extra)
+    """The test config plus a ``[web_search]`` table on the fake SearXNG (tables go after the top-level keys),
+    which the outbound policy lets respd reach on loopback."""
+    config = write_config(path, upstream, 'outbound_allow = ["127.0.0.1:*"]\n' + extra)
     with open(config, "a") as f:
         f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "{searxng}"\ntimeout_s = {timeout_s}\n')
     return config
@@ -252,3 +255,26 @@ def test_websocket_mode_and_a_store_false_chain(web: openai.OpenAI, fake: FakeUp
     assert "response.web_search_call.searching" in [e["type"] for e in events]
     # the connection keeps what the store:false search gave the model, for the next turn
     assert "[1] Result 1 about ws otters" in tool_messages(fake.requests[-1]["body"])[0]
+
+
+def test_the_outbound_policy_guards_the_provider(tmp_path: Path, fake: FakeUpstream, searxng: FakeSearxng) -> None:
+    # a literal loopback address the policy refuses stops the server at startup, saying what to allow
+    refused = write_config(tmp_path / "refused.toml", fake.base_url)
+    with open(refused, "a") as f:
+        f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "{searxng.base_url}"\n')
+    with pytest.raises(ConfigError, match="outbound_allow"):
+        Registry(load_settings(refused, env={}))
+    # a name is checked on the addresses it resolves to, at each connection: the call fails, the answer goes on
+    by_name = write_config(tmp_path / "respd.toml", fake.base_url)
+    with open(by_name, "a") as f:
+        f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "http://localhost:{searxng.port}"\n')
+    server = start_server(tmp_path / "srv", by_name, f"sqlite:///{tmp_path / 'respd.db'}")
+    try:
+        fake.script(*searching("internal", answer="Could not search."))
+        with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as c:
+            r = c.responses.create(model="test-model", input="x", tools=[{"type": "web_search"}])
+    finally:
+        server.stop()
+    assert r.status == "completed" and r.output[0].status == "failed"  # type: ignore[union-attr]
+    assert searxng.queries == []
+    assert "not allowed" in tool_messages(fake.requests[-1]["body"])[0]

@@ -59,6 +59,7 @@ class Runtime:
                 await backend.load()
 
     async def close(self) -> None:
+        await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         await self.store.close()

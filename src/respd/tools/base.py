@@ -128,6 +128,10 @@ class HostedTool(Protocol):
         stopped by a crash and not run again)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what the tool holds between calls (connection pools) at shutdown."""
+        ...
+
     def recall(self, item: Item) -> tuple[str, Any, str]:
         """Function name, arguments and result text for a call item respd has no record of (a client sent it
         back by value, and the store does not hold it): what the model is shown of that earlier call."""

@@ -49,6 +49,14 @@ class Registry:
         """The tool serving requests' ``tools[].type`` ``tool_type``, if configured."""
         return self.by_type.get(tool_type)
 
+    async def aclose(self) -> None:
+        """Close every tool (at shutdown)."""
+        for tool in {id(t): t for t in self.by_type.values()}.values():
+            try:
+                await tool.aclose()
+            except Exception:
+                log.exception("closing hosted tool %s failed", tool.item_type)
+
     def of_item(self, item: dict[str, Any]) -> HostedTool | None:
         """The tool whose call ``item`` is, if it is a hosted call item of a configured tool."""
         return self.by_item.get(item.get("type", ""))

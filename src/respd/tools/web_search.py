@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from respd.config import ConfigError, Settings
@@ -134,6 +133,9 @@ class WebSearch:
                 "action": {"type": "search", "query": _query(call)}}  # fmt: skip
         return Outcome(item, f"The web search failed: {message}. Answer without it, and say that it failed.")
 
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
     def recall(self, item: Item) -> tuple[str, Any, str]:
         action = item.get("action") or {}
         sources = [s.get("url") for s in action.get("sources") or () if isinstance(s, dict)]
@@ -179,4 +181,4 @@ def hosted_tool(settings: Settings) -> HostedTool | None:
     timeout_s = section.get("timeout_s", 20.0)
     if not isinstance(timeout_s, int | float) or timeout_s <= 0:
         raise ConfigError("[web_search] timeout_s must be a number of seconds > 0")
-    return WebSearch(provider(section, httpx.AsyncClient, float(timeout_s)), float(timeout_s))
+    return WebSearch(provider(section, settings.outbound, float(timeout_s)), float(timeout_s))
