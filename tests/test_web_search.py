@@ -192,6 +192,23 @@ def test_max_tool_calls_counts_hosted_calls(web: openai.OpenAI, fake: FakeUpstre
     assert "tools" not in fake.requests[-1]["body"]
 
 
+def test_a_turn_with_a_client_call_ends_after_its_search(web: openai.OpenAI, fake: FakeUpstream,
+                                                         searxng: FakeSearxng) -> None:  # fmt: skip
+    fn = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}
+    get_time = {"id": "call_t", "name": "get_time", "arguments": "{}"}
+    fake.script(Reply(tool_calls=[get_time, call("clocks")]))
+    r = web.responses.create(model="test-model", input="time?", tools=[fn, {"type": "web_search"}])  # type: ignore[list-item]
+    assert [(i.type, i.status) for i in r.output] == [("function_call", "completed"), ("web_search_call", "completed")]
+    assert searxng.queries == ["clocks"] and len(fake.requests) == 1  # no second turn: the client's call is due
+    fake.script(Reply(text="It is noon [1]."))
+    nxt = web.responses.create(model="test-model", previous_response_id=r.id, tools=[fn, {"type": "web_search"}],  # type: ignore[list-item]
+                               input=[{"type": "function_call_output", "call_id": "call_t", "output": "12:00"}])
+    msgs = fake.requests[-1]["body"]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool"]
+    assert [c["function"]["name"] for c in msgs[1]["tool_calls"]] == ["get_time", "web_search"]
+    assert nxt.output[0].content[0].annotations[0].url == "https://example1.com/clocks"  # type: ignore[union-attr]
+
+
 def test_parallel_calls_run_together(web: openai.OpenAI, fake: FakeUpstream, searxng: FakeSearxng) -> None:
     searxng.delay_s = 0.5
     fake.script(Reply(tool_calls=[call("one", "c1"), call("two", "c2")]), Reply(text="Both [1] [4]."))

@@ -211,9 +211,13 @@ class Run:
             em.next_turn(self.hosted.names(), self._turn_calls())
             async for batch in self._turn(self._turn_request(first, prefill)):
                 yield batch
-            requests = em.take_hosted()
-            if not requests or em.finish_reason in ("length", "content_filter"):
+            if em.finish_reason in ("length", "content_filter"):
+                return  # cut short: its calls may be partial (the response ends incomplete)
+            requests, closing = em.take_hosted()
+            if not requests:
                 return
+            if closing:
+                yield closing
             calls = self.hosted.bind(requests)
             async for batch in self._start_calls(calls):
                 yield batch
