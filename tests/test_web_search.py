@@ -4,6 +4,7 @@ SearXNG and the scripted upstream: JSON, stream, background, replay, chains, lim
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,30 @@ def test_the_outbound_policy_guards_the_provider(tmp_path: Path, fake: FakeUpstr
     assert r.status == "completed" and r.output[0].status == "failed"  # type: ignore[union-attr]
     assert searxng.queries == []
     assert "not allowed" in tool_messages(fake.requests[-1]["body"])[0]
+
+
+def test_a_client_gone_during_the_search_ends_it_cancelled(web_server: RespdServer, web: openai.OpenAI,
+                                                            fake: FakeUpstream, searxng: FakeSearxng) -> None:  # fmt: skip
+    searxng.delay_s = 1.5
+    fake.script(*searching("slow"))
+    body = {"model": "test-model", "input": "x", "stream": True, "tools": [{"type": "web_search"}]}
+    events = sse(web_server.url + "/v1/responses", json=body, stop_after=5)  # up to `searching`, then hang up
+    assert events[-1]["type"] == "response.web_search_call.searching"
+    rid = events[0]["response"]["id"]
+    deadline = time.monotonic() + 10  # the first rows are written a moment after the client has them
+    while httpx.get(f"{web_server.url}/v1/responses/{rid}").status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = wait_status(web, rid, TERMINAL)
+    assert done.status == "cancelled"
+    assert [(i.type, i.status) for i in done.output] == [("web_search_call", "failed")]
+    assert len(fake.requests) == 1  # no answer turn
+
+
+def test_a_conversation_keeps_the_search_for_its_next_turn(web: openai.OpenAI, fake: FakeUpstream) -> None:
+    conv = web.conversations.create()
+    fake.script(*searching("conv otters"), Reply(text="As before."))
+    web.responses.create(model="test-model", input="otters", conversation=conv.id, tools=[{"type": "web_search"}])
+    web.responses.create(model="test-model", input="again", conversation=conv.id)
+    kinds = [i.type for i in web.conversations.items.list(conv.id, order="asc").data]
+    assert kinds == ["message", "web_search_call", "message", "message", "message"]
+    assert "[1] Result 1 about conv otters" in tool_messages(fake.requests[-1]["body"])[0]
