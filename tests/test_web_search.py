@@ -14,7 +14,8 @@ import openai
 import pytest
 
 from respd.config import ConfigError, load_settings
-from respd.tools.registry import Registry
+from respd.engine.runtime import Runtime
+from respd.store.store import Store
 from tests.checks import check_error, check_event, check_response
 from tests.conftest import start_server
 from tests.fake_searxng import FakeSearxng
@@ -281,7 +282,8 @@ def test_the_outbound_policy_guards_the_provider(tmp_path: Path, fake: FakeUpstr
     with open(refused, "a") as f:
         f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "{searxng.base_url}"\n')
     with pytest.raises(ConfigError, match="outbound_allow"):
-        Registry(load_settings(refused, env={}))
+        settings = load_settings(refused, env={"RESPD_DATA_DIR": str(tmp_path)})
+        Runtime(settings, Store(settings.database_url))
     # a name is checked on the addresses it resolves to, at each connection: the call fails, the answer goes on
     by_name = write_config(tmp_path / "respd.toml", fake.base_url)
     with open(by_name, "a") as f:

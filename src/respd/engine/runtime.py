@@ -47,7 +47,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
-        self.tools = Registry(self.settings)
+        self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
 
     async def open(self) -> None:
         await self.store.open()

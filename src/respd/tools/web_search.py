@@ -29,8 +29,19 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from respd.config import ConfigError, Settings
-from respd.tools.base import Call, HostedTool, Item, Outcome, Progress, Source, ToolContext, ToolError, check_config
+from respd.config import ConfigError
+from respd.tools.base import (
+    Call,
+    HostedTool,
+    Item,
+    Outcome,
+    Progress,
+    Source,
+    ToolContext,
+    ToolError,
+    ToolHost,
+    check_config,
+)
 from respd.tools.citations import CITE_HINT
 from respd.tools.search_providers import SearchProvider, WebQuery, WebResult, provider
 
@@ -173,8 +184,9 @@ def _allowed(url: str, domains: list[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
-def hosted_tool(settings: Settings) -> HostedTool | None:
+def hosted_tool(host: ToolHost) -> HostedTool | None:
     """The web search tool, when the config has a ``[web_search]`` table."""
+    settings = host.settings
     section = settings.section("web_search")
     if not section:
         return None
