@@ -17,15 +17,16 @@ from respd.api.app import create_app
 from respd.config import load_settings
 from respd.telemetry import tracing
 from tests.conftest import UPSTREAM_KEY
+from tests.fake_searxng import FakeSearxng
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import write_config
+from tests.test_web_search import searching, web_config
 
 CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # a client's own trace
 
 
 @pytest.fixture
-def traced(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
-    config = write_config(tmp_path / "respd.toml", fake.base_url)
+def traced(tmp_path: Path, fake: FakeUpstream, searxng: FakeSearxng) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
+    config = web_config(tmp_path / "respd.toml", fake.base_url, searxng.base_url)
     settings = load_settings(config, database_url=f"sqlite:///{tmp_path / 'respd.db'}",
                              env={"RESPD_DATA_DIR": str(tmp_path), "RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY})  # fmt: skip
     exporter = InMemorySpanExporter()
@@ -70,6 +71,24 @@ def test_span_tree_of_a_response(traced: tuple[TestClient, InMemorySpanExporter]
     # the upstream got the model turn's context
     sent = fake.requests[-1]["headers"]["traceparent"]
     assert sent == f"00-{turn.context.trace_id:032x}-{turn.context.span_id:016x}-01"
+
+
+def test_tool_call_span_and_metric(traced: tuple[TestClient, InMemorySpanExporter], fake: FakeUpstream) -> None:
+    client, exporter = traced
+    fake.script(*searching("otter facts"))
+    r = client.post("/v1/responses", json={"model": "test-model", "input": "otters?", "tools": [{"type": "web_search"}]})
+    assert r.json()["status"] == "completed"
+    spans = exporter.get_finished_spans()
+    request = by_name(spans, "POST /v1/responses")
+    tool = by_name(spans, "execute_tool web_search")
+    turns = [s for s in spans if s.name == "chat test-model"]
+    assert len(turns) == 2 and request.context is not None and tool.parent is not None
+    assert tool.parent.span_id == request.context.span_id
+    assert all(t.parent is not None and t.parent.span_id == request.context.span_id for t in turns)
+    assert tool.attributes is not None and tool.attributes["gen_ai.tool.name"] == "web_search"
+    assert str(tool.attributes["gen_ai.tool.call.id"]).startswith("ws_")
+    assert tool.attributes["gen_ai.response.id"] == r.json()["id"]
+    assert 'respd_tool_calls_total{outcome="completed",tool="web_search"} 1.0' in client.get("/metrics").text
 
 
 def test_failed_turn_span(traced: tuple[TestClient, InMemorySpanExporter]) -> None:

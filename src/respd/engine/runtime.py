@@ -16,6 +16,7 @@ from respd.store.store import Store
 from respd.telemetry import tracing
 from respd.telemetry.instrumented import InstrumentedBackend
 from respd.telemetry.metrics import Metrics
+from respd.tools.registry import Registry
 
 # Told of every response that ends in this process: (tenant, model, the final Response, seconds it ran).
 EndHook = Callable[[str, str, dict[str, Any], float], None]
@@ -41,6 +42,7 @@ class Runtime:
     store: Store
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
+    tools: Registry = field(init=False)  # the hosted tools configured here
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
@@ -63,6 +65,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
+        self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
 
     async def open(self) -> None:
         await self.store.open()
@@ -74,6 +77,7 @@ class Runtime:
                 await backend.load()
 
     async def close(self) -> None:
+        await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         await self.store.close()

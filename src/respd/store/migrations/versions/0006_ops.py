@@ -1,14 +1,14 @@
 """webhook deliveries and their attempts; rate-limit windows and stream slots
 
 Revision ID: 0006_ops
-Revises: 0004_files
+Revises: 0009_hosted_calls
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_ops"
-down_revision = "0004_files"
+down_revision = "0009_hosted_calls"
 branch_labels = None
 depends_on = None
 
