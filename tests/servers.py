@@ -83,6 +83,7 @@ class RespdServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill()  # not left running (and loading the machine) behind a failed start
         raise RuntimeError(f"respd did not become healthy:\n{self.log()}")
 
     def log(self) -> str:

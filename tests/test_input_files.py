@@ -258,3 +258,12 @@ def test_background_response_reads_the_file(any_client: openai.OpenAI, fake: Fak
     assert resp.status == "completed", resp
     assert "the vault opens at 9." in sent_user_text(fake)
     any_client.files.delete(f.id)
+
+
+def test_compaction_reads_the_file(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    data = "data:text/plain;base64," + base64.b64encode(b"Minutes: the budget is 9,000.").decode()
+    parts = [{"type": "input_file", "filename": "minutes.txt", "file_data": data}]
+    compacted = client.responses.compact(model="test-model", input=user(*parts))  # type: ignore[arg-type]
+    summarized = fake.requests[-1]["body"]["messages"]
+    assert any("Minutes: the budget is 9,000." in str(m["content"]) for m in summarized)
+    assert compacted.output[-1].type == "compaction"
