@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -84,6 +86,26 @@ class RespdServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"respd did not become healthy:\n{self.log()}")
+
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        """The rows of one read-only SQL statement on this server's database (SQLite or PostgreSQL)."""
+        if self.database_url.startswith("sqlite:///"):
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
+                return list(conn.execute(statement).fetchall())
+
+        async def run() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                return [tuple(r) for r in await conn.fetch(statement)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def row_counts(self) -> dict[str, int]:
+        """How many rows each table that requests write to holds."""
+        tables = ("responses", "response_items", "response_events", "jobs", "conversations", "conversation_items")
+        return {t: self.sql(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""

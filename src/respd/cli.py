@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from respd.api.app import create_app
+    from respd.api.protocol import EnvelopeHttpToolsProtocol
 
     settings = load_settings(args.config, host=args.host, port=args.port, database_url=args.database)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -39,7 +40,7 @@ def _serve(args: argparse.Namespace) -> None:
         access_log=False,
         proxy_headers=False,  # respd does not use the client address; skip the per-request middleware
         loop="uvloop",
-        http="httptools",
+        http=EnvelopeHttpToolsProtocol,  # httptools, answering an unparseable request with the error envelope
         timeout_graceful_shutdown=max(1, round(settings.drain_s)),  # SIGTERM: open streams get this long to finish
     )
 

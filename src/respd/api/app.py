@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from respd.api import context_window, conversations, responses, system, websocket
-from respd.api.auth import KeyRing
+from respd.api.auth import Authenticate, KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
 from respd.engine.runtime import Runtime
@@ -99,12 +100,14 @@ def create_app(settings: Settings) -> Starlette:
         await worker.drain(settings.drain_s)
         await runtime.close()
 
+    keys = KeyRing(settings.api_keys)
     app = Starlette(
         routes=routes(),
         lifespan=lifespan,
+        middleware=[Middleware(Authenticate, keys=keys)],  # the key first, before any route reads the request
         exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.runtime = runtime
     app.state.worker = worker
-    app.state.keys = KeyRing(settings.api_keys)
+    app.state.keys = keys
     return app

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from respd.api.context import runtime_of, tenant_of
+from respd.api.context import json_body, runtime_of, tenant_of
 from respd.api.deferred import DeferredJSONResponse
 from respd.engine import context, standalone
 from respd.engine.runtime import Runtime
@@ -30,7 +30,7 @@ async def _compact(rt: Runtime, tenant: str, req: CreateResponse) -> bytes:
 
 
 async def count_input_tokens(request: Request) -> Response:
-    req = parse_body(TokenCountsBody, await request.body()).as_create()
+    req = parse_body(TokenCountsBody, await json_body(request)).as_create()
     return DeferredJSONResponse(_count(runtime_of(request), tenant_of(request), req))
 
 
@@ -41,7 +41,7 @@ async def count_stored_input_tokens(request: Request) -> Response:
 
 
 async def compact(request: Request) -> Response:
-    body = parse_body(CompactBody, await request.body())
+    body = parse_body(CompactBody, await json_body(request))
     if body.model is None:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     return DeferredJSONResponse(_compact(runtime_of(request), tenant_of(request), body.as_create()))
@@ -53,7 +53,7 @@ async def compact_response(request: Request) -> Response:
     rt, tenant = runtime_of(request), tenant_of(request)
     rid = request.path_params["response_id"]
     row = await context.stored_response(rt.store, tenant, rid)
-    body = parse_body(ResponseCompactBody, await request.body() or b"{}")
+    body = parse_body(ResponseCompactBody, await json_body(request) or b"{}")
     defaults = {"model": row["body"]["model"], "instructions": row["body"]["instructions"]}
     given = {name: value for name in defaults if (value := getattr(body, name)) is not None}
     req = body.as_create(**(defaults | given), previous_response_id=rid)

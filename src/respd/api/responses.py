@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from respd.api.context import json_response, runtime_of, tenant_of, worker_of
+from respd.api.context import json_body, json_response, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
 from respd.api.pagination import check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
@@ -23,6 +23,7 @@ from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest
 from respd.store.writer import Batch
+from respd.wire.numbers import INT64_MAX
 from respd.wire.request import CreateResponse
 from respd.wire.response import TERMINAL_STATUSES
 from respd.wire.validation import parse_body
@@ -34,7 +35,7 @@ CANCEL_WAIT_S = 10.0  # how long a cancel waits for the run to stop before answe
 async def create_response(request: Request) -> Response:
     rt = runtime_of(request)
     tenant = tenant_of(request)
-    body = await request.body()
+    body = await json_body(request)
     req = parse_body(CreateResponse, body)
     run = await prepare(rt, req, tenant)
     headers = {OMITTED_TOOLS_HEADER: ",".join(run.tools.omitted)} if run.tools.omitted else {}
@@ -73,18 +74,26 @@ def _flag(request: Request, name: str) -> bool | None:
     raise InvalidRequest(f"Invalid value for '{name}': expected a boolean.", param=name, code="invalid_type")
 
 
-def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
+    """An integer query parameter, at least ``minimum`` and within 64 bits."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InvalidRequest(
             f"Invalid type for '{name}': expected an integer, but got a string instead.",
             param=name,
             code="invalid_type",
         ) from None
+    if value < minimum:
+        raise InvalidRequest(f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, but "
+                             f"got {value} instead.", param=name, code="integer_below_min_value")  # fmt: skip
+    if value > INT64_MAX:
+        raise InvalidRequest(f"Invalid '{name}': integer above maximum value. Expected a value <= {INT64_MAX}.",
+                             param=name, code="integer_above_max_value")  # fmt: skip
+    return value
 
 
 async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
@@ -97,8 +106,7 @@ async def get_response(request: Request) -> Response:
     check_include(request)
     rid, row = await _stored(request)
     if _flag(request, "stream"):
-        after = _int_param(request, "starting_after", -1)
-        assert after is not None
+        after = _int_param(request, "starting_after", -1, minimum=-1)  # beyond the last event: nothing to replay
         obfuscate = _flag(request, "include_obfuscation") is not False
         return EventStreamResponse(_followed_frames(request, rid, after, obfuscate))
     if row["status"] in TERMINAL_STATUSES:
@@ -127,6 +135,7 @@ async def delete_response(request: Request) -> Response:
 
 async def list_input_items(request: Request) -> Response:
     rt = runtime_of(request)
+    check_include(request)
     rid, _ = await _stored(request)
     items = await rt.store.input_items(rid)
     return json_response(paginate(request, items))

@@ -26,7 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from respd.api.context import json_response, runtime_of, tenant_of
+from respd.api.context import runtime_of, tenant_of
 from respd.api.sse import obfuscated
 from respd.engine.connection_memory import ConnectionMemory
 from respd.engine.prepare import prepare
@@ -120,13 +120,8 @@ def error_event(exc: RespdError, stream_id: str | None = None) -> bytes:
 
 
 async def responses_socket(ws: WebSocket) -> None:
-    """A WebSocket on ``/v1/responses``: the handshake needs the same API key as HTTP calls."""
-    try:
-        tenant = tenant_of(ws)
-    except RespdError as exc:
-        # Refused before the upgrade, with the HTTP status and body a POST would get.
-        await ws.send_denial_response(json_response(envelope(exc), status=exc.status, headers=exc.headers()))
-        return
+    """A WebSocket on ``/v1/responses``: its handshake passed the same key check as HTTP calls."""
+    tenant = tenant_of(ws)
     await ws.accept()
     await Session(ws, runtime_of(ws), tenant).serve()
 
@@ -188,8 +183,7 @@ class Session:
             stream_id = env.stream_id  # from here on, errors too carry the lane
             _check_type(env)
             create = _create(msg, env)
-            run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain)
-            run.generate = create.generate
+            run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain, generate=create.generate)
         except RespdError as exc:
             await self._send(error_event(exc, stream_id))
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,6 +41,12 @@ LINGER_S = 0.003
 SQLITE_LINGER_S = 0.05
 
 Params = Mapping[str, Any]
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether a failed write broke a unique constraint (two writers raced to add the same key), on either
+    database: the loser of such a race gets a 4xx, not a 500."""
+    return isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError)
 
 
 class Sql(Protocol):
@@ -167,7 +175,7 @@ class _DbapiSql:
 
 
 def _insert_sql(table: Table) -> tuple[str, list[str]]:
-    cols = [c.name for c in table.columns]
+    cols = [c.name for c in table.columns if c.server_default is None]  # the others take their default
     return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", cols
 
 

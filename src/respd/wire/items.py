@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
-from respd.wire.base import MAX_TEXT, Wire, tagged
+from respd.wire.base import MAX_TEXT, ItemId, Wire, tagged
 from respd.wire.tools import Tool
 
 MAX_COMPACTION = 20_971_520  # the spec's limit on a compaction item's encrypted_content
@@ -71,7 +71,7 @@ class Message(Wire):
     """A message in any of the API's three shapes (easy, input, output); ``type`` may be left out."""
 
     type: Literal["message"] | None = None
-    id: str | None = None
+    id: ItemId | None = None
     role: Literal["user", "assistant", "system", "developer"]
     content: Annotated[str, Field(max_length=MAX_TEXT)] | list[ContentPart]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
@@ -80,7 +80,7 @@ class Message(Wire):
 
 class FunctionCall(Wire):
     type: Literal["function_call"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: str
     name: str
     arguments: str
@@ -90,7 +90,7 @@ class FunctionCall(Wire):
 
 class FunctionCallOutput(Wire):
     type: Literal["function_call_output"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)]
     output: Annotated[str, Field(max_length=MAX_TEXT)] | list[ToolOutputPart]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
@@ -98,7 +98,7 @@ class FunctionCallOutput(Wire):
 
 class CustomToolCall(Wire):
     type: Literal["custom_tool_call"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: str
     name: str
     input: str
@@ -108,7 +108,7 @@ class CustomToolCall(Wire):
 
 class CustomToolCallOutput(Wire):
     type: Literal["custom_tool_call_output"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)]
     output: Annotated[str, Field(max_length=MAX_TEXT)] | list[ToolOutputPart]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
@@ -116,7 +116,7 @@ class CustomToolCallOutput(Wire):
 
 class Reasoning(Wire):
     type: Literal["reasoning"]
-    id: str | None = None
+    id: ItemId | None = None
     summary: list[SummaryText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
     encrypted_content: str | None = None
@@ -125,14 +125,14 @@ class Reasoning(Wire):
 
 class ItemReference(Wire):
     type: Literal["item_reference"] | None = None
-    id: str
+    id: ItemId
 
 
 class ToolSearchCall(Wire):
     """A tool search the model asked for (``S:ToolSearchCallItemParam``), sent back by a client."""
 
     type: Literal["tool_search_call"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     execution: Literal["server", "client"] | None = None
     arguments: dict[str, Any] | str  # a string only as respd gives back a model's arguments that were no object
@@ -143,7 +143,7 @@ class ToolSearchOutput(Wire):
     """The tools a client-run search loaded (``S:ToolSearchOutputItemParam``); they join this turn's tools."""
 
     type: Literal["tool_search_output"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     execution: Literal["server", "client"] | None = None
     tools: list[Tool]
@@ -154,7 +154,7 @@ class AdditionalTools(Wire):
     """Tools made available from this item on (``S:AdditionalToolsItemParam``); Codex sends its tools here."""
 
     type: Literal["additional_tools"]
-    id: str | None = None
+    id: ItemId | None = None
     role: Literal["developer"] = "developer"
     tools: list[Tool]
 
@@ -163,7 +163,7 @@ class Compaction(Wire):
     """A compaction summary sent back (``S:CompactionSummaryItemParam``); ``created_by`` as output items carry it."""
 
     type: Literal["compaction"]
-    id: str | None = None
+    id: ItemId | None = None
     encrypted_content: Annotated[str, Field(max_length=MAX_COMPACTION)]
     created_by: str | None = None
 
