@@ -53,6 +53,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/responses", responses.create_response, methods=["POST"]),
         WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
         Route("/healthz", system.healthz, methods=["GET"]),
+        Route("/openapi.json", system.openapi_json, methods=["GET"]),
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from respd.api.context import json_body, runtime_of, tenant_of
 from respd.api.deferred import DeferredJSONResponse
+from respd.api.openapi import operation
 from respd.engine import context, standalone
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest
@@ -29,17 +30,20 @@ async def _compact(rt: Runtime, tenant: str, req: CreateResponse) -> bytes:
     return orjson.dumps(await standalone.compact(rt, tenant, req))
 
 
+@operation("Count the input tokens of a request", body=TokenCountsBody)
 async def count_input_tokens(request: Request) -> Response:
     req = parse_body(TokenCountsBody, await json_body(request)).as_create()
     return DeferredJSONResponse(_count(runtime_of(request), tenant_of(request), req))
 
 
+@operation("Count the input tokens of a stored response")
 async def count_stored_input_tokens(request: Request) -> Response:
     rt, tenant = runtime_of(request), tenant_of(request)
     req = await standalone.stored_request(rt, tenant, request.path_params["response_id"])
     return DeferredJSONResponse(_count(rt, tenant, req))
 
 
+@operation("Compact a conversation", body=CompactBody)
 async def compact(request: Request) -> Response:
     body = parse_body(CompactBody, await json_body(request))
     if body.model is None:
@@ -47,6 +51,7 @@ async def compact(request: Request) -> Response:
     return DeferredJSONResponse(_compact(runtime_of(request), tenant_of(request), body.as_create()))
 
 
+@operation("Compact the conversation that ends with a response", body=ResponseCompactBody, body_optional=True)
 async def compact_response(request: Request) -> Response:
     """Compacts the conversation that ends with the response: as ``/compact`` with ``previous_response_id``,
     its model and instructions unless the body names others."""

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from respd.api.context import json_body, json_response, runtime_of, tenant_of
-from respd.api.pagination import check_include, page, page_query, unknown_after
+from respd.api.openapi import operation
+from respd.api.pagination import INCLUDE, PAGE, check_include, page, page_query, unknown_after
 from respd.engine import context
 from respd.engine.checks import check_metadata
 from respd.errors import NotFound
@@ -58,6 +59,7 @@ async def _write(request: Request, op: Op) -> None:
     await runtime_of(request).store.writer.commit(Batch(ops=[op]))
 
 
+@operation("Create a conversation", body=CreateConversation, body_optional=True)
 async def create_conversation(request: Request) -> Response:
     req = await _body(request, CreateConversation, optional=True)
     check_metadata(req.metadata)
@@ -68,11 +70,13 @@ async def create_conversation(request: Request) -> Response:
     return json_response(conv)
 
 
+@operation("Retrieve a conversation")
 async def get_conversation(request: Request) -> Response:
     _, conv = await _conversation(request)
     return json_response(conv)
 
 
+@operation("Update a conversation's metadata", body=UpdateConversation)
 async def update_conversation(request: Request) -> Response:
     req = await _body(request, UpdateConversation)
     check_metadata(req.metadata)
@@ -82,12 +86,14 @@ async def update_conversation(request: Request) -> Response:
     return json_response({**conv, "metadata": metadata})
 
 
+@operation("Delete a conversation")
 async def delete_conversation(request: Request) -> Response:
     cid, _ = await _conversation(request)
     await _write(request, db.Delete(tenant_of(request), cid))
     return json_response({"id": cid, "object": "conversation.deleted", "deleted": True})
 
 
+@operation("Add items to a conversation", body=CreateItems, query=(INCLUDE,))
 async def create_items(request: Request) -> Response:
     check_include(request)
     req = await _body(request, CreateItems)
@@ -104,6 +110,7 @@ async def create_items(request: Request) -> Response:
     return json_response(page(items, False))
 
 
+@operation("List the items of a conversation", query=(*PAGE, INCLUDE))
 async def list_items(request: Request) -> Response:
     check_include(request)
     q = page_query(request)
@@ -125,12 +132,14 @@ async def _item(request: Request) -> tuple[str, dict[str, Any], dict[str, Any]]:
     return cid, conv, item
 
 
+@operation("Retrieve an item of a conversation", query=(INCLUDE,))
 async def get_item(request: Request) -> Response:
     check_include(request)
     _, _, item = await _item(request)
     return json_response(item)
 
 
+@operation("Delete an item of a conversation")
 async def delete_item(request: Request) -> Response:
     cid, conv, item = await _item(request)
     await _write(request, db.DeleteItem(cid, item["id"]))

@@ -7,8 +7,17 @@ from typing import Any
 
 from starlette.requests import Request
 
+from respd.api.openapi import Param
 from respd.errors import InvalidRequest
 from respd.wire.request import INCLUDABLE_VALUES
+
+INCLUDE = Param("include", {"type": "array", "items": {"type": "string", "enum": sorted(INCLUDABLE_VALUES)}},
+                "Extra data to include (also spelled `include[]`).")  # fmt: skip
+PAGE = (
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Items per page."),
+    Param("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "Oldest or newest first."),
+    Param("after", {"type": "string"}, "List the items after the one with this id."),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from starlette.responses import Response
 
 from respd.api.context import json_body, json_response, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
-from respd.api.pagination import check_include, paginate
+from respd.api.openapi import Param, operation
+from respd.api.pagination import INCLUDE, PAGE, check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine import context
 from respd.engine.fold import fold
@@ -31,7 +32,16 @@ from respd.wire.validation import parse_body
 OMITTED_TOOLS_HEADER = "respd-omitted-tools"  # built-in tools left out because nothing here can run them
 CANCEL_WAIT_S = 10.0  # how long a cancel waits for the run to stop before answering with what is stored
 
+REPLAY = (
+    INCLUDE,
+    Param("stream", {"type": "boolean"}, "Replay the stored events (and follow a running response) as a stream."),
+    Param("starting_after", {"type": "integer", "minimum": -1, "maximum": INT64_MAX},
+          "With `stream`: the sequence number after which to start."),
+    Param("include_obfuscation", {"type": "boolean"}, "With `stream`: pad delta events (default true)."),
+)  # fmt: skip
 
+
+@operation("Create a model response", body=CreateResponse, streams=True)
 async def create_response(request: Request) -> Response:
     rt = runtime_of(request)
     tenant = tenant_of(request)
@@ -101,6 +111,7 @@ async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
     return rid, await context.stored_response(runtime_of(request).store, tenant_of(request), rid)
 
 
+@operation("Retrieve a model response (as JSON, or its events as a stream)", query=REPLAY, streams=True)
 async def get_response(request: Request) -> Response:
     rt = runtime_of(request)
     check_include(request)
@@ -122,6 +133,7 @@ async def _followed_frames(request: Request, rid: str, after: int, obfuscate: bo
         yield frame(kind, data, obfuscate=obfuscate)
 
 
+@operation("Delete a model response")
 async def delete_response(request: Request) -> Response:
     rt = runtime_of(request)
     rid, row = await _stored(request)
@@ -133,6 +145,7 @@ async def delete_response(request: Request) -> Response:
     return json_response({"id": rid, "object": "response", "deleted": True})
 
 
+@operation("List the input items of a response", query=(*PAGE, INCLUDE))
 async def list_input_items(request: Request) -> Response:
     rt = runtime_of(request)
     check_include(request)
@@ -141,6 +154,7 @@ async def list_input_items(request: Request) -> Response:
     return json_response(paginate(request, items))
 
 
+@operation("Cancel a background response")
 async def cancel_response(request: Request) -> Response:
     """Stop a background response (queued or running) and answer with it; a finished one comes back as is."""
     rt = runtime_of(request)

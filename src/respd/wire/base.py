@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Union, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 MAX_TEXT = 10_485_760
@@ -24,7 +24,9 @@ def _item_id(value: str) -> str:
     return value
 
 
-ItemId = Annotated[str, AfterValidator(_item_id)]
+ItemId = Annotated[
+    str, AfterValidator(_item_id), WithJsonSchema({"type": "string", "maxLength": MAX_ID, "pattern": "^[!-~]*$"})
+]
 """An item id a client gives (``msg_…``, ``fc_…``, or its own; ``""`` is none): respd stores and looks items
 up by it, so it is checked here, the same on every database, rather than left for a column to refuse."""
 
