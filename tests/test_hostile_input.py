@@ -200,3 +200,28 @@ def test_an_unparseable_request_gets_the_envelope(server: RespdServer) -> None:
     status, body = _raw_request(server, b"GET /v1/responses/resp_" + b"a" * 60_000 + b" HTTP/1.1")
     err = check_error(httpx.Response(int(status.split()[1]), content=body), 404)
     assert len(err["message"]) < 4096  # the id is not echoed whole
+
+
+def test_parts_respd_cannot_read_are_refused_on_every_route(any_server: RespdServer, fake: FakeUpstream) -> None:
+    """Found by the fuzz suite: counting (or compacting) an image given by file_id was a 500, and a conversation
+    could be given an item no response in it could then read."""
+    image = [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1", "detail": "auto"}]}]
+    for path in ("/v1/responses/input_tokens", "/v1/responses/compact", "/v1/responses"):
+        check_error(httpx.post(any_server.url + path, json={"model": "test-model", "input": image}), 400,
+                    param="input[0].content[0].file_id", code="unsupported_parameter")  # fmt: skip
+    doc = [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]
+    check_error(httpx.post(any_server.url + "/v1/conversations", json={"items": doc}), 400,
+                param="items[0].content[0]", code="unsupported_parameter")  # fmt: skip
+    assert fake.requests == []
+    # no model, and more than one served: which to count with is the client's to say (was a 500 for one model)
+    check_error(httpx.post(any_server.url + "/v1/responses/input_tokens", json={}), 400, param="model")
+
+
+def test_a_count_body_without_model_is_a_create_without_one() -> None:
+    """Found by the fuzz suite: `{}` on input_tokens (a server with one model) was a 500 once `model` became
+    required on create; the count's body turns into a create whose model is left to the server."""
+    from respd.wire.context import TokenCountsBody
+    from respd.wire.validation import parse_body
+
+    req = parse_body(TokenCountsBody, b"{}").as_create()
+    assert req.model is None and req.input is None and req.tools is None

@@ -7,7 +7,7 @@ its context half, shared with the endpoints that count or compact a context with
 from __future__ import annotations
 
 from respd.engine import compaction, context, window
-from respd.engine.checks import check_request
+from respd.engine.checks import check_parts, check_request
 from respd.engine.resume import Logged
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
@@ -35,6 +35,8 @@ async def gather(
     tools = plan_tools(req, strict=rt.settings.strict_tools)
     hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
+    check_parts(hist, "conversation" if req.conversation_id else "previous_response_id", indexed=False)
+    check_parts(inputs)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
     if req.conversation_id is not None:
