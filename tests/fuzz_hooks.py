@@ -16,9 +16,12 @@ a body's ``model`` sometimes for a model the server serves (``RESPD_FUZZ_MODELS`
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,14 +46,20 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
 
 @schemathesis.hook
 def flatmap_body(context: Any, body: Any) -> Any:
-    """A body that asks a model is also tried as one respd could run: a served model, some input, none of the
-    parameters it always refuses; the fuzzed values of everything else stay."""
+    """Bodies beyond what the schema alone yields: for an operation that asks a model, the generated body made
+    runnable (a served model, some input, none of the parameters always refused) and real clients' requests
+    (``tests/client_captures``); then, for any JSON object, often one value anywhere in it swapped for a
+    hostile one (a wrong type, a string where an object belongs, an integer past 64 bits, a NUL, …). Most
+    bugs in validation live one wrong value away from a valid request, which random bodies rarely are."""
+    if not isinstance(body, dict):
+        return st.just(body)
     operation = getattr(context, "operation", None)
     path = operation.path if operation is not None else ""
-    if not isinstance(body, dict) or not _MODELS or not path.endswith(_TAKES_A_MODEL):
-        return st.just(body)
-    runnable = [_runnable(body, model) for model in _MODELS]
-    return st.sampled_from([body, *runnable, *runnable])  # mostly runnable: that is where the depth is
+    bases = [body]
+    if _MODELS and path.endswith(_TAKES_A_MODEL):
+        runnable = [_runnable(body, model) for model in _MODELS]
+        bases += runnable * 2 + (_captured() if path.endswith("/responses") else [])
+    return st.sampled_from(bases).flatmap(lambda base: st.one_of(st.just(base), _mutated(base)))
 
 
 _TAKES_A_MODEL = ("/responses", "/responses/input_tokens", "/responses/compact")
@@ -63,6 +72,58 @@ def _runnable(body: dict[str, Any], model: str) -> dict[str, Any]:
         out["input"] = "Say hi."
     if out.get("background"):
         out["store"] = True
+    return out
+
+
+@functools.cache
+def _captured_bodies() -> tuple[str, ...]:
+    found: list[dict[str, Any]] = []
+    for path in sorted((Path(__file__).parent / "client_captures").glob("*.json")):
+        data = json.loads(path.read_text())
+        found += [c["body"] for c in data] if isinstance(data, list) else [data]
+    return tuple(json.dumps(b) for b in found)
+
+
+def _captured() -> list[dict[str, Any]]:
+    """What real clients sent, addressed to a model this server serves."""
+    return [{**json.loads(b), "model": _MODELS[0]} for b in _captured_bodies()]
+
+
+_WORST: list[Any] = [
+    None, True, 0, -1, "", "x", "\x00", "a\x00b", [], {}, ["x"], [None], [1], {"type": {}}, {"type": []},
+    {"type": None}, {"type": "nonsense"}, 2**63, -(2**63) - 1, 2**64, 1e308, "9" * 40, "m" * 129, "💥" * 3,
+]  # fmt: skip
+_HOSTILE = st.one_of(
+    st.sampled_from(_WORST),
+    st.integers(),
+    st.text(max_size=6),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+
+
+def _paths(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON document a value sits (object members and array elements), outermost first."""
+    out = []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        out.append((*at, key))
+        out += _paths(child, (*at, key))
+    return out
+
+
+def _mutated(body: dict[str, Any]) -> Any:
+    paths = _paths(body)
+    if not paths:
+        return st.builds(lambda v: {"input": v, **body}, _HOSTILE)
+    return st.tuples(st.sampled_from(paths), _HOSTILE).map(lambda pv: _replaced(body, *pv))
+
+
+def _replaced(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
     return out
 
 
