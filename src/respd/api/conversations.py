@@ -17,7 +17,7 @@ from respd.api.context import json_body, json_response, runtime_of, tenant_of
 from respd.api.openapi import operation
 from respd.api.pagination import INCLUDE, PAGE, check_include, page, page_query, unknown_after
 from respd.engine import context
-from respd.engine.checks import check_metadata, check_parts
+from respd.engine.checks import check_metadata
 from respd.errors import NotFound
 from respd.ids import new_id
 from respd.store import conversations as db
@@ -49,7 +49,6 @@ async def _items(request: Request, items: list[Any], cid: str | None) -> list[di
     rt, tenant = runtime_of(request), tenant_of(request)
     stored = await context.resolve_items(rt.store, tenant, items, param="items")
     context.unseal_reasoning(rt.sealer, tenant, stored, param="items")
-    check_parts(stored, "items")  # a part no response could read would make the conversation unusable
     context.check_unique_ids([], stored, param="items")
     if cid is not None and (taken := await db.duplicate_ids(rt.store.engine, cid, [it["id"] for it in stored])):
         raise context.duplicate_item(taken[0], param="items")

@@ -5,9 +5,8 @@ Everything here runs before anything is stored, so a refused request changes not
 
 from __future__ import annotations
 
-from typing import Any
-
 from respd.errors import InvalidRequest, Unsupported
+from respd.wire import items as w
 from respd.wire.request import CreateResponse
 
 
@@ -39,22 +38,19 @@ def check_metadata(metadata: dict[str, str] | None, param: str = "metadata") -> 
             )
 
 
-def check_parts(items: list[dict[str, Any]], param: str = "input", *, indexed: bool = True) -> None:
-    """Content parts respd cannot read yet are refused, wherever they come from (this turn's input, a
-    conversation's items, a referenced item): input files, and images given by ``file_id``. ``param`` names
-    where the items came from; ``indexed`` adds each one's place in it."""
-    for i, item in enumerate(items):
-        content = item.get("content") if item.get("type") == "message" else None
-        for j, part in enumerate(content if isinstance(content, list) else ()):
-            where = f"{param}[{i}].content[{j}]" if indexed else param
-            if part.get("type") == "input_file":
-                raise Unsupported("Input files are not supported by this server.", param=where)
-            if part.get("type") == "input_image" and not part.get("image_url"):
-                raise Unsupported(
-                    "Images by 'file_id' are not supported by this server; send 'image_url' "
-                    "(an http(s) URL or a data URL).",
-                    param=f"{where}.file_id" if indexed else where,
-                )
+def _check_input(req: CreateResponse) -> None:
+    if not isinstance(req.input, list):
+        return
+    for i, item in enumerate(req.input):
+        if isinstance(item, w.Message) and not isinstance(item.content, str):
+            for j, part in enumerate(item.content):
+                if isinstance(part, w.InputImage) and not part.image_url and not part.file_id:
+                    raise InvalidRequest(
+                        "An input_image part needs 'image_url' (an http(s) URL or a data URL) or 'file_id'.",
+                        param=f"input[{i}].content[{j}]",
+                        code="missing_required_parameter",
+                    )
+    # input_file parts (and images by file_id) are read before the run: respd.files.inputs
 
 
 def check_request(req: CreateResponse) -> None:
@@ -76,3 +72,4 @@ def check_request(req: CreateResponse) -> None:
     for name in ("prompt", "moderation"):
         if getattr(req, name) is not None:
             raise Unsupported(f"'{name}' is not supported by this server.", param=name)
+    _check_input(req)

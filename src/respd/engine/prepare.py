@@ -7,12 +7,13 @@ its context half, shared with the endpoints that count or compact a context with
 from __future__ import annotations
 
 from respd.engine import compaction, context, window
-from respd.engine.checks import check_parts, check_request
+from respd.engine.checks import check_request
 from respd.engine.resume import Logged
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.engine.tools import plan_tools
 from respd.errors import InvalidRequest
+from respd.files.inputs import FileReader, has_files
 from respd.wire.items import CompactionTrigger
 from respd.wire.request import CreateResponse
 
@@ -35,14 +36,15 @@ async def gather(
     tools = plan_tools(req, strict=rt.settings.strict_tools)
     hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
-    check_parts(hist, "conversation" if req.conversation_id else "previous_response_id", indexed=False)
-    check_parts(inputs)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
     context.check_call_outputs(hist, inputs)
     if req.conversation_id is not None:
         context.check_unique_ids(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools, logged=logged)
     run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
+    if has_files(run.context):  # input_file / input_image by file_id: the model reads the files' text (data URLs)
+        earlier = "conversation" if req.conversation_id is not None else "previous_response_id"
+        run.context = await FileReader(rt.store, rt.settings, tenant).open_context(run.context, inputs, earlier)
     return run
 
 
