@@ -222,3 +222,16 @@ def test_a_count_body_without_model_is_a_create_without_one() -> None:
 
     req = parse_body(TokenCountsBody, b"{}").as_create()
     assert req.model is None and req.input is None and req.tools is None
+
+
+def test_an_image_part_without_an_image_is_refused_on_every_route(any_server: RespdServer, fake: FakeUpstream) -> None:
+    """Found by the fuzz suite after Files landed: an input_image with neither image_url nor file_id was a 500 on
+    input_tokens (create alone checked it); the part itself is checked now, wherever it comes."""
+    part = {"type": "input_image", "detail": "original", "image_url": None, "file_id": None}
+    items = [{"role": "user", "content": [part]}]
+    for path in ("/v1/responses/input_tokens", "/v1/responses/compact", "/v1/responses"):
+        check_error(httpx.post(any_server.url + path, json={"model": "test-model", "input": items}), 400,
+                    param="input[0].content[0]", code="missing_required_parameter")  # fmt: skip
+    check_error(httpx.post(any_server.url + "/v1/conversations", json={"items": items}), 400,
+                param="items[0].content[0]", code="missing_required_parameter")  # fmt: skip
+    assert fake.requests == []

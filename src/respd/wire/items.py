@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from respd.wire.base import MAX_TEXT, ItemId, Wire, tagged
 from respd.wire.tools import Tool
@@ -26,6 +27,16 @@ class InputImage(Wire):
     image_url: str | None = None
     file_id: str | None = None
     detail: Literal["low", "high", "auto", "original"] = "auto"
+
+    @model_validator(mode="after")
+    def _names_an_image(self) -> InputImage:
+        # checked with the part, so that every route taking items (create, count, compact, conversation items)
+        # refuses it alike, before anything reads it
+        if not self.image_url and not self.file_id:
+            raise PydanticCustomError(
+                "missing", "An input_image part needs 'image_url' (an http(s) URL or a data URL) or 'file_id'"
+            )
+        return self
 
 
 class InputFile(Wire):

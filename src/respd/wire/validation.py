@@ -92,7 +92,8 @@ def to_invalid_request(exc: ValidationError) -> InvalidRequest:
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unknown parameter: '{path}'.", param=path, code="unknown_parameter")
     if kind == "missing":
-        return InvalidRequest(f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter")
+        said = f"Missing required parameter: '{path}'." if err["msg"] == "Field required" else f"{err['msg']}."
+        return InvalidRequest(said, param=path, code="missing_required_parameter")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         return _bad_tag(path, err)
     if kind in _TYPE_NAMES:
