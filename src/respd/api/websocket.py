@@ -175,25 +175,40 @@ class Session:
             await self._answer(await self.inbox.get())
 
     async def _answer(self, raw: str | bytes) -> None:
-        """One message's outcome: its response's events, or one error event."""
-        stream_id = None
+        """One message's outcome: its response's events, or one error event.
+
+        A continuation that fails (refused, or its response ends ``failed``) evicts the response it continued
+        from this connection's memory, as the API's WebSocket mode does: the next create naming it finds it
+        only if it was stored (``previous_response_not_found`` otherwise), never a state a failure left behind.
+        """
+        stream_id = previous = None
         try:
             msg = _json_object(raw)
+            if isinstance(msg.get("previous_response_id"), str):
+                previous = msg["previous_response_id"]
             env = _envelope(msg)
             stream_id = env.stream_id  # from here on, errors too carry the lane
             _check_type(env)
             create = _create(msg, env)
             run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain, generate=create.generate)
         except RespdError as exc:
+            self._failed_continuation(previous)
             await self._send(error_event(exc, stream_id))
             return
         except Exception:
             log.exception("response.create failed inside respd")
+            self._failed_continuation(previous)
             bug = ServerError("The server had an error while processing your request.")
             await self._send(error_event(bug, stream_id))
             return
         await self._stream(run, create.obfuscate, stream_id)
+        if run.final is not None and run.final["status"] == "failed":
+            self._failed_continuation(previous)
         self.memory.remember(run)
+
+    def _failed_continuation(self, previous: str | None) -> None:
+        if previous is not None:
+            self.memory.forget(previous)
 
     async def _stream(self, run: Run, obfuscate: bool, stream_id: str | None) -> None:
         tail = b',"stream_id":' + orjson.dumps(stream_id) + b"}" if stream_id is not None else None
