@@ -17,12 +17,13 @@ from respd.api.openapi import Param, operation
 from respd.api.pagination import INCLUDE, PAGE, check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine import context
+from respd.engine.durability import UNSTORED
 from respd.engine.fold import fold
 from respd.engine.follow import follow
 from respd.engine.prepare import prepare
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
-from respd.errors import InvalidRequest
+from respd.errors import InvalidRequest, ServerError
 from respd.store.writer import Batch
 from respd.wire.numbers import INT64_MAX
 from respd.wire.request import CreateResponse
@@ -64,6 +65,8 @@ async def _final_json(run: Run) -> bytes:
     async with contextlib.aclosing(run.events()) as events:
         async for _ in events:
             pass
+    if run.final is None:  # its end could not be stored (respd.engine.durability): it is not kept
+        raise ServerError(UNSTORED)
     return run.snapshot_json
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from respd.backends.base import ModelRequest
@@ -20,6 +20,7 @@ from respd.config import ModelRoute
 from respd.engine import compaction
 from respd.engine.admission import Place
 from respd.engine.context import REASONING
+from respd.engine.durability import end_unstored
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event, Response
 from respd.engine.model_request import RequestBuilder
@@ -156,9 +157,7 @@ class Run:
                 log.exception("response %s failed inside respd", self.id)
                 terminal = em.fail("The server had an error while processing your request.")
             # followers see the terminal events only once they are durable, like the client of this run
-            frames = [(ev, rec.record(ev)) for ev in terminal]
-            await self._end(frames)
-            yield frames
+            yield await self._end([(ev, rec.record(ev)) for ev in terminal])
         finally:
             self.rt.running -= 1
 
@@ -207,11 +206,16 @@ class Run:
         self.context = done.context(item_id)
         return events
 
-    async def _end(self, unpublished: Sequence[Frame]) -> None:
+    async def _end(self, unpublished: list[Frame]) -> list[Frame]:
+        """Store the end, then return what to send: the end, or what replaces it if it could not be stored."""
         self.release_admission()
         self.final = self.emitter.response
         append = self._conversation_append()
-        await self.recorder.end(self.final, unpublished, [append] if append is not None else ())
+        try:
+            await self.recorder.end(self.final, unpublished, [append] if append is not None else ())
+        except Exception as exc:
+            return await end_unstored(self, unpublished, exc)
+        return unpublished
 
     def _conversation_append(self) -> conversations.Append | None:
         """This turn for its conversation, if it joins one; ``store: false`` does not keep it out (nor does
