@@ -116,8 +116,14 @@ class Run:
             self.place = None
 
     def accept_background(self, request_body: bytes, owner: str | None) -> Batch:
-        """The rows that accept this run as a background job, for one transaction (see :meth:`Recorder.accept`)."""
-        return self.recorder.accept(self.emitter.queue(), request_body, owner)
+        """The rows that accept this run as a background job, for one transaction (see :meth:`Recorder.accept`).
+
+        A job this replica starts at once (``owner``) is ``in_progress`` from its acceptance on, as the answer
+        to its create says: ``queued`` is only for a job that waits."""
+        events = self.emitter.queue()
+        if owner is not None:
+            events += self.emitter.resume(self.emitter.seq, [])
+        return self.recorder.accept(events, request_body, owner)
 
     # -- driving ----------------------------------------------------------------------------------
     async def events(self) -> AsyncGenerator[list[Frame], None]:
@@ -166,7 +172,8 @@ class Run:
         if self.logged is not None:
             return self.emitter.resume(self.logged.next_seq, self.logged.open_indices)
         if self.emitter.seq:  # accepted as a background job by this process, now running
-            return self.emitter.resume(self.emitter.seq, [])
+            started = self.emitter.response["status"] == "in_progress"  # when accepted, if it started at once
+            return [] if started else self.emitter.resume(self.emitter.seq, [])
         return self.emitter.start()
 
     def _prefill(self) -> str | None:
