@@ -1,14 +1,14 @@
 """a lease epoch on responses (fencing a replica that lost its lease); item ids unique within a conversation
 
 Revision ID: 0007_harden
-Revises: 0004_files
+Revises: 0009_hosted_calls
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_harden"
-down_revision = "0004_files"
+down_revision = "0009_hosted_calls"
 branch_labels = None
 depends_on = None
 
