@@ -67,7 +67,15 @@ class RespdServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until healthy; a server that does not get there is stopped, not left behind."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _start(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"server-{self.port}.log"
         env = {**os.environ, "RESPD_DATA_DIR": str(self.data_dir), **self.env}
@@ -120,7 +128,7 @@ class RespdServer:
                 self.proc.wait()
 
     def kill(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 

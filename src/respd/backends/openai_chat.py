@@ -8,6 +8,7 @@ deltas.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from respd.backends.base import (
     Usage,
 )
 from respd.backends.http_client import ConnectFailed, HttpClient, HttpError, ReadTimeout, Reply
-from respd.backends.token_estimate import estimate
+from respd.backends.token_estimate import BYTES_PER_TOKEN, estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
@@ -176,11 +177,29 @@ class OpenAIChatBackend:
             async with await self._post(self.payload(request)) as reply:
                 if request.stream:
                     async for deltas in _read_stream(reply, calls):
-                        yield deltas
+                        yield await self._carried(request, deltas) if request.prefill else deltas
                 else:
-                    yield _read_json(await reply.read(), calls)
+                    deltas = _read_json(await reply.read(), calls)
+                    yield await self._carried(request, deltas) if request.prefill else deltas
         except (HttpError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(_describe(exc)) from exc
+
+    async def _carried(self, request: ModelRequest, deltas: list[Delta]) -> list[Delta]:
+        """A continuation's usage as the whole answer's: the upstream counts the partial answer it went on from
+        (the prefill) as prompt; those tokens were output of this response, so they move to ``output_tokens``.
+        The prompt without them is the upstream's own count (one more call, at a takeover's end only), or an
+        estimate of the prefill if that call fails."""
+        for delta in deltas:
+            if isinstance(delta, Usage):
+                assert request.prefill is not None
+                try:
+                    base = (await self.count_tokens(replace(request, prefill=None), local=False)).tokens
+                    carried = max(0, delta.input_tokens - base)
+                except UpstreamError:
+                    carried = min(delta.input_tokens, math.ceil(len(request.prefill.encode()) / BYTES_PER_TOKEN))
+                delta.input_tokens -= carried
+                delta.output_tokens += carried
+        return deltas
 
 
 def _describe(exc: BaseException) -> str:
