@@ -8,7 +8,9 @@ deltas.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from respd.backends import chat_messages as cm
+from respd.backends import upstream_window
 from respd.backends.base import (
     Abilities,
     Admission,
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 
 USER_AGENT = "respd"
 
+log = logging.getLogger("respd.backends")
+
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -56,7 +61,10 @@ class OpenAIChatBackend:
         self.route = route
         self._http: HttpClient | None = None
         # prefill: the upstream continues a final assistant message (vLLM, llama.cpp), when the route says so
-        self.abilities = Abilities(prefill=route.prefill)
+        self.abilities = Abilities(prefill=route.prefill, learns_window=route.context_window is None)
+        self._learned: int | None = None  # the window the upstream gave (respd.backends.upstream_window)
+        self._asked_at = -math.inf  # when it was last asked (monotonic), so a failed ask is not repeated at once
+        self._asking = asyncio.Lock()
         self._chat_prompt: ChatPrompt | None = None  # the route's tokenizer GGUF, loaded at its first count
 
     async def _tokenizer(self) -> ChatPrompt:
@@ -142,7 +150,21 @@ class OpenAIChatBackend:
         return headers
 
     def context_window(self) -> int | None:
-        return self.route.context_window
+        return self.route.context_window or self._learned
+
+    async def learn_window(self) -> None:
+        """Learn the window from the upstream if the route does not set it (see respd.backends.upstream_window)."""
+        if self.context_window() is not None or time.monotonic() - self._asked_at < upstream_window.RETRY_S:
+            return
+        async with self._asking:
+            if self.context_window() is not None or time.monotonic() - self._asked_at < upstream_window.RETRY_S:
+                return
+            self._asked_at = time.monotonic()
+            try:
+                self._learned = await upstream_window.learn(self.route.base_url, self.route.target_model,
+                                                            self._headers())  # fmt: skip
+            except Exception:  # learning is an improvement: a request never fails for it
+                log.exception("asking %s for its context window failed", self.route.base_url)
 
     async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
         """With a ``tokenizer`` GGUF: the request as sent, rendered by its chat template and tokenized by its

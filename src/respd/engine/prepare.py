@@ -76,7 +76,7 @@ async def prepare(
         # decided here, not by the model: an upstream asked about nothing answers with its own complaint
         raise empty_input()
     backend = rt.backend(run.route)
-    if trigger or req.context_management or backend.context_window() is not None:  # else nothing to decide
+    if trigger or req.context_management or await window.known_window(backend) is not None:  # else nothing to do
         fitted = await window.fit(backend, run.model_request(), truncation=req.truncation,
                                   context_management=req.context_management, compact=trigger)  # fmt: skip
         run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
