@@ -103,11 +103,11 @@ def check_conversation_item_list(body: dict[str, Any]) -> dict[str, Any]:
     """``body`` is a ConversationItemList; its first_id/last_id name its first and last items."""
     for item in body["data"]:
         check_conversation_item(item)
+    validate_openai("ConversationItemList", body)
     if body["data"]:
-        validate_openai("ConversationItemList", body)
         assert (body["first_id"], body["last_id"]) == (body["data"][0]["id"], body["data"][-1]["id"]), body
     else:  # the spec types the ids as strings; an empty page has none to give
-        assert body == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}, body
+        assert body == {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}, body
     return body
 
 

@@ -211,6 +211,10 @@ class FakeUpstream:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = False
+        # what the upstream says of its context window: vLLM's max_model_len in /v1/models, llama.cpp's n_ctx
+        # in /props (neither, as the default)
+        self.max_model_len: int | None = None
+        self.props_n_ctx: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -261,6 +265,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._list_models)
+        app.router.add_get("/props", self._props)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                      shutdown_timeout=self._shutdown_timeout)  # fmt: skip
         await self._runner.setup()
@@ -315,8 +320,14 @@ class FakeUpstream:
     # -- HTTP handlers -----------------------------------------------------------------------------------------
 
     async def _list_models(self, request: web.Request) -> web.Response:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"} for m in self.models]
+        window = {"max_model_len": self.max_model_len} if self.max_model_len else {}
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream", **window} for m in self.models]
         return web.json_response({"object": "list", "data": data})
+
+    async def _props(self, request: web.Request) -> web.Response:
+        if self.props_n_ctx is None:
+            return web.json_response(error_body(404), status=404)
+        return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx}, "total_slots": 1})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -65,7 +67,15 @@ class RespdServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until healthy; a server that does not get there is stopped, not left behind."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _start(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"server-{self.port}.log"
         env = {**os.environ, "RESPD_DATA_DIR": str(self.data_dir), **self.env}
@@ -86,6 +96,26 @@ class RespdServer:
         self.kill()  # not left running (and loading the machine) behind a failed start
         raise RuntimeError(f"respd did not become healthy:\n{self.log()}")
 
+    def sql(self, statement: str) -> list[tuple[Any, ...]]:
+        """The rows of one read-only SQL statement on this server's database (SQLite or PostgreSQL)."""
+        if self.database_url.startswith("sqlite:///"):
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
+                return list(conn.execute(statement).fetchall())
+
+        async def run() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                return [tuple(r) for r in await conn.fetch(statement)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def row_counts(self) -> dict[str, int]:
+        """How many rows each table that requests write to holds."""
+        tables = ("responses", "response_items", "response_events", "jobs", "conversations", "conversation_items")
+        return {t: self.sql(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
@@ -99,7 +129,7 @@ class RespdServer:
                 self.proc.wait()
 
     def kill(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 

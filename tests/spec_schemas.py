@@ -19,8 +19,8 @@ OutputTextContent``), the schema path and the offending value. The error is chos
 ``jsonschema.exceptions.best_match``, except that an ``anyOf``/``oneOf`` whose variants are told apart by a
 ``type`` property is explained through the single variant of the instance's kind.
 
-Where the specs live: ``$RESPD_SPEC_DIR`` if set, else ``<repo>/../shared/spec`` (CI checks out ``shared/``
-beside the repository root).
+Where the specs live: ``$RESPD_SPEC_DIR`` if set, else ``tests/specs/`` in this repository (copies of the
+published specs, with their sources and licences: see its README), so a fresh clone needs nothing else.
 
 Loading: the OpenAI spec is ~3 MB of YAML (well over a second to parse, even with libyaml's CSafeLoader),
 so the parsed document is cached as JSON under ``$RESPD_TEST_CACHE_DIR`` (default
@@ -92,7 +92,7 @@ def spec_dir() -> Path:
     override = os.environ.get("RESPD_SPEC_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "spec"
+    return Path(__file__).resolve().parent / "specs"
 
 
 def cache_dir() -> Path:

@@ -51,3 +51,31 @@ def _isolation(alice: openai.OpenAI, bob: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         bob.responses.create(model="test-model", input=[{"type": "item_reference", "id": mine.output[0].id}])
     assert alice.responses.retrieve(mine.id).status == "completed"
+
+
+def _http_routes() -> list[tuple[str, str]]:
+    """Every (method, path) respd serves under /v1, path parameters filled in: routes added later are included."""
+    from starlette.routing import Route
+
+    from respd.api.app import routes
+
+    out = []
+    for route in routes():
+        if isinstance(route, Route) and route.path.startswith("/v1"):
+            path = route.path.replace("{model:path}", "m")
+            for name in route.param_convertors:
+                path = path.replace("{" + name + "}", "x")
+            out += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
+    return out
+
+
+def test_the_key_is_checked_before_anything_else(keyed: RespdServer) -> None:
+    """Without a valid key, a bad body, a bad query or an unknown id is still just a 401: nothing is revealed."""
+    routes = _http_routes()
+    assert len(routes) >= 19, routes
+    for method, path in routes:
+        for headers in ({}, {"Authorization": "Bearer key-mallory"}):
+            r = httpx.request(method, keyed.url + path, params={"include[]": "bogus", "limit": "x",
+                                                                 "starting_after": "-5", "stream": "maybe"},
+                              content=b'{"input": ["not json', headers={**headers, "content-type": "text/plain"})  # fmt: skip
+            check_error(r, 401)

@@ -187,3 +187,45 @@ def test_tenants_are_isolated(keyed: RespdServer) -> None:
         check_error(httpx.get(f"{keyed.url}/v1/conversations/{conv.id}"), 401)
         assert alice.conversations.retrieve(conv.id).metadata == {"owner": "alice"}
         assert [it.id for it in alice.conversations.items.list(conv.id)] == ["msg_secret"]
+
+
+def test_racing_adds_of_one_item_id_let_one_in(any_server: RespdServer) -> None:
+    """Requests racing to add the same client-given id each pass the check; the unique constraint lets one in and
+    the others get the duplicate error, as one at a time would."""
+    import asyncio
+
+    url = any_server.url + "/v1/conversations"
+    cid = httpx.post(url, json={}).json()["id"]
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=20) as http:
+            body = {"items": [_msg("same", id="msg_raced"), _msg("other")]}
+            return await asyncio.gather(*(http.post(f"{url}/{cid}/items", json=body) for _ in range(12)))
+
+    answers = asyncio.run(race())
+    assert sorted(r.status_code for r in answers) == [200] + [400] * 11, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 400:
+            assert "Duplicate item found with id msg_raced" in check_error(r, 400, param="items")["message"]
+    items = check_conversation_item_list(httpx.get(f"{url}/{cid}/items", params={"order": "asc"}).json())["data"]
+    assert [it["id"] for it in items].count("msg_raced") == 1 and len(items) == 2
+
+
+def test_item_pages_are_read_by_position(any_server: RespdServer) -> None:
+    """Paging walks the conversation by position from the `after` item, with deleted items skipped, both ways."""
+    url = any_server.url + "/v1/conversations"
+    cid = httpx.post(url, json={"items": [_msg(f"p{i}", id=f"msg_p{i}") for i in range(10)]}).json()["id"]
+    for gone in ("msg_p3", "msg_p4", "msg_p8"):
+        assert httpx.delete(f"{url}/{cid}/items/{gone}").status_code == 200
+    kept = [f"msg_p{i}" for i in range(10) if i not in (3, 4, 8)]
+    for order, expected in (("asc", kept), ("desc", kept[::-1])):
+        seen, after = [], None
+        while True:
+            params: dict[str, Any] = {"order": order, "limit": 2, **({"after": after} if after else {})}
+            body = check_conversation_item_list(httpx.get(f"{url}/{cid}/items", params=params).json())
+            seen += [it["id"] for it in body["data"]]
+            if not body["has_more"]:
+                break
+            after = body["last_id"]
+        assert seen == expected, (order, seen)
+    check_error(httpx.get(f"{url}/{cid}/items", params={"after": "msg_p3"}), 400, param="after")  # deleted: unknown

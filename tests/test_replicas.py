@@ -117,9 +117,12 @@ def test_sigkill_continues_on_other_replica(pair: tuple[RespdServer, RespdServer
         events = sse(f"{b.url}/v1/responses/{rid}?stream=true")
     assert_continuous(events)
     # the continuation asked the upstream to go on from the partial message
-    cont = fake.requests[-1]["body"]
+    cont = next(r["body"] for r in fake.requests if r["body"].get("continue_final_message"))
     assert cont["messages"][-1] == {"role": "assistant", "content": "one two "}
     assert cont["continue_final_message"] is True and cont["add_generation_prompt"] is False
+    # usage counts the whole answer: the fake upstream counts words, so "story" is 1 input token, and the 2
+    # words carried over are output (the upstream counted them as prompt), with the 3 new ones
+    assert done.usage is not None and (done.usage.input_tokens, done.usage.output_tokens) == (1, 5), done.usage
     # one message item, its deltas numbered on from where A stopped
     assert [e["type"] for e in events].count("response.output_item.added") == 1
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == "one two 3 4 5"

@@ -366,3 +366,31 @@ def test_a_connection_remembers_its_last_32_responses(client: openai.OpenAI, fak
         conn.response.create(model="test-model", input="again", previous_response_id=ids[1], store=False)
         assert answer(conn)[-1]["response"]["status"] == "completed"
     assert [m["content"] for m in fake.requests[-1]["body"]["messages"]] == ["turn 1", "echo: turn 1", "again"]
+
+
+def test_a_failed_continuation_evicts_what_it_continued(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    """The Open Responses suite's "failed continuation evicts cache": once a continuation of a store:false
+    response fails, the connection no longer continues from it; a stored one is still found in the database."""
+    fake.script(Reply(text="one"), Reply(status=500), Reply(text="two"), Reply(text="three"), Reply(status=500))
+    with client.responses.connect() as conn:
+        conn.response.create(model="test-model", input="a", store=False)
+        kept = answer(conn)[-1]["response"]["id"]
+        conn.response.create(model="test-model", input="b", previous_response_id=kept, store=False)
+        assert answer(conn)[-1]["response"]["status"] == "failed"
+        conn.response.create(model="test-model", input="c", previous_response_id=kept, store=False)
+        error_of(answer(conn), 404, "previous_response_id", "previous_response_not_found")
+        # refused before running counts too
+        conn.response.create(model="test-model", input="d", store=False)
+        other = answer(conn)[-1]["response"]["id"]
+        conn.response.create(model="test-model", input="e", previous_response_id=other, store=False,
+                             temperature=5)  # fmt: skip
+        error_of(answer(conn), 400, "temperature")
+        conn.response.create(model="test-model", input="f", previous_response_id=other, store=False)
+        error_of(answer(conn), 404, "previous_response_id", "previous_response_not_found")
+        # a stored response whose continuation failed is still there to continue, from the database
+        conn.response.create(model="test-model", input="g")
+        stored = answer(conn)[-1]["response"]["id"]
+        conn.response.create(model="test-model", input="h", previous_response_id=stored, store=False)
+        assert answer(conn)[-1]["response"]["status"] == "failed"
+        conn.response.create(model="test-model", input="i", previous_response_id=stored, store=False)
+        assert answer(conn)[-1]["response"]["status"] == "completed"

@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from respd.api.app import create_app
+    from respd.api.protocol import EnvelopeHttpToolsProtocol
 
     settings = load_settings(args.config, host=args.host, port=args.port, database_url=args.database)
     logs.configure(settings.log_level, settings.ops.log_format)
@@ -52,7 +53,7 @@ def _serve(args: argparse.Namespace) -> None:
         access_log=False,  # respd writes its own (respd.access)
         proxy_headers=False,  # respd does not use the client address; skip the per-request middleware
         loop="uvloop",
-        http="httptools",
+        http=EnvelopeHttpToolsProtocol,  # httptools, answering an unparseable request with the error envelope
         timeout_graceful_shutdown=max(1, round(settings.drain_s)),  # SIGTERM: open streams get this long to finish
     )
 

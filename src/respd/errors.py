@@ -103,6 +103,11 @@ class ServerError(RespdError):
     """500: a bug or an unexpected fault inside respd."""
 
 
+MAX_MESSAGE = 2048  # characters: a message that quotes a client's value (an id, a name) never echoes megabytes
+
+
 def envelope(exc: RespdError) -> dict[str, Any]:
     """The OpenAI error body for ``exc``: all four keys, nullable ones as null."""
-    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+    message = exc.message if len(exc.message) <= MAX_MESSAGE else exc.message[: MAX_MESSAGE - 1] + "…"
+    param = exc.param if exc.param is None or len(exc.param) <= MAX_MESSAGE else exc.param[: MAX_MESSAGE - 1] + "…"
+    return {"error": {"message": message, "type": exc.type, "param": param, "code": exc.code}}

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from respd.api import context_window, conversations, files, responses, system, websocket
 from respd.api.access import AccessMiddleware
-from respd.api.auth import KeyRing
+from respd.api.auth import Authenticate, KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
 from respd.engine.runtime import Runtime
@@ -62,6 +62,7 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", system.healthz, methods=["GET"]),
         Route("/readyz", system.readyz, methods=["GET"]),
         Route("/metrics", system.metrics, methods=["GET"]),
+        Route("/openapi.json", system.openapi_json, methods=["GET"]),
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),
@@ -130,14 +131,18 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         await file_sweep.stop()
         await runtime.close()
 
+    keys = KeyRing(settings.api_keys)
     app = Starlette(
         routes=routes(),
         lifespan=lifespan,
-        middleware=[Middleware(AccessMiddleware, ops=settings.ops, metrics=runtime.metrics)],
+        middleware=[
+            Middleware(AccessMiddleware, ops=settings.ops, metrics=runtime.metrics),
+            Middleware(Authenticate, keys=keys),  # the key first, before any route reads the request
+        ],
         exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.runtime = runtime
     app.state.worker = worker
-    app.state.keys = KeyRing(settings.api_keys)
+    app.state.keys = keys
     app.state.limiter = ops.limiter
     return app

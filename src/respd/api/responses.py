@@ -12,18 +12,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from respd.api.access import note_response
-from respd.api.context import json_response, limiter_of, runtime_of, tenant_of, worker_of
+from respd.api.context import json_body, json_response, limiter_of, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
-from respd.api.pagination import check_include, paginate
+from respd.api.openapi import Param, operation
+from respd.api.pagination import INCLUDE, PAGE, check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine import context
+from respd.engine.durability import UNSTORED
 from respd.engine.fold import fold
 from respd.engine.follow import follow
 from respd.engine.prepare import prepare
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
-from respd.errors import InvalidRequest
+from respd.errors import InvalidRequest, ServerError
 from respd.store.writer import Batch
+from respd.wire.numbers import INT64_MAX
 from respd.wire.request import CreateResponse
 from respd.wire.response import TERMINAL_STATUSES
 from respd.wire.validation import parse_body
@@ -31,11 +34,20 @@ from respd.wire.validation import parse_body
 OMITTED_TOOLS_HEADER = "respd-omitted-tools"  # built-in tools left out because nothing here can run them
 CANCEL_WAIT_S = 10.0  # how long a cancel waits for the run to stop before answering with what is stored
 
+REPLAY = (
+    INCLUDE,
+    Param("stream", {"type": "boolean"}, "Replay the stored events (and follow a running response) as a stream."),
+    Param("starting_after", {"type": "integer", "minimum": -1, "maximum": INT64_MAX},
+          "With `stream`: the sequence number after which to start."),
+    Param("include_obfuscation", {"type": "boolean"}, "With `stream`: pad delta events (default true)."),
+)  # fmt: skip
 
+
+@operation("Create a model response", body=CreateResponse, streams=True)
 async def create_response(request: Request) -> Response:
     rt = runtime_of(request)
     tenant = tenant_of(request)
-    body = await request.body()
+    body = await json_body(request)
     req = parse_body(CreateResponse, body)
     limiter = limiter_of(request)
     headers: dict[str, str] = {}
@@ -78,6 +90,8 @@ async def _final_json(run: Run) -> bytes:
     async with contextlib.aclosing(run.events()) as events:
         async for _ in events:
             pass
+    if run.final is None:  # its end could not be stored (respd.engine.durability): it is not kept
+        raise ServerError(UNSTORED)
     return run.snapshot_json
 
 
@@ -98,18 +112,26 @@ def _flag(request: Request, name: str) -> bool | None:
     raise InvalidRequest(f"Invalid value for '{name}': expected a boolean.", param=name, code="invalid_type")
 
 
-def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
+    """An integer query parameter, at least ``minimum`` and within 64 bits."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InvalidRequest(
             f"Invalid type for '{name}': expected an integer, but got a string instead.",
             param=name,
             code="invalid_type",
         ) from None
+    if value < minimum:
+        raise InvalidRequest(f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, but "
+                             f"got {value} instead.", param=name, code="integer_below_min_value")  # fmt: skip
+    if value > INT64_MAX:
+        raise InvalidRequest(f"Invalid '{name}': integer above maximum value. Expected a value <= {INT64_MAX}.",
+                             param=name, code="integer_above_max_value")  # fmt: skip
+    return value
 
 
 async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
@@ -117,13 +139,13 @@ async def _stored(request: Request) -> tuple[str, dict[str, Any]]:
     return rid, await context.stored_response(runtime_of(request).store, tenant_of(request), rid)
 
 
+@operation("Retrieve a model response (as JSON, or its events as a stream)", query=REPLAY, streams=True)
 async def get_response(request: Request) -> Response:
     rt = runtime_of(request)
     check_include(request)
     rid, row = await _stored(request)
     if _flag(request, "stream"):
-        after = _int_param(request, "starting_after", -1)
-        assert after is not None
+        after = _int_param(request, "starting_after", -1, minimum=-1)  # beyond the last event: nothing to replay
         obfuscate = _flag(request, "include_obfuscation") is not False
         return EventStreamResponse(_followed_frames(request, rid, after, obfuscate))
     if row["status"] in TERMINAL_STATUSES:
@@ -139,6 +161,7 @@ async def _followed_frames(request: Request, rid: str, after: int, obfuscate: bo
         yield frame(kind, data, obfuscate=obfuscate)
 
 
+@operation("Delete a model response")
 async def delete_response(request: Request) -> Response:
     rt = runtime_of(request)
     rid, row = await _stored(request)
@@ -152,13 +175,16 @@ async def delete_response(request: Request) -> Response:
     return json_response({"id": rid, "object": "response", "deleted": True})
 
 
+@operation("List the input items of a response", query=(*PAGE, INCLUDE))
 async def list_input_items(request: Request) -> Response:
     rt = runtime_of(request)
+    check_include(request)
     rid, _ = await _stored(request)
     items = await rt.store.input_items(rid)
     return json_response(paginate(request, items))
 
 
+@operation("Cancel a background response")
 async def cancel_response(request: Request) -> Response:
     """Stop a background response (queued or running) and answer with it; a finished one comes back as is."""
     rt = runtime_of(request)

@@ -1,13 +1,16 @@
-"""``/v1/models``, ``/healthz`` (liveness), ``/readyz`` (readiness) and ``/metrics``."""
+"""``/v1/models``, ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics`` and ``/openapi.json``."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from respd.api import openapi
 from respd.api.context import json_response, runtime_of, tenant_of, worker_of
+from respd.api.openapi import operation
 from respd.errors import NotFound
 from respd.store.migrate import current_revision, head_revision
 from respd.telemetry.metrics import CONTENT_TYPE_LATEST
@@ -19,12 +22,14 @@ def _model(route_name: str, created: int) -> dict[str, object]:
     return {"id": route_name, "object": "model", "created": created or _STARTED, "owned_by": "respd"}
 
 
+@operation("List the models this server serves")
 async def list_models(request: Request) -> Response:
     tenant_of(request)
     models = runtime_of(request).settings.models
     return json_response({"object": "list", "data": [_model(m.name, m.created) for m in models]})
 
 
+@operation("Retrieve a model")
 async def get_model(request: Request) -> Response:
     tenant_of(request)
     name = request.path_params["model"]
@@ -34,6 +39,7 @@ async def get_model(request: Request) -> Response:
     raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
 
 
+@operation("Whether the server and its database answer")
 async def healthz(request: Request) -> Response:
     """200 when the server and its database answer, 503 otherwise."""
     try:
@@ -66,3 +72,22 @@ async def metrics(request: Request) -> Response:
     if m is None:
         raise NotFound("Metrics are turned off (metrics = false).")
     return Response(await m.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@operation("This description: the routes this server serves, in OpenAPI 3.1")
+async def openapi_json(request: Request) -> Response:
+    """The OpenAPI document of this server's routes, built once from its routing table."""
+    doc = getattr(request.app.state, "openapi", None)
+    if doc is None:
+        settings = runtime_of(request).settings
+        doc = openapi.document(request.app.routes, models=[m.name for m in settings.models], title="respd",
+                               version=_version())  # fmt: skip
+        request.app.state.openapi = doc
+    return json_response(doc)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("respd")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"

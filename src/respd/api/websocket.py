@@ -26,7 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from respd.api.context import json_response, limiter_of, runtime_of, tenant_of
+from respd.api.context import limiter_of, runtime_of, tenant_of
 from respd.api.sse import obfuscated
 from respd.engine.connection_memory import ConnectionMemory
 from respd.engine.prepare import prepare
@@ -121,13 +121,8 @@ def error_event(exc: RespdError, stream_id: str | None = None) -> bytes:
 
 
 async def responses_socket(ws: WebSocket) -> None:
-    """A WebSocket on ``/v1/responses``: the handshake needs the same API key as HTTP calls."""
-    try:
-        tenant = tenant_of(ws)
-    except RespdError as exc:
-        # Refused before the upgrade, with the HTTP status and body a POST would get.
-        await ws.send_denial_response(json_response(envelope(exc), status=exc.status, headers=exc.headers()))
-        return
+    """A WebSocket on ``/v1/responses``: its handshake passed the same key check as HTTP calls."""
+    tenant = tenant_of(ws)
     await ws.accept()
     await Session(ws, runtime_of(ws), tenant).serve()
 
@@ -181,10 +176,17 @@ class Session:
             await self._answer(await self.inbox.get())
 
     async def _answer(self, raw: str | bytes) -> None:
-        """One message's outcome: its response's events, or one error event."""
-        stream_id = None
+        """One message's outcome: its response's events, or one error event.
+
+        A continuation that fails (refused, or its response ends ``failed``) evicts the response it continued
+        from this connection's memory, as the API's WebSocket mode does: the next create naming it finds it
+        only if it was stored (``previous_response_not_found`` otherwise), never a state a failure left behind.
+        """
+        stream_id = previous = None
         try:
             msg = _json_object(raw)
+            if isinstance(msg.get("previous_response_id"), str):
+                previous = msg["previous_response_id"]
             env = _envelope(msg)
             stream_id = env.stream_id  # from here on, errors too carry the lane
             _check_type(env)
@@ -192,19 +194,26 @@ class Session:
             limiter = limiter_of(self.ws)
             if limiter is not None:
                 await limiter.admit(self.tenant, stream=False)  # a request; the connection is not a stream slot
-            run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain)
+            run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain, generate=create.generate)
             tracing.annotate_response(run.id, run.route.name, create.req.conversation_id)
-            run.generate = create.generate
         except RespdError as exc:
+            self._failed_continuation(previous)
             await self._send(error_event(exc, stream_id))
             return
         except Exception:
             log.exception("response.create failed inside respd")
+            self._failed_continuation(previous)
             bug = ServerError("The server had an error while processing your request.")
             await self._send(error_event(bug, stream_id))
             return
         await self._stream(run, create.obfuscate, stream_id)
+        if run.final is not None and run.final["status"] == "failed":
+            self._failed_continuation(previous)
         self.memory.remember(run)
+
+    def _failed_continuation(self, previous: str | None) -> None:
+        if previous is not None:
+            self.memory.forget(previous)
 
     async def _stream(self, run: Run, obfuscate: bool, stream_id: str | None) -> None:
         tail = b',"stream_id":' + orjson.dumps(stream_id) + b"}" if stream_id is not None else None

@@ -121,11 +121,22 @@ class Abilities:
     ``prefill``: the model continues an unfinished assistant message (:attr:`ModelRequest.prefill`), so a
     background response taken over after a crash goes on from its partial output.
     ``loading``: the model is loaded into this process (:meth:`Backend.load`, at startup).
+    ``learns_window``: the backend can learn its context window from where the model runs
+    (:class:`LearnsWindow`); :meth:`Backend.context_window` says what it learned.
     """
 
     admission: bool = False
     prefill: bool = False
     loading: bool = False
+    learns_window: bool = False
+
+
+class LearnsWindow(Protocol):
+    """A backend whose context window may be learned from its upstream (``abilities.learns_window``)."""
+
+    async def learn_window(self) -> None:
+        """Ask the upstream for the window once (again after a while if it did not answer); never raises."""
+        ...
 
 
 class Backend(Protocol):

@@ -8,6 +8,9 @@ deltas.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from respd.backends import chat_messages as cm
+from respd.backends import upstream_window
 from respd.backends.base import (
     Abilities,
     Admission,
@@ -29,7 +33,7 @@ from respd.backends.base import (
     Usage,
 )
 from respd.backends.http_client import ConnectFailed, HttpClient, HttpError, ReadTimeout, Reply
-from respd.backends.token_estimate import estimate
+from respd.backends.token_estimate import BYTES_PER_TOKEN, estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
     from respd.backends.llama_prompt import ChatPrompt
 
 USER_AGENT = "respd"
+
+log = logging.getLogger("respd.backends")
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -56,7 +62,10 @@ class OpenAIChatBackend:
         self.route = route
         self._http: HttpClient | None = None
         # prefill: the upstream continues a final assistant message (vLLM, llama.cpp), when the route says so
-        self.abilities = Abilities(prefill=route.prefill)
+        self.abilities = Abilities(prefill=route.prefill, learns_window=route.context_window is None)
+        self._learned: int | None = None  # the window the upstream gave (respd.backends.upstream_window)
+        self._asked_at = -math.inf  # when it was last asked (monotonic), so a failed ask is not repeated at once
+        self._asking = asyncio.Lock()
         self._chat_prompt: ChatPrompt | None = None  # the route's tokenizer GGUF, loaded at its first count
 
     async def _tokenizer(self) -> ChatPrompt:
@@ -145,7 +154,21 @@ class OpenAIChatBackend:
         return headers
 
     def context_window(self) -> int | None:
-        return self.route.context_window
+        return self.route.context_window or self._learned
+
+    async def learn_window(self) -> None:
+        """Learn the window from the upstream if the route does not set it (see respd.backends.upstream_window)."""
+        if self.context_window() is not None or time.monotonic() - self._asked_at < upstream_window.RETRY_S:
+            return
+        async with self._asking:
+            if self.context_window() is not None or time.monotonic() - self._asked_at < upstream_window.RETRY_S:
+                return
+            self._asked_at = time.monotonic()
+            try:
+                self._learned = await upstream_window.learn(self.route.base_url, self.route.target_model,
+                                                            self._headers())  # fmt: skip
+            except Exception:  # learning is an improvement: a request never fails for it
+                log.exception("asking %s for its context window failed", self.route.base_url)
 
     async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
         """With a ``tokenizer`` GGUF: the request as sent, rendered by its chat template and tokenized by its
@@ -180,11 +203,30 @@ class OpenAIChatBackend:
             async with await self._post(self.payload(request)) as reply:
                 if request.stream:
                     async for deltas in _read_stream(reply, calls):
-                        yield deltas
+                        yield await self._carried(request, deltas) if request.prefill else deltas
                 else:
-                    yield _read_json(await reply.read(), calls)
+                    deltas = _read_json(await reply.read(), calls)
+                    yield await self._carried(request, deltas) if request.prefill else deltas
         except (HttpError, orjson.JSONDecodeError) as exc:
             raise UpstreamError(_describe(exc), kind=_kind(exc)) from exc
+
+
+    async def _carried(self, request: ModelRequest, deltas: list[Delta]) -> list[Delta]:
+        """A continuation's usage as the whole answer's: the upstream counts the partial answer it went on from
+        (the prefill) as prompt; those tokens were output of this response, so they move to ``output_tokens``.
+        The prompt without them is the upstream's own count (one more call, at a takeover's end only), or an
+        estimate of the prefill if that call fails."""
+        for delta in deltas:
+            if isinstance(delta, Usage):
+                assert request.prefill is not None
+                try:
+                    base = (await self.count_tokens(replace(request, prefill=None), local=False)).tokens
+                    carried = max(0, delta.input_tokens - base)
+                except UpstreamError:
+                    carried = min(delta.input_tokens, math.ceil(len(request.prefill.encode()) / BYTES_PER_TOKEN))
+                delta.input_tokens -= carried
+                delta.output_tokens += carried
+        return deltas
 
 
 def _kind(exc: BaseException) -> str:

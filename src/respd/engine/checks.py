@@ -6,7 +6,6 @@ Everything here runs before anything is stored, so a refused request changes not
 from __future__ import annotations
 
 from respd.errors import InvalidRequest, Unsupported
-from respd.wire import items as w
 from respd.wire.request import CreateResponse
 
 
@@ -38,21 +37,6 @@ def check_metadata(metadata: dict[str, str] | None, param: str = "metadata") -> 
             )
 
 
-def _check_input(req: CreateResponse) -> None:
-    if not isinstance(req.input, list):
-        return
-    for i, item in enumerate(req.input):
-        if isinstance(item, w.Message) and not isinstance(item.content, str):
-            for j, part in enumerate(item.content):
-                if isinstance(part, w.InputImage) and not part.image_url and not part.file_id:
-                    raise InvalidRequest(
-                        "An input_image part needs 'image_url' (an http(s) URL or a data URL) or 'file_id'.",
-                        param=f"input[{i}].content[{j}]",
-                        code="missing_required_parameter",
-                    )
-    # input_file parts (and images by file_id) are read before the run: respd.files.inputs
-
-
 def check_request(req: CreateResponse) -> None:
     """Raise the first 400 this request deserves; return quietly if it can run."""
     if req.model is None:
@@ -72,4 +56,3 @@ def check_request(req: CreateResponse) -> None:
     for name in ("prompt", "moderation"):
         if getattr(req, name) is not None:
             raise Unsupported(f"'{name}' is not supported by this server.", param=name)
-    _check_input(req)

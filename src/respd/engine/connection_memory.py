@@ -40,6 +40,10 @@ class ConnectionMemory:
         while len(self._chains) > self._limit:
             self._chains.popitem(last=False)
 
+    def forget(self, response_id: str) -> None:
+        """Drop ``response_id``'s chain (a continuation of it failed); the database still has it if it was stored."""
+        self._chains.pop(response_id, None)
+
     async def chain(self, response_id: str) -> list[dict[str, Any]] | None:
         """Every item up to and including ``response_id``'s output, or None if this connection does not know it."""
         kept = self._chains.get(response_id)

@@ -101,11 +101,15 @@ def check_unique_ids(existing: list[dict[str, Any]], new: list[dict[str, Any]], 
     seen = {item["id"] for item in existing}
     for item in new:
         if item["id"] in seen:
-            raise InvalidRequest(
-                f"Duplicate item found with id {item['id']}. Remove duplicate items from your input and try again.",
-                param=param,
-            )
+            raise duplicate_item(item["id"], param)
         seen.add(item["id"])
+
+
+def duplicate_item(item_id: str, param: str = "input") -> InvalidRequest:
+    """The 400 for an item whose id the conversation it joins already has."""
+    return InvalidRequest(
+        f"Duplicate item found with id {item_id}. Remove duplicate items from your input and try again.", param=param
+    )
 
 
 REASONING = "reasoning"  # the sealing purpose of a reasoning item's encrypted_content

@@ -172,6 +172,19 @@ class Emitter:
         events.append(self._lifecycle("response.failed"))
         return events
 
+    def refail(self, message: str, code: str = "server_error") -> list[Event]:
+        """The end just made (``completed`` or ``incomplete``) could not be stored: the response fails instead.
+        That terminal event is taken back (its sequence number is reused); the items it closed stay closed."""
+        self.seq -= 1
+        events = [self._emit("error", code=code, message=message, param=None)]
+        r = self.response
+        r["status"] = "failed"
+        r["error"] = {"code": code, "message": message}
+        r["completed_at"] = None
+        r["incomplete_details"] = None
+        events.append(self._lifecycle("response.failed"))
+        return events
+
     def cancel(self) -> list[Event]:
         """The run was stopped (client gone, or cancelled): keep what was produced, end as cancelled."""
         events = self._close_all(incomplete=True)

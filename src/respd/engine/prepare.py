@@ -59,18 +59,24 @@ async def prepare(
     *,
     logged: Logged | None = None,
     local: context.LocalHistory | None = None,
+    generate: bool = True,
 ) -> Run:
     """Check ``req`` and gather its context; raises a 4xx :class:`RespdError` and stores nothing if it can't run.
 
-    The keywords are :func:`gather`'s.
+    ``generate=False`` (a WebSocket warm-up) records the context and asks no model; the other keywords are
+    :func:`gather`'s.
     """
     check_request(req)
     run = await gather(rt, req, tenant, logged=logged, local=local)
+    run.generate = generate
     trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
     if trigger and not run.context:
         raise InvalidRequest("There is nothing to compact: the context is empty.", param="input")
+    if not run.context and generate and logged is None:
+        # decided here, not by the model: an upstream asked about nothing answers with its own complaint
+        raise empty_input()
     backend = rt.backend(run.route)
-    if trigger or req.context_management or backend.context_window() is not None:  # else nothing to decide
+    if trigger or req.context_management or await window.known_window(backend) is not None:  # else nothing to do
         fitted = await window.fit(backend, run.model_request(), truncation=req.truncation,
                                   context_management=req.context_management, compact=trigger)  # fmt: skip
         run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
@@ -79,3 +85,12 @@ async def prepare(
         if run.background:  # checked now, queued as a job: it waits in the job queue, not at the backend
             run.release_admission()
     return run
+
+
+def empty_input() -> InvalidRequest:
+    """The 400 for a request that gives the model nothing to answer: no input, and no earlier context."""
+    return InvalidRequest(
+        "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+        param="input",
+        code="empty_array",
+    )

@@ -8,6 +8,7 @@ batches through :class:`respd.store.batch.Batch`'s domain methods. It never shap
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from respd.engine.runtime import Runtime
 from respd.store.batch import Batch, Op, ResponseHead
 
 Frame = tuple[Event, bytes]  # an event and its JSON
+
+log = logging.getLogger("respd.run")
 
 
 class Recorder:
@@ -129,11 +132,38 @@ class Recorder:
 
     async def end(self, final: Response, unpublished: Sequence[Frame], ops: Sequence[Op] = ()) -> None:
         """Commit the response's end with ``ops`` (work that must share the terminal transaction), then hand
-        followers the terminal events: they see them only once durable, like the run's own client."""
+        followers the terminal events: they see them only once durable, like the run's own client.
+
+        If the commit fails, nothing of it was written: the recorder stands as it did before (see
+        :meth:`retract` and :mod:`respd.engine.durability`)."""
+        logged, written = self._logged, self._row_written
         batch = self.batch(final) if self.store else Batch()
         batch.ops += ops
-        if self.store or ops:
-            await self.rt.store.writer.commit(batch, alone=self.rt.running == 1)
+        try:
+            if self.store or ops:
+                await self.rt.store.writer.commit(batch, alone=self.rt.running == 1)
+        except BaseException:
+            self._logged, self._row_written = logged, written
+            raise
         if self.store:
             self.publish(unpublished)
             self.rt.hub.close(self.head.id)
+
+    def retract(self, seq: int) -> None:
+        """Take back the events recorded from sequence number ``seq`` on (an end that could not be stored)."""
+        self._logged = [(n, data) for n, data in self._logged if n < seq]
+
+    async def discard(self) -> None:
+        """The response cannot be stored whole: what was written of it goes, so that no partial response (a
+        row without its log, a log without its row) stays behind. Best effort: the database may be down."""
+        if not self.store:
+            return
+        writer = self.rt.store.writer
+        batch = Batch()
+        batch.delete_response(self.head.tenant, self.head.id)
+        try:
+            await writer.commit(batch)
+        except Exception:
+            log.exception("response %s: its partial rows could not be removed either", self.head.id)
+        writer.forget(self.head.id)
+        self.rt.hub.close(self.head.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from respd.backends.base import ModelRequest
@@ -20,6 +20,7 @@ from respd.config import ModelRoute
 from respd.engine import compaction
 from respd.engine.admission import Place
 from respd.engine.context import REASONING
+from respd.engine.durability import end_unstored
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event, Response
 from respd.engine.hosted import NOT_RERUN, Hosted, Numbered
@@ -129,8 +130,14 @@ class Run:
             self.place = None
 
     def accept_background(self, request_body: bytes, owner: str | None) -> Batch:
-        """The rows that accept this run as a background job, for one transaction (see :meth:`Recorder.accept`)."""
-        return self.recorder.accept(self.emitter.queue(), request_body, owner)
+        """The rows that accept this run as a background job, for one transaction (see :meth:`Recorder.accept`).
+
+        A job this replica starts at once (``owner``) is ``in_progress`` from its acceptance on, as the answer
+        to its create says: ``queued`` is only for a job that waits."""
+        events = self.emitter.queue()
+        if owner is not None:
+            events += self.emitter.resume(self.emitter.seq, [])
+        return self.recorder.accept(events, request_body, owner)
 
     # -- driving ----------------------------------------------------------------------------------
     async def events(self) -> AsyncGenerator[list[Frame], None]:
@@ -170,9 +177,7 @@ class Run:
                 log.exception("response %s failed inside respd", self.id)
                 terminal = em.fail("The server had an error while processing your request.")
             # followers see the terminal events only once they are durable, like the client of this run
-            frames = [(ev, rec.record(ev)) for ev in terminal]
-            await self._end(frames)
-            yield frames
+            yield await self._end([(ev, rec.record(ev)) for ev in terminal])
         finally:
             self.rt.running -= 1
 
@@ -181,7 +186,8 @@ class Run:
         if self.logged is not None:
             return self.emitter.resume(self.logged.next_seq, self.logged.open_indices)
         if self.emitter.seq:  # accepted as a background job by this process, now running
-            return self.emitter.resume(self.emitter.seq, [])
+            started = self.emitter.response["status"] == "in_progress"  # when accepted, if it started at once
+            return [] if started else self.emitter.resume(self.emitter.seq, [])
         return self.emitter.start()
 
     def _resume_point(self) -> Point | None:
@@ -325,7 +331,8 @@ class Run:
         self.context = done.context(item_id)
         return events
 
-    async def _end(self, unpublished: Sequence[Frame]) -> None:
+    async def _end(self, unpublished: list[Frame]) -> list[Frame]:
+        """Store the end, then return what to send: the end, or what replaces it if it could not be stored."""
         self.release_admission()
         self.final = self.emitter.response
         ops: list[Op] = []  # what shares the terminal commit: no crash can end the response without them
@@ -335,8 +342,12 @@ class Run:
         announce = webhooks.deliveries_op(self.rt.settings.ops, self.tenant, self.id, self.final["status"])
         if announce is not None:
             ops.append(announce)  # its webhook deliveries; this replica's sender is woken by rt.ended
-        await self.recorder.end(self.final, unpublished, ops)
+        try:
+            await self.recorder.end(self.final, unpublished, ops)
+        except Exception as exc:
+            return await end_unstored(self, unpublished, exc)
         self.rt.ended(self.tenant, self.route.name, self.final, time.monotonic() - self.started)
+        return unpublished
 
     def _conversation_append(self) -> conversations.Append | None:
         """This turn for its conversation, if it joins one; ``store: false`` does not keep it out (nor does

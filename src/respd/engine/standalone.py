@@ -43,6 +43,15 @@ async def count_input(rt: Runtime, tenant: str, req: CreateResponse) -> TokenCou
     run = await gather(rt, req.model_copy(update={"model": await _model_of(rt, tenant, req)}), tenant)
     backend = rt.backend(run.route)
     request = run.model_request()
+    if not request.items and not request.instructions:  # nothing for the model to read: no model is asked
+        if request.tools:
+            raise InvalidRequest(
+                "There is no input to count the tools with: give 'input', 'instructions', 'previous_response_id' "
+                "or 'conversation'.",
+                param="input",
+                code="missing_required_parameter",
+            )
+        return TokenCount(0, exact=True)
     fitted = await window.fit(backend, request, truncation=req.truncation, refuse=False)
     return await backend.count_tokens(replace(request, items=fitted.items))
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
-from respd.backends.base import Backend, ModelRequest
+from respd.backends.base import Backend, LearnsWindow, ModelRequest
 from respd.backends.token_estimate import upper_bound
 from respd.engine.compaction import DEFAULT_THRESHOLD
 from respd.errors import InvalidRequest
@@ -129,6 +129,13 @@ def threshold(settings: list[ContextManagement] | None, window: int | None) -> i
     return int(window * DEFAULT_THRESHOLD)
 
 
+async def known_window(backend: Backend) -> int | None:
+    """The backend's context window; one that can learn it from its upstream asks first (once)."""
+    if backend.abilities.learns_window:
+        await cast(LearnsWindow, backend).learn_window()
+    return backend.context_window()
+
+
 async def fit(
     backend: Backend,
     request: ModelRequest,
@@ -142,7 +149,7 @@ async def fit(
 
     ``refuse=False`` (counting, not running) lets a context that is too long through unchanged.
     """
-    window = backend.context_window()
+    window = await known_window(backend)
     limit = threshold(context_management, window)
     if window is None and limit is None:
         return Fit(request.items, compact)

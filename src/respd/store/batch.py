@@ -75,6 +75,11 @@ class Batch:
         self.notices += other.notices
         self.ops += other.ops
 
+    def response_ids(self) -> set[str]:
+        """The responses this batch writes rows of (not those it deletes)."""
+        ids = {r["id"] for r in self.responses} | {r["id"] for r in self.updates}
+        return ids | {r["response_id"] for r in self.items} | {r["response_id"] for r in self.events}
+
     # -- responses --------------------------------------------------------------------------------
     def new_response(self, head: ResponseHead, status: str, body_json: bytes, inputs: list[dict[str, Any]]) -> None:
         """A response's row (its body: the Response object as JSON, as it stands) and its input items."""

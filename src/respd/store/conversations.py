@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from respd.store.schema import conversation_items, conversations
+from respd.store.schema import conversation_items, conversations, findable
 from respd.store.writer import Sql
 
 
@@ -30,6 +30,8 @@ def resource(row: Any) -> dict[str, Any]:
 
 async def get(engine: AsyncEngine, tenant: str, conversation_id: str) -> dict[str, Any] | None:
     """The conversation, or ``None`` when it does not exist for this tenant (or was deleted)."""
+    if not findable(conversation_id):
+        return None
     c = conversations.c
     q = select(c.id, c.created_at, c.metadata).where(c.id == conversation_id, c.tenant == tenant)
     async with engine.connect() as conn:
@@ -46,8 +48,40 @@ async def items(engine: AsyncEngine, conversation_id: str) -> list[dict[str, Any
     return [orjson.loads(r.body) for r in rows]
 
 
+async def page(
+    engine: AsyncEngine, conversation_id: str, limit: int, *, ascending: bool, after: str | None
+) -> tuple[list[dict[str, Any]], bool] | None:
+    """Up to ``limit`` items in position order after the item ``after`` (a keyset page: the read costs the page,
+    not the conversation), and whether more follow; ``None`` when ``after`` names no item of it."""
+    ci = conversation_items.c
+    q = select(ci.body).where(ci.conversation_id == conversation_id)
+    async with engine.connect() as conn:
+        if after is not None:
+            if not findable(after):
+                return None
+            at = (await conn.execute(select(ci.position).where(ci.conversation_id == conversation_id,
+                                                               ci.item_id == after))).scalar()  # fmt: skip
+            if at is None:
+                return None
+            q = q.where(ci.position > at if ascending else ci.position < at)
+        q = q.order_by(ci.position if ascending else ci.position.desc()).limit(limit + 1)
+        rows = (await conn.execute(q)).all()
+    return [orjson.loads(r.body) for r in rows[:limit]], len(rows) > limit
+
+
+async def duplicate_ids(engine: AsyncEngine, conversation_id: str, item_ids: list[str]) -> list[str]:
+    """Which of ``item_ids`` the conversation already has (the loser of a race to add one learns which)."""
+    ci = conversation_items.c
+    q = select(ci.item_id).where(ci.conversation_id == conversation_id, ci.item_id.in_(item_ids))
+    async with engine.connect() as conn:
+        found = {r.item_id for r in (await conn.execute(q)).all()}
+    return [i for i in item_ids if i in found]
+
+
 async def item(engine: AsyncEngine, conversation_id: str, item_id: str) -> dict[str, Any] | None:
     """One item of the conversation by id."""
+    if not findable(item_id):
+        return None
     ci = conversation_items.c
     q = select(ci.body).where(ci.conversation_id == conversation_id, ci.item_id == item_id).order_by(ci.position)
     async with engine.connect() as conn:

@@ -10,6 +10,16 @@ from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, Large
 
 metadata = MetaData()
 
+SEQ_MAX = 2**31 - 1  # the largest sequence number the event log holds (an INTEGER on PostgreSQL)
+
+
+def findable(key: str) -> bool:
+    """Whether a client's ``key`` (an id from a path, a body or a query) could name a stored row. PostgreSQL
+    refuses a NUL character in text outright where SQLite just finds nothing: a key holding one is looked up
+    nowhere, so it is "not found" on both."""
+    return "\x00" not in key
+
+
 responses = Table(
     "responses",
     metadata,
@@ -24,6 +34,9 @@ responses = Table(
     Column("owner", String(80), nullable=True),
     # The Response object: the fold of the event log, cached.
     Column("body", Text, nullable=False),
+    # Bumped by every takeover of the response (a job claimed, an orphan ended): a write made under an older
+    # epoch comes from a replica that lost its lease, and is refused in its own transaction.
+    Column("lease_epoch", Integer, nullable=False, server_default="0"),
     Index("ix_responses_status_owner", "status", "owner"),  # the sweep for what dead replicas left running
 )
 
@@ -98,7 +111,8 @@ conversation_items = Table(
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("item_id", String(128), nullable=False),
     Column("body", Text, nullable=False),
-    Index("ix_conversation_items_item", "conversation_id", "item_id"),
+    # an item id names one item of a conversation: a second append with it fails (see store.conversations)
+    Index("ux_conversation_items_item", "conversation_id", "item_id", unique=True),
 )
 
 # -- operations: webhook deliveries and rate-limit counts (docs/OPERATIONS.md) -------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from respd.store.migrate import migrate
-from respd.store.schema import response_events, response_items, responses
+from respd.store.schema import SEQ_MAX, findable, response_events, response_items, responses
 from respd.store.signals import PgSignals, Signals
 from respd.store.writer import SQLITE_LINGER_S, SqliteSink, Writer, async_sink
 
@@ -107,6 +107,8 @@ class Store:
 
     async def get_response(self, tenant: str, response_id: str) -> dict[str, Any] | None:
         """The stored row of a response: ``status``, ``background`` and the cached ``body`` (decoded)."""
+        if not findable(response_id):
+            return None
         q = select(responses.c.status, responses.c.background, responses.c.body).where(
             responses.c.id == response_id, responses.c.tenant == tenant
         )
@@ -118,12 +120,17 @@ class Store:
 
     async def chain_items(self, tenant: str, response_id: str) -> list[dict[str, Any]]:
         """Every input and output item of ``response_id`` and the responses it chains back to."""
+        if not findable(response_id):
+            return []
         async with self.engine.connect() as conn:
             rows = (await conn.execute(_CHAIN, {"id": response_id, "tenant": tenant})).all()
         return [orjson.loads(r.body) for r in rows]
 
     async def find_items(self, tenant: str, item_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Stored items by id (for ``item_reference``); the newest copy wins."""
+        item_ids = [i for i in item_ids if findable(i)]
+        if not item_ids:
+            return {}
         q = select(response_items.c.item_id, response_items.c.body).where(
             response_items.c.tenant == tenant, response_items.c.item_id.in_(item_ids)
         )
@@ -133,6 +140,8 @@ class Store:
 
     async def input_items(self, response_id: str) -> list[dict[str, Any]]:
         """The input items of a response, oldest first."""
+        if not findable(response_id):
+            return []
         q = (
             select(response_items.c.body)
             .where(response_items.c.response_id == response_id, response_items.c.kind == "input")
@@ -143,7 +152,10 @@ class Store:
         return [orjson.loads(r.body) for r in rows]
 
     async def events_after(self, response_id: str, after: int) -> list[tuple[int, bytes]]:
-        """The logged events with sequence number > ``after``, each as its stored JSON."""
+        """The logged events with sequence number > ``after``, each as its stored JSON (none past the log's
+        range: an ``after`` beyond it is no error, there is just nothing after it)."""
+        if not findable(response_id) or after >= SEQ_MAX:
+            return []
         q = (
             select(response_events.c.seq, response_events.c.body)
             .where(response_events.c.response_id == response_id, response_events.c.last_seq > after)

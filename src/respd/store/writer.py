@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +42,12 @@ log = logging.getLogger("respd.store")
 # saving measured below the benchmark's noise.) A response's first rows are not held back (``submit(urgent=True)``).
 LINGER_S = 0.003
 SQLITE_LINGER_S = 0.05
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether a failed write broke a unique constraint (two writers raced to add the same key), on either
+    database: the loser of such a race gets a 4xx, not a 500."""
+    return isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError)
 
 EVENTS_CHANNEL = "respd_events"  # payload: ids of responses with newly committed events, comma-separated
 _NOTICE_MAX = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
@@ -106,7 +114,7 @@ class _DbapiSql:
 
 
 def _insert_sql(table: Table) -> tuple[str, list[str]]:
-    cols = [c.name for c in table.columns]
+    cols = [c.name for c in table.columns if c.server_default is None]  # the others take their default
     return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", cols
 
 
@@ -223,6 +231,11 @@ def async_sink(engine: AsyncEngine) -> Callable[[Batch], Awaitable[None]]:
     return sink
 
 
+class WriteLost(Exception):
+    """A response's earlier rows were handed to the writer without waiting and could not be written: nothing
+    more of it is written (no event after a gap, no end of a response whose row is missing)."""
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -248,6 +261,8 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._lingering: asyncio.Future[None] | None = None  # set while the writer waits for more work
         self._urgent = 0  # urgent entries in the queue
+        # responses whose rows handed over without waiting (submit) failed to be written: see WriteLost
+        self._lost: set[str] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="respd-writer")
@@ -265,6 +280,8 @@ class Writer:
         """Queue rows without waiting for them; they are written within the linger, or at once if ``urgent``
         (a response's first rows: a crash right after should not leave a client holding the id of a response
         that does not exist)."""
+        if self._lost and batch.response_ids() & self._lost:
+            return  # after a gap in its rows, nothing more of that response is written
         self._put((batch, None, urgent))
 
     async def commit(self, batch: Batch, *, alone: bool = False) -> None:
@@ -274,7 +291,10 @@ class Writer:
         writer is idle too, the rows are written at once in the caller's task (without suspending, so a
         cancelled caller cannot cut the write short): at concurrency 1 the hand-off to the writer task and
         back was ~100 µs of a ~1.5 ms request.
+
+        Raises :class:`WriteLost` if rows of a response in ``batch`` were submitted earlier and not written.
         """
+        self._refuse_lost(batch)
         if alone and self._now is not None and not self._busy and self._queue.empty():
             try:
                 if self._now(batch):
@@ -285,6 +305,18 @@ class Writer:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._put((batch, fut, True))
         await asyncio.shield(fut)
+
+    def _refuse_lost(self, batch: Batch) -> None:
+        if self._lost and (lost := batch.response_ids() & self._lost):
+            raise WriteLost(f"earlier rows of {', '.join(sorted(lost))} could not be written")
+
+    def lost(self, response_id: str) -> bool:
+        """Whether rows of ``response_id`` handed over without waiting could not be written."""
+        return response_id in self._lost
+
+    def forget(self, response_id: str) -> None:
+        """``response_id`` was dealt with (deleted): its rows may be written again."""
+        self._lost.discard(response_id)
 
     def _put(self, entry: tuple[Batch, asyncio.Future[None] | None, bool]) -> None:
         self._queue.put_nowait(entry)
@@ -344,10 +376,14 @@ class Writer:
 
     async def _write_one(self, batch: Batch, fut: asyncio.Future[None] | None) -> None:
         try:
+            self._refuse_lost(batch)  # an earlier entry of this round may have just lost this response's rows
             await self._sink(batch)
         except Exception as exc:
-            log.exception("write failed")
-            if fut is not None and not fut.done():
+            if not isinstance(exc, WriteLost):
+                log.exception("write failed")
+            if fut is None:
+                self._lost |= batch.response_ids()
+            elif not fut.done():
                 fut.set_exception(exc)
             return
         if fut is not None and not fut.done():

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 MAX_TEXT = 10_485_760
+MAX_ID = 128  # the longest item id a client may give (and the stored column's width)
+_ID_CHARS = re.compile(r"[!-~]+")  # visible ASCII: no spaces, no control characters (NUL), nothing else
+
+
+def _item_id(value: str) -> str:
+    if value and (len(value) > MAX_ID or not _ID_CHARS.fullmatch(value)):  # "" stands for no id, as before
+        raise PydanticCustomError(
+            "item_id",
+            f"expected an ID of 1 to {MAX_ID} visible ASCII characters (letters, digits, punctuation; no spaces or "
+            "control characters)",
+        )
+    return value
+
+
+ItemId = Annotated[
+    str, AfterValidator(_item_id), WithJsonSchema({"type": "string", "maxLength": MAX_ID, "pattern": "^[!-~]*$"})
+]
+"""An item id a client gives (``msg_…``, ``fc_…``, or its own; ``""`` is none): respd stores and looks items
+up by it, so it is checked here, the same on every database, rather than left for a column to refuse."""
 
 
 class Wire(BaseModel):
@@ -32,6 +53,8 @@ def tagged(
     caught = catch_all[1] if catch_all else frozenset()
 
     def tag_of(value: Any) -> str | None:
+        # None (no tag) for anything but an object with a string ``type``: respd.wire.validation words the
+        # error from the value itself (a string where an object belongs, a ``type`` that is an object, …).
         if isinstance(value, BaseModel):
             value = {"type": getattr(value, "type", None)}
         if not isinstance(value, dict):
@@ -39,9 +62,9 @@ def tagged(
         kind = value.get("type")
         if kind is None and default is not None:
             kind = default(value)
-        if kind in caught:
-            kind = "*"
-        return TAG_MARK + kind if isinstance(kind, str) else None
+        if not isinstance(kind, str):
+            return None
+        return TAG_MARK + ("*" if kind in caught else kind)
 
     members = tuple(Annotated[m, Tag(TAG_MARK + _literal_type(m))] for m in models)
     if catch_all is not None:

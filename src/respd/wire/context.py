@@ -22,7 +22,7 @@ class _AsCreate(Wire):
     def as_create(self, **overrides: Any) -> CreateResponse:
         """The create request with this body's fields (already validated, so not validated again)."""
         fields = {name: getattr(self, name) for name in self.model_fields_set if name in CreateResponse.model_fields}
-        return CreateResponse.model_construct(**(fields | overrides))
+        return CreateResponse.model_construct(**({"model": None} | fields | overrides))  # model may be left out here
 
 
 class TokenCountsBody(_AsCreate):

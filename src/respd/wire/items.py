@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from respd.wire.base import MAX_TEXT, Wire, tagged
+from respd.wire.base import MAX_TEXT, ItemId, Wire, tagged
 from respd.wire.tools import Tool
 
 MAX_COMPACTION = 20_971_520  # the spec's limit on a compaction item's encrypted_content
@@ -26,6 +27,16 @@ class InputImage(Wire):
     image_url: str | None = None
     file_id: str | None = None
     detail: Literal["low", "high", "auto", "original"] = "auto"
+
+    @model_validator(mode="after")
+    def _names_an_image(self) -> InputImage:
+        # checked with the part, so that every route taking items (create, count, compact, conversation items)
+        # refuses it alike, before anything reads it
+        if not self.image_url and not self.file_id:
+            raise PydanticCustomError(
+                "missing", "An input_image part needs 'image_url' (an http(s) URL or a data URL) or 'file_id'"
+            )
+        return self
 
 
 class InputFile(Wire):
@@ -71,7 +82,7 @@ class Message(Wire):
     """A message in any of the API's three shapes (easy, input, output); ``type`` may be left out."""
 
     type: Literal["message"] | None = None
-    id: str | None = None
+    id: ItemId | None = None
     role: Literal["user", "assistant", "system", "developer"]
     content: Annotated[str, Field(max_length=MAX_TEXT)] | list[ContentPart]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
@@ -80,7 +91,7 @@ class Message(Wire):
 
 class FunctionCall(Wire):
     type: Literal["function_call"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: str
     name: str
     arguments: str
@@ -90,7 +101,7 @@ class FunctionCall(Wire):
 
 class FunctionCallOutput(Wire):
     type: Literal["function_call_output"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)]
     output: Annotated[str, Field(max_length=MAX_TEXT)] | list[ToolOutputPart]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
@@ -98,7 +109,7 @@ class FunctionCallOutput(Wire):
 
 class CustomToolCall(Wire):
     type: Literal["custom_tool_call"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: str
     name: str
     input: str
@@ -108,7 +119,7 @@ class CustomToolCall(Wire):
 
 class CustomToolCallOutput(Wire):
     type: Literal["custom_tool_call_output"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)]
     output: Annotated[str, Field(max_length=MAX_TEXT)] | list[ToolOutputPart]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
@@ -116,7 +127,7 @@ class CustomToolCallOutput(Wire):
 
 class Reasoning(Wire):
     type: Literal["reasoning"]
-    id: str | None = None
+    id: ItemId | None = None
     summary: list[SummaryText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
     encrypted_content: str | None = None
@@ -125,14 +136,14 @@ class Reasoning(Wire):
 
 class ItemReference(Wire):
     type: Literal["item_reference"] | None = None
-    id: str
+    id: ItemId
 
 
 class ToolSearchCall(Wire):
     """A tool search the model asked for (``S:ToolSearchCallItemParam``), sent back by a client."""
 
     type: Literal["tool_search_call"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     execution: Literal["server", "client"] | None = None
     arguments: dict[str, Any] | str  # a string only as respd gives back a model's arguments that were no object
@@ -143,7 +154,7 @@ class ToolSearchOutput(Wire):
     """The tools a client-run search loaded (``S:ToolSearchOutputItemParam``); they join this turn's tools."""
 
     type: Literal["tool_search_output"]
-    id: str | None = None
+    id: ItemId | None = None
     call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     execution: Literal["server", "client"] | None = None
     tools: list[Tool]
@@ -154,7 +165,7 @@ class AdditionalTools(Wire):
     """Tools made available from this item on (``S:AdditionalToolsItemParam``); Codex sends its tools here."""
 
     type: Literal["additional_tools"]
-    id: str | None = None
+    id: ItemId | None = None
     role: Literal["developer"] = "developer"
     tools: list[Tool]
 
@@ -163,7 +174,7 @@ class Compaction(Wire):
     """A compaction summary sent back (``S:CompactionSummaryItemParam``); ``created_by`` as output items carry it."""
 
     type: Literal["compaction"]
-    id: str | None = None
+    id: ItemId | None = None
     encrypted_content: Annotated[str, Field(max_length=MAX_COMPACTION)]
     created_by: str | None = None
 
@@ -180,7 +191,7 @@ class HostedCall(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     type: str
-    id: Annotated[str, Field(min_length=1, max_length=128)]
+    id: Annotated[ItemId, Field(min_length=1)]
     status: str | None = None
 
 

@@ -114,7 +114,7 @@ class ContextManagement(Wire):
 class CreateResponse(Wire):
     """``S:CreateResponse`` plus Open Responses' penalties; every other key is an unknown parameter."""
 
-    model: str | None = None
+    model: str | None  # required (null is refused by the checks, with the same words)
     input: Annotated[str, Field(max_length=MAX_TEXT)] | list[InputItem] | None = None
     instructions: str | None = None
     previous_response_id: str | None = None

@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 from respd.errors import InvalidRequest, Unsupported
 from respd.wire.base import TAG_MARK
 from respd.wire.items import KNOWN_ITEM_TYPES
+from respd.wire.numbers import check_numbers
 from respd.wire.tools import KNOWN_TOOL_TYPES
 
 M = TypeVar("M", bound=BaseModel)
@@ -68,8 +69,10 @@ def _got(value: Any) -> str:
 def _best(errors: list[ErrorDetails]) -> ErrorDetails:
     """Of the alternatives a union reports, the one that went deepest is what the client got wrong."""
 
-    def depth(e: ErrorDetails) -> int:
-        return len([p for p in e["loc"] if not (isinstance(p, str) and _is_union_label(p))])
+    def depth(e: ErrorDetails) -> tuple[int, bool]:
+        # at equal depth, an object is better explained by the tagged member it tried than by the literals
+        tagged_object = e["type"].startswith("union_tag") and isinstance(e.get("input"), dict)
+        return len([p for p in e["loc"] if not (isinstance(p, str) and _is_union_label(p))]), tagged_object
 
     return max(errors, key=depth)
 
@@ -91,7 +94,8 @@ def to_invalid_request(exc: ValidationError, prefix: str = "") -> InvalidRequest
     if kind == "extra_forbidden":
         return InvalidRequest(f"Unknown parameter: '{path}'.", param=path, code="unknown_parameter")
     if kind == "missing":
-        return InvalidRequest(f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter")
+        said = f"Missing required parameter: '{path}'." if err["msg"] == "Field required" else f"{err['msg']}."
+        return InvalidRequest(said, param=path, code="missing_required_parameter")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         return _bad_tag(path, err)
     if kind in _TYPE_NAMES:
@@ -126,8 +130,16 @@ def to_invalid_request(exc: ValidationError, prefix: str = "") -> InvalidRequest
         return InvalidRequest(f"Invalid '{path}': {err['msg'].lower()}.", param=path, code=code)
     if kind == "literal_error":
         expected = (err.get("ctx") or {}).get("expected", "")
+        if not isinstance(value, str | int | float):
+            return InvalidRequest(
+                f"Invalid type for '{path}': expected one of {expected}, but got {_got(value)} instead.",
+                param=path or None,
+                code="invalid_type",
+            )
         return InvalidRequest(
-            f"Invalid value: {value!r}. Supported values are: {expected}.", param=path, code="invalid_value"
+            f"Invalid value: {_shown(value) if isinstance(value, str) else value!r}. Supported values are: {expected}.",
+            param=path,
+            code="invalid_value",
         )
     return InvalidRequest(f"Invalid '{path}': {err['msg']}.", param=path or None, code="invalid_value")
 
@@ -136,22 +148,46 @@ _TOOL_PATH = re.compile(r"(^|\.)tools\[\d+\]$")
 
 
 def _bad_tag(path: str, err: ErrorDetails) -> InvalidRequest:
-    tag = str((err.get("ctx") or {}).get("tag") or (err.get("input") or {}).get("type")).removeprefix(TAG_MARK)
+    """A member of a ``type``-tagged union that could not be chosen: not an object, no ``type``, a ``type``
+    that is no string, or one the union does not have."""
+    value = err.get("input")
+    if not isinstance(value, dict):
+        return InvalidRequest(
+            f"Invalid type for '{path}': expected an object, but got {_got(value)} instead.",
+            param=path or None,
+            code="invalid_type",
+        )
     param = f"{path}.type" if path else "type"
+    tag = value.get("type")
+    if tag is None:
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    if not isinstance(tag, str):
+        return InvalidRequest(
+            f"Invalid type for '{param}': expected a string, but got {_got(tag)} instead.",
+            param=param,
+            code="invalid_type",
+        )
     if _TOOL_PATH.search(path) and tag in KNOWN_TOOL_TYPES:  # in `tools`, or in an item that brings tools
         return Unsupported(f"Tool type '{tag}' is not supported by this server.", param=param)
     if path.startswith("input") and tag in KNOWN_ITEM_TYPES:
         return Unsupported(f"Input item type '{tag}' is not supported by this server.", param=param)
-    expected = str((err.get("ctx") or {}).get("expected_tags", "")).replace(TAG_MARK, "")
+    tags = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected_tags", "")))
+    expected = ", ".join(f"'{t.removeprefix(TAG_MARK)}'" for t in tags if t != TAG_MARK + "*")
     return InvalidRequest(
-        f"Invalid value: '{tag}'. Supported values are: {expected}.", param=param, code="invalid_value"
+        f"Invalid value: {_shown(tag)}. Supported values are: {expected}.", param=param, code="invalid_value"
     )
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    """A client's value quoted in a message, cut short: an error should not echo megabytes back."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 def parse_body(model: type[M], body: bytes) -> M:
     """Validate a JSON body against ``model``; any problem is one :class:`InvalidRequest`."""
     if not body.strip():
         raise InvalidRequest("The request body is empty; a JSON object is expected.", code="invalid_json")
+    check_numbers(body)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
