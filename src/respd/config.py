@@ -31,6 +31,7 @@ from typing import Any
 
 from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
+from respd.outbound import OutboundPolicy
 
 BACKENDS = ("openai", "llama_cpp")
 
@@ -98,6 +99,12 @@ class Settings:
     max_background: int = 32
     max_queued: int = 10_000
     drain_s: float = 10.0
+    # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
+    # respd to fetch (only from hosts the outbound policy allows).
+    max_file_bytes: int = 512 * 1024 * 1024
+    fetch_file_urls: bool = False
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -199,8 +206,38 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
+        outbound=_outbound(raw, env),
+        fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
         **_job_settings(raw, env),
+        **_file_settings(raw, env),
     )
+
+
+def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:
+    allow = list(raw.get("outbound_allow", []))
+    if not isinstance(raw.get("outbound_allow", []), list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("outbound_allow must be a list of host or host:port patterns")
+    allow += [a.strip() for a in env.get("RESPD_OUTBOUND_ALLOW", "").split(",") if a.strip()]
+    try:
+        return OutboundPolicy(
+            allow=tuple(dict.fromkeys(allow)),
+            public=_flag(env.get("RESPD_OUTBOUND_PUBLIC"), raw.get("outbound_public", True)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"outbound_allow: {exc}") from None
+
+
+def _file_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    value = env.get("RESPD_MAX_FILE_BYTES") or raw.get("max_file_bytes")
+    if value is None:
+        return {}
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_file_bytes must be a whole number of bytes, not {value!r}") from None
+    if limit <= 0:
+        raise ConfigError("max_file_bytes must be > 0")
+    return {"max_file_bytes": limit}
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
