@@ -170,7 +170,7 @@ class Run:
         log so far and the job (so no crash can leave a queued response without its job)."""
         self._publish([(ev, self._record(ev)) for ev in self.emitter.queue()])
         batch = self._flush_batch(None)
-        batch.jobs.append({"response_id": self.id, "tenant": self.tenant, "owner": owner,
+        batch.jobs.append({"response_id": self.id, "kind": "response", "tenant": self.tenant, "owner": owner,
                            "created_at": int(time.time() * 1000), "attempts": 1 if owner else 0,
                            "cancel_requested": False, "request": request_body.decode()})  # fmt: skip
         return batch

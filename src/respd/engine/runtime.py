@@ -9,6 +9,8 @@ from respd.backends.openai_chat import OpenAIChatBackend
 from respd.config import ModelRoute, Settings
 from respd.engine.live import LiveHub
 from respd.ids import new_id
+from respd.retrieval.embedder import make_embedder
+from respd.retrieval.search import Retrieval
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
 
@@ -33,6 +35,7 @@ class Runtime:
     store: Store
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
+    retrieval: Retrieval = field(init=False)  # vector store search (and the embedder ingestion shares)
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
@@ -45,6 +48,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
+        self.retrieval = Retrieval(self.store, make_embedder(self.settings.embeddings))
 
     async def open(self) -> None:
         await self.store.open()
@@ -60,4 +64,5 @@ class Runtime:
     async def close(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        await self.retrieval.embedder.aclose()
         await self.store.close()

@@ -1,0 +1,95 @@
+"""Keyword search (the sparse half of hybrid retrieval), in each database's own full-text index.
+
+SQLite: FTS5 with the Porter stemmer, ranked by BM25 on the text column; the store id is a second column,
+so the match is limited to the stores searched inside the index. PostgreSQL: an ``english`` tsvector
+(stemmed, stop words dropped) with a GIN index, ranked by ``ts_rank_cd``.
+
+A query's words are OR-ed (any may match, more matches rank higher). A word made of several tokens
+(``ERR-4471``, ``user_id``, ``v2.3.1``) is searched as a phrase, so an identifier matches as a whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+
+from respd.store.store import Store
+
+_WORD = re.compile(r"\S+")
+_TOKEN = re.compile(r"[^\W_]+")
+MAX_TERMS = 32
+
+# Words too common to tell chunks apart (NLTK's English list); dropped from SQLite queries (PostgreSQL's
+# english configuration drops its own, Snowball's, which is much the same)
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her
+    here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
+    now of off on once only or other our ours ourselves out over own same she should so some such than that the
+    their theirs them themselves then there these they this those through to too under until up very was we
+    were what when where which while who whom why will with would you your yours yourself yourselves""".split()  # noqa: SIM905
+)
+
+_SQLITE = text(
+    """
+    SELECT c.id, c.file_id, c.vector_store_id, bm25(vs_chunks_fts, 0.0, 1.0) AS rank FROM vs_chunks_fts
+    JOIN vs_chunks c ON c.id = vs_chunks_fts.rowid
+    WHERE vs_chunks_fts MATCH :q ORDER BY rank LIMIT :k
+    """
+)
+_POSTGRES = """
+    SELECT id, file_id, vector_store_id, ts_rank_cd(tsv, q) AS rank FROM vs_chunks, ({query}) q
+    WHERE vector_store_id = ANY(:stores) AND tsv @@ q ORDER BY rank DESC LIMIT :k
+"""
+
+
+def terms(query: str, *, drop_stop_words: bool) -> list[list[str]]:
+    """The query's words, each as its tokens (lower case), without repeats."""
+    out: list[list[str]] = []
+    for word in _WORD.findall(query.lower()):
+        tokens = _TOKEN.findall(word)
+        if not tokens or tokens in out or (drop_stop_words and len(tokens) == 1 and tokens[0] in STOP_WORDS):
+            continue
+        out.append(tokens)
+    return out[:MAX_TERMS]
+
+
+def fts5_query(query: str, stores: Sequence[str]) -> str | None:
+    words = terms(query, drop_stop_words=True)
+    if not words:
+        return None
+    phrases = " OR ".join('"' + " ".join(tokens) + '"' for tokens in words)
+    within = " OR ".join('"' + " ".join(_TOKEN.findall(s.lower())) + '"' for s in stores)
+    return f"vector_store_id : ({within}) AND text : ({phrases})"
+
+
+def pg_words(query: str) -> list[str]:
+    """The query's words for PostgreSQL, each to be parsed there as a phrase by the parser that parsed the
+    text (it reads ``ERR-4471`` as ``err`` then ``-4471``: a query must be cut the same way to match)."""
+    words = [w for w in dict.fromkeys(_WORD.findall(query.lower())) if _TOKEN.search(w)]
+    return words[:MAX_TERMS]
+
+
+async def search(store: Store, stores: Sequence[str], query: str, k: int) -> list[tuple[int, str, str, float]]:
+    """The ``k`` best keyword matches of ``query`` in ``stores``: ``(chunk id, file id, store id, score)``, best
+    first."""
+    params: dict[str, Any]
+    if store.is_sqlite:
+        q = fts5_query(query, stores)
+        if q is None:
+            return []
+        stmt, params = _SQLITE, {"q": q, "k": k}
+    else:
+        words = pg_words(query)
+        if not words:
+            return []
+        either = " || ".join(f"phraseto_tsquery('english', :w{i})" for i in range(len(words)))
+        stmt = text(_POSTGRES.format(query=f"SELECT {either} AS q"))
+        params = {"k": k, "stores": list(stores), **{f"w{i}": w for i, w in enumerate(words)}}
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(stmt, params)).all()
+    sign = -1.0 if store.is_sqlite else 1.0  # FTS5's bm25 is lower for better matches
+    return [(r.id, r.file_id, r.vector_store_id, sign * float(r.rank)) for r in rows]
