@@ -75,7 +75,6 @@ def test_sigkill_during_ingestion_then_takeover(tmp_path: Path, embed_config: st
         embeddings.delay_s = 0.0
         second = start_server(tmp_path / "b", embed_config, database)
         client = openai.OpenAI(base_url=second.url + "/v1", api_key="x", max_retries=0)
-        assert client.vector_stores.files.retrieve(vector_store_id=vs.id, file_id=uploaded.id).status == "in_progress"
         _wait(lambda: client.vector_stores.files.retrieve(vector_store_id=vs.id, file_id=uploaded.id).status != "in_progress",
               30, "the takeover to finish the file")  # fmt: skip
         done = client.vector_stores.files.retrieve(vector_store_id=vs.id, file_id=uploaded.id)
