@@ -21,16 +21,16 @@ import numpy.typing as npt
 from respd.retrieval.embedder import Vectors
 
 EXACT_MAX = 2048  # a store this small is searched exactly (~0.5 ms of arithmetic; one indexed read)
-SAMPLE_PER_LIST = 64  # training points per list (k-means on a sample: the centroids barely change past it)
+SAMPLE_PER_LIST = 40  # training points per list (k-means on a sample: the centroids barely change past it)
 ITERATIONS = 10
-MIN_PROBE = 8
+MIN_PROBE = 16
 
 Floats = npt.NDArray[np.float32]
 
 
 def list_count(n: int) -> int:
     """How many lists a store of ``n`` chunks is trained with (0: none, searched exactly)."""
-    return 0 if n <= EXACT_MAX else int(2 * math.sqrt(n))
+    return 0 if n <= EXACT_MAX else int(4 * math.sqrt(n))  # ~80 chunks a list at 100k
 
 
 def needs_training(n: int, lists: int, trained: int) -> bool:
@@ -41,8 +41,8 @@ def needs_training(n: int, lists: int, trained: int) -> bool:
 
 
 def nprobe(lists: int) -> int:
-    """Lists read per query: an eighth of them (at least :data:`MIN_PROBE`)."""
-    return min(lists, max(MIN_PROBE, math.ceil(lists / 8)))
+    """Lists read per query: a 32nd of them, at least :data:`MIN_PROBE` (~2.5k chunks at 100k, ~400 at 10k)."""
+    return min(lists, max(MIN_PROBE, math.ceil(lists / 32)))
 
 
 def train(vectors: Vectors, lists: int, seed: int = 0) -> Floats:

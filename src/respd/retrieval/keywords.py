@@ -40,9 +40,13 @@ _SQLITE = text(
     WHERE vs_chunks_fts MATCH :q ORDER BY rank LIMIT :k
     """
 )
+# ts_rank_cd reads each match's whole tsvector: the matches ranked are capped (the GIN index gives them
+# in no useful order, so a word found in most chunks gets an arbitrary sample of them ranked, not all)
 _POSTGRES = """
-    SELECT id, file_id, vector_store_id, ts_rank_cd(tsv, q) AS rank FROM vs_chunks, ({query}) q
-    WHERE vector_store_id = ANY(:stores) AND tsv @@ q ORDER BY rank DESC LIMIT :k
+    SELECT id, file_id, vector_store_id, ts_rank_cd(tsv, q) AS rank FROM (
+        SELECT id, file_id, vector_store_id, tsv, q FROM vs_chunks, ({query}) q
+        WHERE vector_store_id = ANY(:stores) AND tsv @@ q LIMIT 2000) m
+    ORDER BY rank DESC LIMIT :k
 """
 
 
