@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 
 from tests.checks import check_error
 from tests.conftest import start_server
-from tests.servers import RespdServer, write_config
+from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 from tests.spec_schemas import validate_openai
 
 MIB = 1 << 20
@@ -48,6 +49,14 @@ def sql(server: RespdServer, query: str, *args: Any) -> list[tuple[Any, ...]]:
     return asyncio.run(run())
 
 
+def assert_gone(client: openai.OpenAI, file_id: str) -> None:
+    """``file_id`` is a 404 to every call, and in no list."""
+    for call in (client.files.retrieve, client.files.content, client.files.delete):
+        with pytest.raises(openai.NotFoundError):
+            call(file_id)
+    assert file_id not in [f.id for f in client.files.list()]
+
+
 def chunk_count(server: RespdServer, file_id: str) -> int:
     return int(sql(server, "SELECT count(*) FROM file_chunks WHERE file_id = $1", file_id)[0][0])
 
@@ -73,13 +82,7 @@ def test_upload_retrieve_content_delete(any_client: openai.OpenAI, any_server: R
     deleted = any_client.files.delete(created.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "file", True)
     assert chunk_count(any_server, created.id) == 0  # its bytes are gone with it
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.retrieve(created.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.content(created.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.delete(created.id)
-    assert created.id not in [f.id for f in any_client.files.list()]
+    assert_gone(any_client, created.id)
     err = check_error(httpx.get(f"{any_server.url}/v1/files/{created.id}"), 404, param="file_id")
     assert created.id in err["message"]
 
@@ -140,13 +143,7 @@ def test_expires_after(any_client: openai.OpenAI, any_server: RespdServer) -> No
     assert batch.expires_at == batch.created_at + 30 * 24 * 3600  # the API's default for batch files
     # an hour on: the file is gone for every call, as if deleted
     sql(any_server, "UPDATE files SET expires_at = $1 WHERE id = $2", int(time.time()) - 1, f.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.retrieve(f.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.content(f.id)
-    with pytest.raises(openai.NotFoundError):
-        any_client.files.delete(f.id)
-    assert f.id not in [x.id for x in any_client.files.list(purpose="user_data")]
+    assert_gone(any_client, f.id)
     any_client.files.delete(batch.id)
 
 
@@ -186,10 +183,12 @@ def small(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     """A server whose files may be at most 1 MiB."""
     tmp = tmp_path_factory.mktemp(f"respd-small-{request.param}")
     config = write_config(tmp / "respd.toml", fake.base_url, extra=f"max_file_bytes = {MIB}\n")
-    url = f"sqlite:///{tmp / 'respd.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    srv = start_server(tmp, config, url)
+    url = f"sqlite:///{tmp / 'respd.db'}" if request.param == "sqlite" else create_pg_database()
+    srv = start_server(tmp, config, url)  # a database of its own: these tests count every stored row
     yield srv
     srv.stop()
+    if request.param == "postgres":
+        drop_pg_database(url)
 
 
 def test_limit(small: RespdServer) -> None:
@@ -238,10 +237,7 @@ def test_files_are_isolated_between_keys(keyed: RespdServer) -> None:
     with openai.OpenAI(base_url=base, api_key="key-alice", max_retries=0) as alice, \
             openai.OpenAI(base_url=base, api_key="key-bob", max_retries=0) as bob:  # fmt: skip
         mine = alice.files.create(file=("secret.txt", b"alice's secret"), purpose="user_data")
-        for call in (bob.files.retrieve, bob.files.content, bob.files.delete):
-            with pytest.raises(openai.NotFoundError):
-                call(mine.id)
-        assert mine.id not in [f.id for f in bob.files.list()]
+        assert_gone(bob, mine.id)
         for part in ({"type": "input_file", "file_id": mine.id}, {"type": "input_image", "file_id": mine.id}):
             with pytest.raises(openai.NotFoundError) as caught:
                 bob.responses.create(model="test-model", input=[{"role": "user", "content": [part]}])
@@ -249,3 +245,42 @@ def test_files_are_isolated_between_keys(keyed: RespdServer) -> None:
         assert alice.files.content(mine.id).content == b"alice's secret"
         assert [f.id for f in alice.files.list()] == [mine.id]
         check_error(httpx.get(f"{base}/files"), 401)
+
+
+def test_client_that_leaves_mid_upload_leaves_nothing(small: RespdServer) -> None:
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n\r\n'
+    with socket.create_connection(("127.0.0.1", small.port)) as conn:
+        conn.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 900000\r\n\r\n" + head + b"x" * 600_000)  # fmt: skip
+        deadline = time.monotonic() + 10  # a piece is stored, then the client is gone
+        while not sql(small, "SELECT count(*) FROM files WHERE status = 'uploading'")[0][0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while sql(small, "SELECT count(*) FROM files WHERE status <> 'processed'")[0][0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sql(small, "SELECT count(*) FROM files WHERE status <> 'processed'") == [(0,)]
+
+
+def test_sweep_frees_expired_deleted_and_abandoned_files(small: RespdServer) -> None:
+    with openai.OpenAI(base_url=small.url + "/v1", api_key="x", max_retries=0) as client:
+        kept = client.files.create(file=("kept.txt", b"k" * 1000), purpose="user_data")
+        expired = client.files.create(file=("old.txt", b"o" * 1000), purpose="user_data",
+                                      expires_after={"anchor": "created_at", "seconds": 3600})  # fmt: skip
+    now = int(time.time())
+    sql(small, "UPDATE files SET expires_at = $1 WHERE id = $2", now - 1, expired.id)
+    # what a replica killed mid-upload, and one killed mid-delete, leave behind
+    for file_id, status, updated in (("file-abandoned", "uploading", now - 3600), ("file-halfgone", "deleted", now)):
+        sql(small, "INSERT INTO files (id, tenant, status, filename, purpose, mime, bytes, sha256, created_at, "
+            f"updated_at, expires_at) VALUES ($1, '', '{status}', 'x', '', 'text/plain', 5, '', {updated}, "
+            f"{updated}, NULL)", file_id)  # fmt: skip
+        sql(small, "INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, 0, $2)", file_id, b"hello")
+    small.stop()
+    small.start()  # the sweep runs as a replica starts, then every minute
+    gone = [expired.id, "file-abandoned", "file-halfgone"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(chunk_count(small, f) for f in gone):
+        time.sleep(0.1)
+    assert [chunk_count(small, f) for f in gone] == [0, 0, 0]
+    assert sql(small, "SELECT id FROM files ORDER BY id") == [(kept.id,)]
+    assert chunk_count(small, kept.id) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,16 @@ def test_file_text_counts_against_the_context_window(fetching: RespdServer, fake
     )
     assert resp.status_code == 200, resp.text
     assert [m["content"] for m in fake.requests[-1]["body"]["messages"]] == ["ok", "Hi?"]
+
+
+def test_background_response_reads_the_file(any_client: openai.OpenAI, fake: FakeUpstream) -> None:
+    f = any_client.files.create(file=("bg.md", b"Background note: the vault opens at 9."), purpose="user_data")
+    resp = any_client.responses.create(model="test-model", background=True, input=user(
+        {"type": "input_file", "file_id": f.id}, {"type": "input_text", "text": "When?"}))  # fmt: skip
+    deadline = time.monotonic() + 20
+    while resp.status in ("queued", "in_progress") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        resp = any_client.responses.retrieve(resp.id)
+    assert resp.status == "completed", resp
+    assert "the vault opens at 9." in sent_user_text(fake)
+    any_client.files.delete(f.id)

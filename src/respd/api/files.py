@@ -7,16 +7,19 @@ file, and an upload past ``max_file_bytes`` stops there with a 413.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from respd.api.context import json_response, runtime_of, tenant_of
 from respd.api.multipart import Field, FileData, FileEnd, FileStart, read_parts
 from respd.errors import InvalidRequest, NotFound, TooLarge
 from respd.store import files as db
+
+log = logging.getLogger("respd.files")
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_EXPIRY_S = 30 * 24 * 3600  # files for the Batch API expire after 30 days unless told otherwise
@@ -99,6 +102,11 @@ async def create_file(request: Request) -> Response:
         if not whole:
             raise InvalidRequest("Invalid multipart body: the file part was cut short.", param="file")
         record = await upload.finish(fields["purpose"], _expiry(fields, upload.created_at))
+    except ClientDisconnect:
+        log.info("a client left during an upload; nothing of it is kept")
+        if upload is not None:
+            await upload.abort()
+        return Response(status_code=499)  # nobody reads it
     except BaseException:
         if upload is not None:
             await upload.abort()
@@ -153,6 +161,7 @@ async def delete_file(request: Request) -> Response:
 
 async def file_content(request: Request) -> Response:
     record = await file_of(request)
-    headers = {"content-length": str(record.bytes),
+    # attachment and nosniff: a browser pointed at an uploaded HTML file saves it, it does not run it here
+    headers = {"content-length": str(record.bytes), "x-content-type-options": "nosniff",
                "content-disposition": f"attachment; filename*=UTF-8''{quote(record.filename)}"}  # fmt: skip
     return StreamingResponse(db.read(runtime_of(request).store, record), media_type=record.mime, headers=headers)

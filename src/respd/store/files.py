@@ -30,7 +30,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from respd.errors import TooLarge
+from respd.errors import ServerError, TooLarge
 from respd.store.schema import file_chunks, files
 from respd.store.store import Store
 
@@ -154,7 +154,9 @@ class Upload:
         digest = self._hash.hexdigest()
         values = {"status": PROCESSED, "purpose": purpose, "bytes": self.size, "sha256": digest,
                   "updated_at": _now(), "expires_at": expires_at}  # fmt: skip
-        await self.store.transact(lambda conn: conn.execute(update(files).where(files.c.id == self.id).values(values)))
+        q = update(files).where(files.c.id == self.id, files.c.status == UPLOADING).values(values)
+        if not await self.store.transact(lambda conn: conn.execute(q).rowcount):
+            raise ServerError(f"The upload of '{self.filename}' was removed before it finished; send it again.")
         return FileRecord(id=self.id, tenant=self.tenant, filename=self.filename, purpose=purpose, mime=self.mime,
                           bytes=self.size, sha256=digest, created_at=self.created_at,
                           expires_at=expires_at)  # fmt: skip
@@ -166,11 +168,12 @@ class Upload:
 
 
 def _human(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:g} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    raise AssertionError
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB"):
+        if size < 1024:
+            return f"{n} bytes" if unit == "bytes" else f"{size:.4g} {unit}"
+        size /= 1024
+    return f"{size:.4g} GiB"
 
 
 async def create(
