@@ -183,7 +183,7 @@ async def ingestion() -> dict[str, float]:
         "manual",
         "warranty",
     ]
-    text = ". ".join(" ".join(rng.choice(vocab, 12)) for _ in range(900))
+    text = ". ".join(" ".join(rng.choice(vocab, 12)) for _ in range(300))
     chunks, starts = chunk_text(text)
     embedder = LocalEmbedder()
     await embedder.embed(["warm up"], bulk=True)

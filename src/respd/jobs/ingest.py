@@ -114,7 +114,7 @@ class Ingestor:
         row = await db.get_file(store, tenant, vsid, file_id)
         vs = await db.get_store(store, tenant, vsid)
         if row is None or vs is None or row["status"] != "in_progress":  # removed or cancelled meanwhile
-            await db.fail_file(store, vsid, file_id, "server_error", "removed")  # only drops the job
+            await db.drop_job(store, vsid, file_id)
             return
         embedder = self.rt.retrieval.embedder
         if vs.embedder != embedder.name:

@@ -287,6 +287,12 @@ async def finish_file(store: Store, vsid: str, file_id: str, filename: str, chun
     return await store.transact(work)
 
 
+async def drop_job(store: Store, vsid: str, file_id: str) -> None:
+    """End the ingestion job of a file that is no longer waiting for it (removed, cancelled)."""
+    key = job_key(vsid, file_id)
+    await store.transact(lambda conn: conn.execute(delete(jobs).where(jobs.c.response_id == key)))
+
+
 async def fail_file(store: Store, vsid: str, file_id: str, code: str, message: str) -> None:
     def work(conn: Connection) -> None:
         conn.execute(delete(jobs).where(jobs.c.response_id == job_key(vsid, file_id)))
