@@ -82,3 +82,28 @@ def _word_start(text: str, at: int) -> int:
     while at > lo and text[at - 1].isalnum() and text[at].isalnum():
         at -= 1
     return at
+
+
+async def embed_chunks(embedder: Embedder, text: str, chunks: list[Chunk], starts: list[int], size_tokens: int,
+                       *, bulk: bool = True) -> Vectors:  # fmt: skip
+    """One unit vector per chunk."""
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    # an upstream model reads a whole chunk (~4 bytes a token): embed the chunks themselves
+    if embedder.max_tokens >= size_tokens * 2:
+        return await embedder.embed([c.text for c in chunks], bulk=bulk)
+    cuts = sorted({c.start for c in chunks} | {c.end for c in chunks})
+    segments = list(itertools.pairwise(cuts))
+    vectors = await embedder.embed([text[a:b] for a, b in segments], bulk=bulk)
+    weights = np.asarray([_tokens_between(starts, a, b) for a, b in segments], dtype=np.float32)
+    weighted = vectors * np.maximum(weights, 1.0)[:, None]
+    out = np.zeros((len(chunks), vectors.shape[1]), dtype=np.float32)
+    for i, chunk in enumerate(chunks):
+        first = bisect.bisect_left(cuts, chunk.start)
+        last = bisect.bisect_left(cuts, chunk.end)
+        out[i] = weighted[first:last].sum(axis=0)
+    return normalize(out)
+
+
+def _tokens_between(starts: list[int], a: int, b: int) -> int:
+    return bisect.bisect_left(starts, b) - bisect.bisect_left(starts, a)
