@@ -251,7 +251,8 @@ async def main() -> None:
 def _report(r: dict[str, Any]) -> None:
     print(
         f"{r['label']:<10} {r['n']:>7} chunks  lists {r['lists']:>4} nprobe {r['nprobe']:>3}  "
-        f"search p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  recall@10 {r['recall']:.3f}",
+        f"search p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  recall@10 {r['recall']:.3f}  "
+        f"(SELECT 1: p50 {r['ping']:.2f} ms; search/SELECT 1 = {r['p50'] / r['ping']:.0f}x)",
         flush=True,
     )
 

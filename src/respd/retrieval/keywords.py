@@ -40,12 +40,14 @@ _SQLITE = text(
     WHERE vs_chunks_fts MATCH :q ORDER BY rank LIMIT :k
     """
 )
-# ts_rank_cd reads each match's whole tsvector: the matches ranked are capped (the GIN index gives them
-# in no useful order, so a word found in most chunks gets an arbitrary sample of them ranked, not all)
+# The GIN index finds the matches; the store test is written so that no index can serve it (``|| ''``):
+# left to its estimates the planner would read every chunk of the store through the store's index and test
+# each tsvector. ts_rank_cd reads each match's whole tsvector, so the matches ranked are capped (the index
+# yields them in no useful order: a word found in most chunks gets a sample of them ranked, not all).
 _POSTGRES = """
     SELECT id, file_id, vector_store_id, ts_rank_cd(tsv, q) AS rank FROM (
         SELECT id, file_id, vector_store_id, tsv, q FROM vs_chunks, ({query}) q
-        WHERE vector_store_id = ANY(:stores) AND tsv @@ q LIMIT 2000) m
+        WHERE tsv @@ q AND vector_store_id || '' = ANY(:stores) LIMIT 2000) m
     ORDER BY rank DESC LIMIT :k
 """
 
