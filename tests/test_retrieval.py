@@ -53,9 +53,11 @@ def test_filters_match_as_the_api_says() -> None:
 
 
 def test_keyword_queries() -> None:
-    q = keywords.fts5_query("How do I fix ERR-4471 on the router?", ["vs_abc123"])
-    assert q == 'vector_store_id : ("vs abc123") AND text : ("fix" OR "err 4471" OR "router")'
-    assert keywords.fts5_query("the of and", ["vs_a"]) is None
+    words = keywords.terms("How do I fix ERR-4471 on the router?", drop_stop_words=True)
+    assert words == [["fix"], ["err", "4471"], ["router"]]
+    q = keywords.fts5_query(words, ["vs_abc123"])
+    assert q == 'vector_store_id : ("vsabc123") AND text : ("fix" OR "err 4471" OR "router")'
+    assert keywords.terms("the of and", drop_stop_words=True) == []
     assert keywords.pg_words("Fix ERR-4471, fix it") == ["fix", "err-4471,", "it"]
 
 

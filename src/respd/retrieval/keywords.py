@@ -14,13 +14,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from respd.store.store import Store
 
 _WORD = re.compile(r"\S+")
 _TOKEN = re.compile(r"[^\W_]+")
 MAX_TERMS = 32
+COMMON_DOCS = 2000  # a word in more chunks than this is left out of a SQLite keyword query (see _uncommon)
 
 # Words too common to tell chunks apart (NLTK's English list); dropped from SQLite queries (PostgreSQL's
 # english configuration drops its own, Snowball's, which is much the same)
@@ -63,13 +64,23 @@ def terms(query: str, *, drop_stop_words: bool) -> list[list[str]]:
     return out[:MAX_TERMS]
 
 
-def fts5_query(query: str, stores: Sequence[str]) -> str | None:
-    words = terms(query, drop_stop_words=True)
-    if not words:
-        return None
+def fts5_query(words: list[list[str]], stores: Sequence[str]) -> str:
     phrases = " OR ".join('"' + " ".join(tokens) + '"' for tokens in words)
-    within = " OR ".join('"' + " ".join(_TOKEN.findall(s.lower())) + '"' for s in stores)
+    within = " OR ".join('"' + s.lower().replace("_", "") + '"' for s in stores)  # as the trigger indexes it
     return f"vector_store_id : ({within}) AND text : ({phrases})"
+
+
+async def _uncommon(conn: Any, words: list[list[str]]) -> list[list[str]]:
+    """``words`` less those found in more than :data:`COMMON_DOCS` chunks (the rarest is always kept): BM25
+    weighs them little, and ranking a word's every match is what a keyword search costs."""
+    tokens = sorted({t for w in words for t in w})
+    rows = await conn.execute(text("SELECT term, doc FROM vs_chunks_vocab WHERE term IN :terms")
+                              .bindparams(bindparam("terms", expanding=True)), {"terms": tokens})  # fmt: skip
+    docs = {r.term: r.doc for r in rows}
+    # a token the index keeps under another form (the Porter stem) is not found here, and kept
+    counts = [min(docs.get(t, 0) for t in w) for w in words]
+    kept = [w for w, n in zip(words, counts, strict=True) if n <= COMMON_DOCS]
+    return kept or [words[counts.index(min(counts))]]
 
 
 def pg_words(query: str) -> list[str]:
@@ -82,20 +93,19 @@ def pg_words(query: str) -> list[str]:
 async def search(store: Store, stores: Sequence[str], query: str, k: int) -> list[tuple[int, str, str, float]]:
     """The ``k`` best keyword matches of ``query`` in ``stores``: ``(chunk id, file id, store id, score)``, best
     first."""
-    params: dict[str, Any]
-    if store.is_sqlite:
-        q = fts5_query(query, stores)
-        if q is None:
-            return []
-        stmt, params = _SQLITE, {"q": q, "k": k}
-    else:
-        words = pg_words(query)
-        if not words:
-            return []
-        either = " || ".join(f"phraseto_tsquery('english', :w{i})" for i in range(len(words)))
-        stmt = text(_POSTGRES.format(query=f"SELECT {either} AS q"))
-        params = {"k": k, "stores": list(stores), **{f"w{i}": w for i, w in enumerate(words)}}
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(stmt, params)).all()
+        if store.is_sqlite:
+            words = terms(query, drop_stop_words=True)
+            if not words:
+                return []
+            words = await _uncommon(conn, words)
+            rows = (await conn.execute(_SQLITE, {"q": fts5_query(words, stores), "k": k})).all()
+        else:
+            pg = pg_words(query)
+            if not pg:
+                return []
+            either = " || ".join(f"phraseto_tsquery('english', :w{i})" for i in range(len(pg)))
+            params = {"k": k, "stores": list(stores), **{f"w{i}": w for i, w in enumerate(pg)}}
+            rows = (await conn.execute(text(_POSTGRES.format(query=f"SELECT {either} AS q")), params)).all()
     sign = -1.0 if store.is_sqlite else 1.0  # FTS5's bm25 is lower for better matches
     return [(r.id, r.file_id, r.vector_store_id, sign * float(r.rank)) for r in rows]

@@ -14,11 +14,12 @@ depends_on = None
 
 _FTS_TRIGGERS = (
     """CREATE TRIGGER vs_chunks_ai AFTER INSERT ON vs_chunks BEGIN
-        INSERT INTO vs_chunks_fts(rowid, vector_store_id, text) VALUES (new.id, new.vector_store_id, new.text);
+        INSERT INTO vs_chunks_fts(rowid, vector_store_id, text)
+        VALUES (new.id, replace(new.vector_store_id, '_', ''), new.text);
     END""",
     """CREATE TRIGGER vs_chunks_ad AFTER DELETE ON vs_chunks BEGIN
         INSERT INTO vs_chunks_fts(vs_chunks_fts, rowid, vector_store_id, text)
-        VALUES ('delete', old.id, old.vector_store_id, old.text);
+        VALUES ('delete', old.id, replace(old.vector_store_id, '_', ''), old.text);
     END""",
 )
 
@@ -87,14 +88,16 @@ def upgrade() -> None:
         sa.Column("centroid", sa.LargeBinary, nullable=False),
     )
     if op.get_bind().dialect.name == "sqlite":
-        # an external-content FTS5 index of the chunks' text; the store id is a column so a query can be
-        # limited to some stores inside the index (ranked by bm25 on the text column only)
+        # an external-content FTS5 index of the chunks' text; the store id (one token: no underscore) is a
+        # column so a query can be limited to some stores inside the index (ranked by bm25 on the text only)
         op.execute(
             "CREATE VIRTUAL TABLE vs_chunks_fts USING fts5(vector_store_id, text, content='vs_chunks', "
             "content_rowid='id', tokenize='porter unicode61')"
         )
         for trigger in _FTS_TRIGGERS:
             op.execute(trigger)
+        # each term's document count, so a query can leave out words found nearly everywhere
+        op.execute("CREATE VIRTUAL TABLE vs_chunks_vocab USING fts5vocab('vs_chunks_fts', 'row')")
     else:
         op.execute(
             "ALTER TABLE vs_chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED"
@@ -104,6 +107,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE vs_chunks_vocab")
         op.execute("DROP TABLE vs_chunks_fts")
     op.drop_table("vs_centroids")
     op.drop_table("vs_chunks")
