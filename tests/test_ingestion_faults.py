@@ -11,13 +11,21 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import UPSTREAM_KEY
 from tests.fake_embeddings import FakeEmbeddings
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 
 TEXT = "\n".join(f"Paragraph {i}: the harbour master recorded ship number {i} arriving with {i * 7} crates of "
                  f"tea, and the customs officer stamped form TX-{1000 + i} before noon." for i in range(60))  # fmt: skip
 SMALL = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20}}
+
+
+def start_server(tmp: Path, config: str, database_url: str, env: dict[str, str] | None = None) -> RespdServer:
+    """conftest's start_server with a longer wait for health: the embedder's first load, and busy machines."""
+    server = RespdServer(config=config, database_url=database_url, data_dir=tmp,
+                         env={"RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})})  # fmt: skip
+    server.start(timeout=120)
+    return server
 
 
 @pytest.fixture(scope="module")

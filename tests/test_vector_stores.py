@@ -5,12 +5,13 @@ files that cannot be indexed; keys that cannot see each other's stores."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import UPSTREAM_KEY
 from tests.servers import RespdServer
 
 ROUTER = (
@@ -38,6 +39,14 @@ CODES = [("ERR-1001", "the disk quota of the workspace is exhausted"),
          ("ERR-8800", "the search index is being rebuilt and results may be incomplete")]  # fmt: skip
 ERRORS = "\n".join(f"Error code {code}: {what}. Contact support if it persists." for code, what in CODES)
 SMALL_CHUNKS = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+
+
+def start_server(tmp: Path, config: str, database_url: str, env: dict[str, str] | None = None) -> RespdServer:
+    """conftest's start_server with a longer wait for health: the embedder's first load, and busy machines."""
+    server = RespdServer(config=config, database_url=database_url, data_dir=tmp,
+                         env={"RESPD_TEST_UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})})  # fmt: skip
+    server.start(timeout=120)
+    return server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -202,6 +202,7 @@ vs_chunks = Table(
     Column("list_no", Integer, nullable=False),
     Column("text", Text, nullable=False),
     Column("embedding", LargeBinary, nullable=False),
+    # covering (id, file_id, embedding) too, made by the migration (SQLite: as key columns; PostgreSQL: INCLUDE)
     Index("ix_vs_chunks_store_list", "vector_store_id", "list_no"),
     Index("ix_vs_chunks_store_file", "vector_store_id", "file_id", "position"),
 )

@@ -79,7 +79,15 @@ def upgrade() -> None:
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("embedding", sa.LargeBinary, nullable=False),
     )
-    op.create_index("ix_vs_chunks_store_list", "vs_chunks", ["vector_store_id", "list_no"])
+    # the IVF probe reads (id, file_id, embedding) of some lists of a store: from a covering index, whose
+    # entries lie in (store, list) order, instead of one random table page per chunk (3x faster at 100k)
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(
+            "CREATE INDEX ix_vs_chunks_store_list ON vs_chunks (vector_store_id, list_no, id, file_id, embedding)"
+        )
+    else:
+        op.execute("CREATE INDEX ix_vs_chunks_store_list ON vs_chunks (vector_store_id, list_no) "
+                   "INCLUDE (id, file_id, embedding)")  # fmt: skip
     op.create_index("ix_vs_chunks_store_file", "vs_chunks", ["vector_store_id", "file_id", "position"])
     op.create_table(
         "vs_centroids",
