@@ -6,9 +6,11 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -23,6 +25,7 @@ from respd.api import (
     vector_stores,
     websocket,
 )
+from respd.api.access import AccessMiddleware
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
@@ -31,7 +34,11 @@ from respd.errors import NotFound, RespdError, ServerError, envelope
 from respd.jobs.file_sweep import FileSweep
 from respd.jobs.ingest import Ingestor
 from respd.jobs.worker import Worker
+from respd.ops import Operations
 from respd.store.store import Store
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("respd")
 
@@ -63,6 +70,8 @@ def routes() -> list[BaseRoute]:
         Route("/v1/responses", responses.create_response, methods=["POST"]),
         WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
         Route("/healthz", system.healthz, methods=["GET"]),
+        Route("/readyz", system.readyz, methods=["GET"]),
+        Route("/metrics", system.metrics, methods=["GET"]),
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),
@@ -127,9 +136,13 @@ def vector_store_routes() -> list[Route]:
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The respd application for ``settings``; the database opens (and migrates) at startup."""
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> Starlette:
+    """The respd application for ``settings``; the database opens (and migrates) at startup.
+
+    ``tracer_provider`` traces through a provider of the caller's (tests) instead of the ``OTEL_*`` one.
+    """
     runtime = Runtime(settings=settings, store=Store(settings.database_url))
+    ops = Operations(runtime, tracer_provider)
     worker = Worker(runtime)
     ingestor = Ingestor(runtime, worker.queue)
     file_sweep = FileSweep(runtime.store)
@@ -138,6 +151,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.open()
         await worker.start()  # also ends, once their lease is over, what dead replicas left running
+        ops.start()
         file_sweep.start()
         ingestor.start()
         # What startup made (modules, the schema, a loaded model's objects) lives as long as the process:
@@ -149,16 +163,19 @@ def create_app(settings: Settings) -> Starlette:
         # uvicorn has given open streams their grace period; background jobs get theirs, then go back
         await ingestor.stop()  # before the drain, which gives this replica's unfinished jobs back
         await worker.drain(settings.drain_s)
+        await ops.stop()
         await file_sweep.stop()
         await runtime.close()
 
     app = Starlette(
         routes=routes(),
         lifespan=lifespan,
+        middleware=[Middleware(AccessMiddleware, ops=settings.ops, metrics=runtime.metrics)],
         exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.ingestor = ingestor
     app.state.keys = KeyRing(settings.api_keys)
+    app.state.limiter = ops.limiter
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from respd.backends.base import Backend
 from respd.backends.openai_chat import OpenAIChatBackend
@@ -13,6 +15,13 @@ from respd.retrieval.embedder import make_embedder
 from respd.retrieval.search import Retrieval
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
+from respd.telemetry import tracing
+from respd.telemetry.instrumented import InstrumentedBackend
+from respd.telemetry.metrics import Metrics
+from respd.tools.registry import Registry
+
+# Told of every response that ends in this process: (tenant, model, the final Response, seconds it ran).
+EndHook = Callable[[str, str, dict[str, Any], float], None]
 
 
 def make_backend(route: ModelRoute) -> Backend:
@@ -36,19 +45,31 @@ class Runtime:
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
     retrieval: Retrieval = field(init=False)  # vector store search (and the embedder ingestion shares)
+    tools: Registry = field(init=False)  # the hosted tools configured here
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
+    metrics: Metrics | None = None  # None: metrics are off
+    end_hooks: list[EndHook] = field(default_factory=list)
 
     def backend(self, route: ModelRoute) -> Backend:
         if route.name not in self.backends:
-            self.backends[route.name] = make_backend(route)
+            backend = make_backend(route)
+            if self.metrics is not None or tracing.tracer() is not None:
+                backend = InstrumentedBackend(backend, route, self.metrics)
+            self.backends[route.name] = backend
         return self.backends[route.name]
+
+    def ended(self, tenant: str, model: str, final: dict[str, Any], seconds: float) -> None:
+        """A response ended here (its terminal event is durable): metrics, rate limits' token counts."""
+        for hook in self.end_hooks:
+            hook(tenant, model, final, seconds)
 
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
         self.retrieval = Retrieval(self.store, make_embedder(self.settings.embeddings))
+        self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
 
     async def open(self) -> None:
         await self.store.open()
@@ -60,6 +81,7 @@ class Runtime:
                 await backend.load()
 
     async def close(self) -> None:
+        await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         await self.retrieval.embedder.aclose()

@@ -1,14 +1,14 @@
 """vector stores, their files and chunks, the keyword and IVF indexes; a kind for jobs
 
 Revision ID: 0005_vector_stores
-Revises: 0004_files
+Revises: 0006_ops
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_vector_stores"
-down_revision = "0004_files"
+down_revision = "0006_ops"
 branch_labels = None
 depends_on = None
 
