@@ -82,6 +82,20 @@ class ModelRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddingsConfig:
+    """``[embeddings]``: an OpenAI-compatible ``/v1/embeddings`` upstream; no ``base_url``: the bundled model."""
+
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str | None = None  # the upstream key is read from this env var
+    dimensions: int | None = None  # asked of the upstream (text-embedding-3 models can shorten vectors)
+    max_tokens: int = 8191  # the upstream model's input limit in tokens (a chunk longer is cut)
+    batch: int = 64  # inputs per upstream request
+    timeout_s: float = 60.0
+    n_threads: int = 0  # the bundled model's CPU threads; 0: every core
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the server needs to start."""
 
@@ -110,6 +124,10 @@ class Settings:
     # respd to fetch (only from hosts the outbound policy allows).
     max_file_bytes: int = 512 * 1024 * 1024
     fetch_file_urls: bool = False
+    # Vector stores: the embedding model (the bundled one unless [embeddings] names an upstream), and how
+    # many files each replica ingests at once (embedding takes the CPU: more than one rarely helps).
+    embeddings: EmbeddingsConfig = field(default_factory=lambda: EmbeddingsConfig())
+    ingest_workers: int = 1
     # The config file's tables that configure parts beyond the core, by name (``[web_search]``, …): each hosted
     # tool reads and checks its own (respd.tools), so adding a tool needs no change here.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -225,8 +243,33 @@ def load_settings(
         sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
         **_file_settings(raw, env),
+        embeddings=_embeddings(raw),
+        ingest_workers=_positive_int("ingest_workers", env.get("RESPD_INGEST_WORKERS") or raw.get("ingest_workers", 1)),
         ops=ops,
     )
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if out <= 0:
+        raise ConfigError(f"{name} must be > 0")
+    return out
+
+
+def _embeddings(raw: dict[str, Any]) -> EmbeddingsConfig:
+    section = raw.get("embeddings", {})
+    if not isinstance(section, dict):
+        raise ConfigError("[embeddings] must be a table")
+    unknown = set(section) - set(EmbeddingsConfig.__slots__)
+    if unknown:
+        raise ConfigError(f"[embeddings]: unknown keys {sorted(unknown)}")
+    config = EmbeddingsConfig(**section)
+    if config.base_url and not config.model:
+        raise ConfigError("[embeddings]: an upstream (base_url) needs model")
+    return config
 
 
 def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:

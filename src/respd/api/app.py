@@ -15,7 +15,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from respd.api import context_window, conversations, files, responses, system, websocket
+from respd.api import (
+    context_window,
+    conversations,
+    files,
+    responses,
+    system,
+    vector_store_files,
+    vector_stores,
+    websocket,
+)
 from respd.api.access import AccessMiddleware
 from respd.api.auth import Authenticate, KeyRing
 from respd.api.context import json_response
@@ -23,6 +32,7 @@ from respd.config import Settings
 from respd.engine.runtime import Runtime
 from respd.errors import NotFound, RespdError, ServerError, envelope
 from respd.jobs.file_sweep import FileSweep
+from respd.jobs.ingest import Ingestor
 from respd.jobs.worker import Worker
 from respd.ops import Operations
 from respd.store.store import Store
@@ -75,6 +85,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/responses/{response_id}/compact", context_window.compact_response, methods=["POST"]),
         *conversation_routes(),
         *file_routes(),
+        *vector_store_routes(),
     ]
 
 
@@ -103,6 +114,29 @@ def file_routes() -> list[Route]:
     ]
 
 
+def vector_store_routes() -> list[Route]:
+    v, vf, one = vector_stores, vector_store_files, "/v1/vector_stores/{vector_store_id}"
+    fone, bone = one + "/files/{file_id}", one + "/file_batches/{batch_id}"
+    return [
+        Route("/v1/vector_stores", v.create_store, methods=["POST"]),
+        Route("/v1/vector_stores", v.list_stores, methods=["GET"]),
+        Route(one, v.get_store, methods=["GET"]),
+        Route(one, v.update_store, methods=["POST"]),
+        Route(one, v.delete_store, methods=["DELETE"]),
+        Route(one + "/search", v.search, methods=["POST"]),
+        Route(one + "/files", vf.create_file, methods=["POST"]),
+        Route(one + "/files", vf.list_files, methods=["GET"]),
+        Route(fone, vf.get_file, methods=["GET"]),
+        Route(fone, vf.update_file, methods=["POST"]),
+        Route(fone, vf.delete_file, methods=["DELETE"]),
+        Route(fone + "/content", vf.file_content, methods=["GET"]),
+        Route(one + "/file_batches", vf.create_batch, methods=["POST"]),
+        Route(bone, vf.get_batch, methods=["GET"]),
+        Route(bone + "/cancel", vf.cancel_batch, methods=["POST"]),
+        Route(bone + "/files", vf.list_batch_files, methods=["GET"]),
+    ]
+
+
 def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> Starlette:
     """The respd application for ``settings``; the database opens (and migrates) at startup.
 
@@ -111,6 +145,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     runtime = Runtime(settings=settings, store=Store(settings.database_url))
     ops = Operations(runtime, tracer_provider)
     worker = Worker(runtime)
+    ingestor = Ingestor(runtime, worker.queue)
     file_sweep = FileSweep(runtime.store)
 
     @contextlib.asynccontextmanager
@@ -119,6 +154,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         await worker.start()  # also ends, once their lease is over, what dead replicas left running
         ops.start()
         file_sweep.start()
+        ingestor.start()
         # What startup made (modules, the schema, a loaded model's objects) lives as long as the process:
         # moved out of the collector's generations, a full collection no longer walks ~100k objects
         # (~20 ms, a stall of every request in flight) to find that they are still alive.
@@ -126,6 +162,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         gc.freeze()
         yield
         # uvicorn has given open streams their grace period; background jobs get theirs, then go back
+        await ingestor.stop()  # before the drain, which gives this replica's unfinished jobs back
         await worker.drain(settings.drain_s)
         await ops.stop()
         await file_sweep.stop()
@@ -143,6 +180,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     )
     app.state.runtime = runtime
     app.state.worker = worker
+    app.state.ingestor = ingestor
     app.state.keys = keys
     app.state.limiter = ops.limiter
     return app

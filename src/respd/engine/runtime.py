@@ -11,6 +11,8 @@ from respd.backends.openai_chat import OpenAIChatBackend
 from respd.config import ModelRoute, Settings
 from respd.engine.live import LiveHub
 from respd.ids import new_id
+from respd.retrieval.embedder import make_embedder
+from respd.retrieval.search import Retrieval
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
 from respd.telemetry import tracing
@@ -42,6 +44,7 @@ class Runtime:
     store: Store
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
+    retrieval: Retrieval = field(init=False)  # vector store search (and the embedder ingestion shares)
     tools: Registry = field(init=False)  # the hosted tools configured here
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
@@ -65,6 +68,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
+        self.retrieval = Retrieval(self.store, make_embedder(self.settings.embeddings))
         self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
 
     async def open(self) -> None:
@@ -80,4 +84,5 @@ class Runtime:
         await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()
+        await self.retrieval.embedder.aclose()
         await self.store.close()

@@ -1,7 +1,9 @@
 """The durable job queue and the replica registry, in the database.
 
-A replica (one ``respd serve`` process) registers itself and renews a lease while it lives. A background
-response is a row in ``jobs``: queued while ``owner`` is null, running while a live replica owns it. Work
+A replica (one ``respd serve`` process) registers itself and renews a lease while it lives. A job is a row
+in ``jobs`` of some ``kind`` — a background response (``response``) or a vector store file to ingest
+(``ingest``) — queued while ``owner`` is null, running while a live replica owns it. Each kind is claimed
+by its own loop, with its own capacity. Work
 owned by a replica whose lease ran out — a job, or a foreground response it was streaming — is claimable
 by any other replica. Claims are single statements: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets many
 replicas claim at once without waiting on each other or claiming the same row; SQLite has one writer.
@@ -29,7 +31,8 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A claimed background response, with the request that created it."""
+    """A claimed job: for a background response, its id and the request that created it; for an ingestion,
+    its key (``<vector_store_id>/<file_id>``) and an empty request."""
 
     response_id: str
     tenant: str
@@ -66,7 +69,7 @@ class JobQueue:
         self.replica_id = replica_id
         self.lease_ms = int(lease_s * 1000)
         lock = "" if store.is_sqlite else "FOR UPDATE SKIP LOCKED"
-        self._claim_any = text(_CLAIM.format(which="1 = 1", lock=lock))
+        self._claim_any = text(_CLAIM.format(which="kind = :kind", lock=lock))
         self._claim_one = text(_CLAIM.format(which="response_id = :rid", lock=lock))
         self._orphans = text(_ORPHANS.format(lock=lock))
 
@@ -108,9 +111,9 @@ class JobQueue:
         await self.store.transact(work)
 
     # -- jobs -------------------------------------------------------------------------------------
-    async def claim(self, n: int) -> list[Job]:
-        """Up to ``n`` queued or abandoned jobs, oldest first, now owned by this replica."""
-        rows = await self._run(self._claim_any, {"me": self.replica_id, "now": now_ms(), "n": n})
+    async def claim(self, n: int, kind: str = "response") -> list[Job]:
+        """Up to ``n`` queued or abandoned jobs of ``kind``, oldest first, now owned by this replica."""
+        rows = await self._run(self._claim_any, {"me": self.replica_id, "now": now_ms(), "n": n, "kind": kind})
         return [Job(r.response_id, r.tenant, r.request, r.attempts, bool(r.cancel_requested)) for r in rows]
 
     async def claim_job(self, response_id: str) -> Job | None:
@@ -132,9 +135,10 @@ class JobQueue:
         rows = await self._run(select(jobs.c.owner).where(jobs.c.response_id == response_id))
         return (True, rows[0].owner) if rows else (False, None)
 
-    async def queued(self) -> int:
-        """Jobs waiting for a replica."""
-        rows = await self._run(select(func.count()).select_from(jobs).where(jobs.c.owner.is_(None)))
+    async def queued(self, kind: str = "response") -> int:
+        """Jobs of ``kind`` waiting for a replica."""
+        q = select(func.count()).select_from(jobs).where(jobs.c.owner.is_(None), jobs.c.kind == kind)
+        rows = await self._run(q)
         return int(rows[0][0])
 
     # -- foreground runs of dead replicas ----------------------------------------------------------

@@ -132,7 +132,7 @@ class Batch:
     # -- jobs -------------------------------------------------------------------------------------
     def new_job(self, response_id: str, tenant: str, request_body: bytes, owner: str | None) -> None:
         """A background response's durable job; ``owner`` is the replica that runs it at once, if any."""
-        self.jobs.append({"response_id": response_id, "tenant": tenant, "owner": owner,
+        self.jobs.append({"response_id": response_id, "kind": "response", "tenant": tenant, "owner": owner,
                           "created_at": int(time.time() * 1000), "attempts": 1 if owner else 0,
                           "cancel_requested": False, "request": request_body.decode()})  # fmt: skip
 

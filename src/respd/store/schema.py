@@ -75,12 +75,16 @@ replicas = Table(
     Column("host", String(256), nullable=False),
 )
 
-# Background responses not yet finished: the durable job. ``owner`` is the replica running it (null while
-# queued); the row goes away in the transaction that writes the response's terminal event.
+# Durable jobs not yet finished. ``kind`` says what a job does: ``response`` (a background response, keyed by
+# its id; the row goes away in the transaction that writes the response's terminal event) or ``ingest`` (a
+# vector store file to extract, chunk, embed and index, keyed ``<vector_store_id>/<file_id>``; the row goes
+# away in the transaction that records the file's final status). ``owner`` is the replica running it (null
+# while queued). The key column keeps its first name, ``response_id``.
 jobs = Table(
     "jobs",
     metadata,
-    Column("response_id", String(80), primary_key=True),
+    Column("response_id", String(160), primary_key=True),
+    Column("kind", String(16), nullable=False, default="response", server_default="response"),
     Column("tenant", String(64), nullable=False),
     Column("owner", String(80), nullable=True),
     Column("created_at", BigInteger, nullable=False),  # milliseconds: claim order
@@ -205,6 +209,85 @@ file_chunks = Table(
     Column("file_id", String(80), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
+)
+
+# Vector stores (``/v1/vector_stores``). ``embedder`` names the model their chunks were embedded with (a
+# search embeds its query with the same one). ``lists`` is the number of IVF lists of the store's index
+# (0: searched exactly, the store is small); ``index_version`` changes whenever the lists are retrained, so
+# replicas know when their cached centroids are stale; ``trained_chunks`` is the chunk count at training.
+vector_stores = Table(
+    "vector_stores",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),  # milliseconds: list order (the API shows seconds)
+    Column("last_active_at", BigInteger, nullable=False),  # seconds
+    Column("metadata", Text, nullable=False),
+    Column("expires_after", Text, nullable=True),  # JSON {"anchor", "days"}
+    Column("expires_at", BigInteger, nullable=True),  # seconds
+    Column("embedder", String(256), nullable=False),
+    Column("lists", Integer, nullable=False, default=0),
+    Column("index_version", Integer, nullable=False, default=0),
+    Column("trained_chunks", Integer, nullable=False, default=0),
+    Index("ix_vector_stores_tenant_created", "tenant", "created_at"),
+)
+
+# The files of each vector store, and how their ingestion stands (``in_progress``, ``completed``,
+# ``cancelled``, ``failed`` with ``last_error``).
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    Column("vector_store_id", String(80), primary_key=True),
+    Column("file_id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # milliseconds: list order; ``created_at`` is seconds
+    Column("status", String(16), nullable=False),
+    Column("last_error", Text, nullable=True),  # JSON {"code", "message"}
+    Column("attributes", Text, nullable=False),
+    Column("chunking_strategy", Text, nullable=False),  # JSON, resolved (``static`` with its numbers)
+    Column("usage_bytes", BigInteger, nullable=False, default=0),
+    Column("filename", Text, nullable=False, default=""),
+    Column("batch_id", String(80), nullable=True),
+    Index("ix_vector_store_files_store_status", "vector_store_id", "status"),
+    Index("ix_vector_store_files_batch", "batch_id"),
+)
+
+vector_store_file_batches = Table(
+    "vector_store_file_batches",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("vector_store_id", String(80), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("cancelled", Boolean, nullable=False, default=False),
+)
+
+# The chunks of every vector store file: text, embedding (float16 bytes) and the IVF list it belongs to.
+# Keyword search reads an index of the text: FTS5 (``vs_chunks_fts``, kept by triggers) on SQLite, a
+# generated tsvector column with a GIN index on PostgreSQL (both made by the migration).
+vs_chunks = Table(
+    "vs_chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("vector_store_id", String(80), nullable=False),
+    Column("file_id", String(80), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("list_no", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    # covering (id, file_id, embedding) too, made by the migration (SQLite: as key columns; PostgreSQL: INCLUDE)
+    Index("ix_vs_chunks_store_list", "vector_store_id", "list_no"),
+    Index("ix_vs_chunks_store_file", "vector_store_id", "file_id", "position"),
+)
+
+# The IVF centroids of each vector store's index (float32 bytes), of ``vector_stores.index_version``.
+vs_centroids = Table(
+    "vs_centroids",
+    metadata,
+    Column("vector_store_id", String(80), primary_key=True),
+    Column("list_no", Integer, primary_key=True, autoincrement=False),
+    Column("centroid", LargeBinary, nullable=False),
 )
 
 # The hosted-tool calls respd ran (web_search, file_search, …): what the model called and what it read back,

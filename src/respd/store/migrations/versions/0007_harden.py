@@ -1,14 +1,14 @@
 """a lease epoch on responses (fencing a replica that lost its lease); item ids unique within a conversation
 
 Revision ID: 0007_harden
-Revises: 0009_hosted_calls
+Revises: 0006_ops
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_harden"
-down_revision = "0009_hosted_calls"
+down_revision = "0006_ops"
 branch_labels = None
 depends_on = None
 
