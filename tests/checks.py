@@ -29,8 +29,11 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
 
 
-# Open Responses has no custom, namespace or tool search tools (nor their calls); its check sees the rest.
-_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call"}
+# Open Responses has no custom, namespace, tool search or client-executed built-in tools (nor their calls);
+# its check sees the rest.
+_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call",
+                         "computer_use_preview", "computer_call", "local_shell", "local_shell_call", "shell",
+                         "shell_call", "apply_patch", "apply_patch_call"}  # fmt: skip
 
 
 def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +53,8 @@ def _openresponses_view(body: dict[str, Any]) -> dict[str, Any]:
         "text": _openresponses_text(body["text"]),
         "tools": [t for t in body["tools"] if t["type"] not in _NOT_IN_OPENRESPONSES],
         "output": [i for i in body["output"] if i["type"] not in _NOT_IN_OPENRESPONSES],
-        "tool_choice": "auto" if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] == "custom"
+        "tool_choice": "auto"
+        if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] in _NOT_IN_OPENRESPONSES
         else body["tool_choice"],
     }
 

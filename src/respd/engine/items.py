@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from respd.ids import new_id
+from respd.wire import client_calls
+from respd.wire import client_items as ci
 from respd.wire import items as w
 
 _ID_PREFIX = {
@@ -23,11 +25,12 @@ _ID_PREFIX = {
     "tool_search_output": "tso",
     "additional_tools": "at",
     "compaction": "cmp",
+    **client_calls.ID_PREFIXES,
 }
 
 Normalizable = (
     w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall | w.CustomToolCallOutput | w.Reasoning
-    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction
+    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction | ci.ClientItem
 )  # fmt: skip
 
 
@@ -53,6 +56,23 @@ def _tool_search(item: w.ToolSearchCall | w.ToolSearchOutput) -> dict[str, Any]:
         d["arguments"] = item.arguments
     else:
         d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+    return d
+
+
+def _client_item(item: ci.ClientItem) -> dict[str, Any]:
+    """A client-executed built-in's call or output in the shape the API gives it (required-but-null fields set)."""
+    d = item.model_dump(exclude_none=True, exclude={"id", "type", "status"})
+    if isinstance(item, ci.LocalShellCallOutput):
+        d["call_id"] = item.call_id or item.id  # the spec's shape names the call by `id`
+    elif isinstance(item, ci.LocalShellCall):
+        d["action"] = item.action.model_dump()
+    elif isinstance(item, ci.ShellCall):
+        d["action"] = item.action.model_dump()
+        d["environment"] = item.environment.model_dump(exclude_none=True) if item.environment else None
+    elif isinstance(item, ci.ShellCallOutput):
+        d["max_output_length"] = item.max_output_length
+    elif isinstance(item, ci.ComputerCall) and item.action is not None:
+        d["action"] = item.action.model_dump()  # e.g. a double_click's keys: required, and null if none
     return d
 
 
@@ -83,6 +103,11 @@ def normalize(item: Normalizable) -> dict[str, Any]:
             d["encrypted_content"] = item.encrypted_content
     elif isinstance(item, w.ToolSearchCall | w.ToolSearchOutput):
         d.update(_tool_search(item))
+    elif isinstance(item, ci.ClientItem):
+        d.update(_client_item(item))
+        if isinstance(item, ci.ApplyPatchCall | ci.ApplyPatchCallOutput):
+            d["status"] = item.status  # their own statuses (completed|failed for an output), always given
+            return d
     else:
         dumped = item.model_dump(exclude_none=True, exclude={"id", "type", "status"})
         d.update(dumped)

@@ -4,9 +4,10 @@ A turn's tools are the request's ``tools`` plus those its input items bring (``a
 tools a client-run ``tool_search`` loaded). Namespaces are flattened here into one list of function and
 custom tools, each remembering its namespace; how a backend presents them to its model (a Chat Completions
 upstream has neither namespaces nor custom tools) is the backend's business. A client-run tool search is
-offered like a function named ``tool_search``. Built-in tools (web_search, file_search, a server-run
-tool_search, …) have no executor in respd: they are left out of what the model sees and named in
-``omitted``, or refused when ``strict``.
+offered like a function named ``tool_search``. The client-executed built-ins (computer_use_preview,
+local_shell, shell, apply_patch) are offered as functions too (:mod:`respd.wire.client_calls`). Built-in
+tools (web_search, file_search, a server-run tool_search, …) have no executor in respd: they are left out of
+what the model sees and named in ``omitted``, or refused when ``strict``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from respd.errors import InvalidRequest, Unsupported
+from respd.wire import client_calls
 from respd.wire import items as w
 from respd.wire.request import (
     CreateResponse,
@@ -26,11 +28,14 @@ from respd.wire.request import (
     ToolChoiceFunction,
 )
 from respd.wire.tools import (
+    CLIENT_TOOL_TYPES,
     TOOL_SEARCH,
     BuiltinTool,
+    ClientTool,
     CustomTool,
     FunctionTool,
     NamespaceTool,
+    ShellTool,
     Tool,
     ToolSearchTool,
 )
@@ -60,20 +65,25 @@ def _offer(tool: FunctionTool | CustomTool | ToolSearchTool, namespace: str | No
             "format": fmt}  # fmt: skip
 
 
-def _offers(tool: FunctionTool | CustomTool | NamespaceTool | ToolSearchTool) -> list[dict[str, Any]]:
+Offerable = FunctionTool | CustomTool | NamespaceTool | ToolSearchTool | ClientTool
+
+
+def _offers(tool: Offerable) -> list[dict[str, Any]]:
     if isinstance(tool, NamespaceTool):
         return [_offer(t, tool.name) for t in tool.tools]
-    return [_offer(tool, None)]
+    if isinstance(tool, FunctionTool | CustomTool | ToolSearchTool):
+        return [_offer(tool, None)]
+    return [client_calls.offer(tool)]
 
 
-def _echo(tool: FunctionTool | CustomTool | NamespaceTool | ToolSearchTool) -> dict[str, Any]:
+def _echo(tool: Offerable) -> dict[str, Any]:
     if isinstance(tool, FunctionTool):
         return {"type": "function", "name": tool.name, "description": tool.description,
                 "parameters": tool.parameters, "strict": True if tool.strict is None else tool.strict}  # fmt: skip
-    if isinstance(tool, CustomTool | ToolSearchTool):
-        return tool.model_dump(exclude_none=True)
-    return {"type": "namespace", "name": tool.name, "description": tool.description or "",
+    if isinstance(tool, NamespaceTool):
+        return {"type": "namespace", "name": tool.name, "description": tool.description or "",
             "tools": [_echo(t) for t in tool.tools]}  # fmt: skip
+    return tool.model_dump(exclude_none=True)
 
 
 def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
@@ -84,17 +94,34 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
             raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
     if isinstance(choice, ToolChoiceBuiltin):
-        raise Unsupported(f"Tool choice '{choice.type}' forces a tool this server cannot run.", param="tool_choice")
+        return {"type": "function", "name": _client_tool_name(choice.type, plan)}
     if isinstance(choice, ToolChoiceFunction | ToolChoiceCustom):
         wanted = [choice.name]
     else:
-        wanted = [str(t.get("name")) for t in choice.tools if t.get("type") in ("function", "custom")]
+        wanted = [_allowed_name(t, plan) for t in choice.tools if t.get("type") in _NAMED]
     for name in wanted:
         if name not in names:
             raise InvalidRequest(f"Tool choice '{name}' not found in 'tools' parameter.", param="tool_choice")
     if isinstance(choice, ToolChoiceAllowed):
         return {"type": "allowed_tools", "mode": choice.mode, "names": wanted}
     return {"type": choice.type, "name": choice.name}
+
+
+# The tools of an allowed_tools list that are functions to the model (other built-ins have nothing to allow).
+_NAMED = frozenset({"function", "custom", "computer", "computer_use"} | CLIENT_TOOL_TYPES)
+
+
+def _allowed_name(tool: dict[str, Any], plan: ToolPlan) -> str:
+    kind = str(tool.get("type"))
+    return str(tool.get("name")) if kind in ("function", "custom") else _client_tool_name(kind, plan)
+
+
+def _client_tool_name(kind: str, plan: ToolPlan) -> str:
+    """The function a client-executed built-in is offered as; forcing any other built-in is refused."""
+    tool_type = "computer_use_preview" if kind in ("computer", "computer_use") else kind
+    if tool_type not in client_calls.FUNCTION_NAMES or not any(t["type"] == tool_type for t in plan.offered):
+        raise Unsupported(f"Tool choice '{kind}' forces a tool this server cannot run.", param="tool_choice")
+    return client_calls.FUNCTION_NAMES[tool_type]
 
 
 def _turn_tools(req: CreateResponse) -> Iterator[tuple[str, Tool, bool]]:
@@ -115,7 +142,8 @@ def plan_tools(req: CreateResponse, *, strict: bool) -> ToolPlan:
     plan = ToolPlan()
     offered: dict[tuple[str | None, str], dict[str, Any]] = {}
     for where, tool, echoed in _turn_tools(req):
-        if isinstance(tool, BuiltinTool) or (isinstance(tool, ToolSearchTool) and tool.execution != "client"):
+        if isinstance(tool, BuiltinTool) or (isinstance(tool, ToolSearchTool) and tool.execution != "client") \
+                or (isinstance(tool, ShellTool) and not tool.client_run):  # fmt: skip
             if strict:
                 raise Unsupported(f"Tool type '{tool.type}' is not supported by this server.", param=f"{where}.type")
             if tool.type not in plan.omitted:

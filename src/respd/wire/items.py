@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from respd.wire.base import MAX_TEXT, Wire, tagged
+from respd.wire.client_items import CLIENT_ITEMS
 from respd.wire.tools import Tool
 
 MAX_COMPACTION = 20_971_520  # the spec's limit on a compaction item's encrypted_content
@@ -192,15 +193,14 @@ InputItem = tagged(
     Compaction,
     CompactionTrigger,
     ItemReference,
+    *CLIENT_ITEMS,
     default=_item_shape,
 )
 
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(
     {
-        "file_search_call", "computer_call", "computer_call_output", "web_search_call",
-        "image_generation_call", "code_interpreter_call", "local_shell_call", "local_shell_call_output",
-        "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
+        "file_search_call", "web_search_call", "image_generation_call", "code_interpreter_call", "mcp_list_tools",
         "mcp_approval_request", "mcp_approval_response", "mcp_call", "program", "program_output",
     }
 )  # fmt: skip
