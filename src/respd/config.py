@@ -32,6 +32,7 @@ from typing import Any
 from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
 from respd.outbound import OutboundPolicy
+from respd.tools.mcp.servers import McpServerConfig, parse_servers
 
 BACKENDS = ("openai", "llama_cpp")
 
@@ -101,6 +102,8 @@ class Settings:
     drain_s: float = 10.0
     # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    # MCP servers the operator vets, reached by connector_id (``[[mcp_servers]]``, respd.tools.mcp.servers).
+    mcp_servers: tuple[McpServerConfig, ...] = ()
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -203,6 +206,7 @@ def load_settings(
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=_outbound(raw, env),
+        mcp_servers=_mcp_servers(raw),
         **_job_settings(raw, env),
     )
 
@@ -219,6 +223,13 @@ def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:
         )
     except ValueError as exc:
         raise ConfigError(f"outbound_allow: {exc}") from None
+
+
+def _mcp_servers(raw: dict[str, Any]) -> tuple[McpServerConfig, ...]:
+    try:
+        return parse_servers(raw.get("mcp_servers", []))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
