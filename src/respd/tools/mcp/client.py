@@ -37,6 +37,7 @@ from mcp_types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOU
 
 from respd.outbound import OutboundPolicy, refusal
 from respd.tools.mcp.http import StatusMemory, guarded_client
+from respd.tools.mcp.listing import ToolInfo
 
 log = logging.getLogger("respd.mcp")
 
@@ -57,25 +58,6 @@ class Server:
 
     def __repr__(self) -> str:  # headers hold secrets: never in a log line or a traceback
         return f"Server({self.url!r}, transport={self.transport!r}, {len(self.headers)} headers)"
-
-
-@dataclass(frozen=True, slots=True)
-class ToolInfo:
-    """One tool a server lists, in the shape of an ``mcp_list_tools`` item's ``tools`` entry."""
-
-    name: str
-    description: str | None
-    input_schema: dict[str, Any]
-    annotations: dict[str, Any] | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "input_schema": self.input_schema,
-                "annotations": self.annotations}  # fmt: skip
-
-    @property
-    def read_only(self) -> bool:
-        """Whether the server marks the tool ``readOnlyHint`` (what ``read_only`` filters match)."""
-        return bool((self.annotations or {}).get("readOnlyHint"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,76 @@
+"""The MCP tool entry: allowed_tools and require_approval filters, function names, the echo without secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from respd.tools.mcp.config import McpToolConfig, function_name
+from respd.tools.mcp.listing import ToolInfo, from_item, latest_lists, list_item
+
+READ = ToolInfo("read_wiki", "Read", {"type": "object"}, {"readOnlyHint": True})
+WRITE = ToolInfo("write_wiki", "Write", {"type": "object"}, {"destructiveHint": True})
+PLAIN = ToolInfo("ask", None, {"type": "object"}, None)
+
+
+def config(**fields: Any) -> McpToolConfig:
+    return McpToolConfig.model_validate({"type": "mcp", "server_label": "wiki", "server_url": "https://x", **fields})
+
+
+@pytest.mark.parametrize(
+    ("rule", "asks"),
+    [
+        (None, {"read_wiki", "write_wiki", "ask"}),  # the API's default is "always"
+        ("always", {"read_wiki", "write_wiki", "ask"}),
+        ("never", set()),
+        ({"never": {"tool_names": ["ask"]}}, {"read_wiki", "write_wiki"}),
+        ({"never": {"read_only": True}}, {"write_wiki", "ask"}),
+        ({"always": {"tool_names": ["write_wiki"]}}, {"write_wiki"}),
+        ({"always": {"read_only": False}, "never": {"read_only": True}}, {"write_wiki", "ask"}),
+        ({"always": {"tool_names": ["write_wiki"]}, "never": {"tool_names": ["read_wiki"]}}, {"write_wiki", "ask"}),
+        ({"never": {}}, set()),
+    ],
+)
+def test_require_approval(rule: Any, asks: set[str]) -> None:
+    c = config(require_approval=rule) if rule is not None else config()
+    assert {t.name for t in (READ, WRITE, PLAIN) if c.needs_approval(t)} == asks
+
+
+@pytest.mark.parametrize(
+    ("allowed", "offered"),
+    [
+        (None, {"read_wiki", "write_wiki", "ask"}),
+        (["ask", "nope"], {"ask"}),
+        ([], set()),
+        ({"read_only": True}, {"read_wiki"}),
+        ({"tool_names": ["ask", "read_wiki"], "read_only": False}, {"ask"}),
+    ],
+)
+def test_allowed_tools(allowed: Any, offered: set[str]) -> None:
+    c = config(allowed_tools=allowed)
+    assert {t.name for t in (READ, WRITE, PLAIN) if c.allows(t)} == offered
+
+
+def test_function_names_are_safe_and_distinct() -> None:
+    assert function_name("wiki", "read_wiki") == "wiki__read_wiki"
+    odd = function_name("wiki", "files/read.v2")
+    assert odd.startswith("wiki__files_read_v2_") and odd != function_name("wiki", "files_read_v2")
+    long = function_name("a" * 40, "b" * 40)
+    assert len(long) == 64 and long != function_name("a" * 40, "b" * 41)
+
+
+def test_echo_leaves_out_secrets() -> None:
+    c = config(authorization="tok", headers={"X-Key": "secret"}, allowed_tools=["ask"])
+    assert c.echo() == {"type": "mcp", "server_label": "wiki", "server_url": "https://x", "allowed_tools": ["ask"],
+                        "require_approval": "always"}  # fmt: skip
+
+
+def test_list_items_round_trip() -> None:
+    item = list_item("wiki", [READ, PLAIN])
+    assert item["id"].startswith("mcpl_") and "error" not in item
+    assert from_item(item) == [READ, PLAIN]
+    failed = list_item("wiki", error="down")
+    assert from_item(failed) is None and failed["tools"] == []
+    newer = list_item("wiki", [WRITE])
+    assert latest_lists([item, failed, newer, {"type": "message"}]) == {"wiki": [WRITE]}
