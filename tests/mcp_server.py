@@ -115,3 +115,21 @@ class TestMcpServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m tests.mcp_server [--port N] [--sse-only]``: serve until killed (the benchmark's server)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--sse-only", action="store_true")
+    args = parser.parse_args()
+    srv = TestMcpServer(sse_only=args.sse_only)
+    if args.port:
+        srv.port = args.port
+    uvicorn.run(srv._app(), host="127.0.0.1", port=srv.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
