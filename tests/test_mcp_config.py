@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from respd.tools.mcp.config import McpToolConfig, function_name
@@ -74,3 +75,20 @@ def test_list_items_round_trip() -> None:
     assert from_item(failed) is None and failed["tools"] == []
     newer = list_item("wiki", [WRITE])
     assert latest_lists([item, failed, newer, {"type": "message"}]) == {"wiki": [WRITE]}
+
+
+def test_credentials_are_sealed_in_a_stored_request() -> None:
+    from respd.sealing import Sealer, SealError
+    from respd.tools.mcp.secrets import open_request, seal_request
+
+    sealer = Sealer(bytes(32))
+    tool = {"type": "mcp", "server_label": "s", "server_url": "https://x", "authorization": "tok-123",
+            "headers": {"X-Api-Key": "key-456"}}  # fmt: skip
+    body = orjson.dumps({"model": "m", "tools": [tool], "input": [{"type": "additional_tools", "tools": [tool]}]})
+    sealed = seal_request(sealer, "tenant-a", body)
+    assert b"tok-123" not in sealed and b"key-456" not in sealed and sealed.count(b"respd-sealed:") == 4
+    assert orjson.loads(open_request(sealer, "tenant-a", sealed)) == orjson.loads(body)
+    with pytest.raises(SealError):
+        open_request(sealer, "tenant-b", sealed)
+    plain = orjson.dumps({"model": "m", "tools": [{"type": "function", "name": "f"}]})
+    assert seal_request(sealer, "t", plain) is plain and open_request(sealer, "t", plain) is plain
