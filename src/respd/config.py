@@ -106,6 +106,10 @@ class Settings:
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     # MCP servers the operator vets, reached by connector_id (``[[mcp_servers]]``, respd.tools.mcp.servers).
     mcp_servers: tuple[McpServerConfig, ...] = ()
+    # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
+    # respd to fetch (only from hosts the outbound policy allows).
+    max_file_bytes: int = 512 * 1024 * 1024
+    fetch_file_urls: bool = False
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -209,7 +213,9 @@ def load_settings(
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=_outbound(raw, env),
         mcp_servers=_mcp_servers(raw),
+        fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
         **_job_settings(raw, env),
+        **_file_settings(raw, env),
     )
 
 
@@ -232,6 +238,19 @@ def _mcp_servers(raw: dict[str, Any]) -> tuple[McpServerConfig, ...]:
         return parse_servers(raw.get("mcp_servers", []))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _file_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    value = env.get("RESPD_MAX_FILE_BYTES") or raw.get("max_file_bytes")
+    if value is None:
+        return {}
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_file_bytes must be a whole number of bytes, not {value!r}") from None
+    if limit <= 0:
+        raise ConfigError("max_file_bytes must be > 0")
+    return {"max_file_bytes": limit}
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

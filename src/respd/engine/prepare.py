@@ -13,6 +13,7 @@ from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.engine.tools import plan_tools
 from respd.errors import InvalidRequest
+from respd.files.inputs import FileReader, has_files
 from respd.wire.items import CompactionTrigger
 from respd.wire.request import CreateResponse
 
@@ -41,6 +42,9 @@ async def gather(
         context.check_unique_ids(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools, logged=logged)
     run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
+    if has_files(run.context):  # input_file / input_image by file_id: the model reads the files' text (data URLs)
+        earlier = "conversation" if req.conversation_id is not None else "previous_response_id"
+        run.context = await FileReader(rt.store, rt.settings, tenant).open_context(run.context, inputs, earlier)
     return run
 
 
