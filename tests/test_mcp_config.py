@@ -92,3 +92,13 @@ def test_credentials_are_sealed_in_a_stored_request() -> None:
         open_request(sealer, "tenant-b", sealed)
     plain = orjson.dumps({"model": "m", "tools": [{"type": "function", "name": "f"}]})
     assert seal_request(sealer, "t", plain) is plain and open_request(sealer, "t", plain) is plain
+
+
+def test_tools_in_input_items_are_stored_without_credentials() -> None:
+    from respd.engine.items import normalize
+    from respd.wire.items import AdditionalTools
+
+    mcp = {"type": "mcp", "server_label": "s", "server_url": "https://x", "authorization": "tok", "headers": {"K": "v"}}
+    item = AdditionalTools.model_validate({"type": "additional_tools", "tools": [mcp, {"type": "function", "name": "f"}]})
+    stored = normalize(item)["tools"]
+    assert stored == [{"type": "mcp", "server_label": "s", "server_url": "https://x"}, {"type": "function", "name": "f"}]

@@ -49,13 +49,20 @@ def _parts(msg: w.Message) -> list[dict[str, Any]]:
     return out
 
 
+def _stored_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool an input item brings, as stored: an MCP tool's credentials are never kept (the run has them)."""
+    if tool.get("type") == "mcp":
+        return {k: v for k, v in tool.items() if k not in ("authorization", "headers")}
+    return tool
+
+
 def _tool_search(item: w.ToolSearchCall | w.ToolSearchOutput) -> dict[str, Any]:
     # A search item the client sends back without `execution` is one it ran: respd runs no searches.
     d: dict[str, Any] = {"call_id": item.call_id, "execution": item.execution or "client"}
     if isinstance(item, w.ToolSearchCall):
         d["arguments"] = item.arguments
     else:
-        d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+        d["tools"] = [_stored_tool(t.model_dump(exclude_none=True, by_alias=True)) for t in item.tools]
     return d
 
 
@@ -88,7 +95,7 @@ def normalize(item: Normalizable) -> dict[str, Any]:
         return d
     if isinstance(item, w.AdditionalTools):  # the spec's AdditionalTools item has no status
         d["role"] = item.role
-        d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+        d["tools"] = [_stored_tool(t.model_dump(exclude_none=True, by_alias=True)) for t in item.tools]
         return d
     if isinstance(item, w.Message):
         d["role"] = item.role
