@@ -29,11 +29,13 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
 
 
-# Open Responses has no custom, namespace, tool search or client-executed built-in tools (nor their calls);
-# its check sees the rest.
+# Open Responses has no custom, namespace or tool search tools, no client-executed built-ins, nor hosted
+# ones (nor their calls); its check sees the rest.
 _NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call",
-                         "computer_use_preview", "computer_call", "local_shell", "local_shell_call", "shell",
-                         "shell_call", "apply_patch", "apply_patch_call"}  # fmt: skip
+                         "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
+                         "web_search_call", "file_search", "file_search_call", "computer_use_preview", "computer_call",
+                         "local_shell", "local_shell_call", "shell", "shell_call", "apply_patch",
+                         "apply_patch_call"}  # fmt: skip
 
 
 def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,13 @@ class Settings:
     # respd to fetch (only from hosts the outbound policy allows).
     max_file_bytes: int = 512 * 1024 * 1024
     fetch_file_urls: bool = False
+    # The config file's tables that configure parts beyond the core, by name (``[web_search]``, …): each hosted
+    # tool reads and checks its own (respd.tools), so adding a tool needs no change here.
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The config table ``[name]``, empty when the file has none."""
+        return self.sections.get(name, {})
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -214,6 +222,7 @@ def load_settings(
         outbound=_outbound(raw, env),
         mcp_servers=_mcp_servers(raw),
         fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
+        sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
         **_file_settings(raw, env),
     )

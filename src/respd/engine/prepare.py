@@ -33,7 +33,7 @@ async def gather(
     """
     assert req.model is not None
     route = rt.settings.model(req.model)
-    tools = plan_tools(req, strict=rt.settings.strict_tools)
+    tools = plan_tools(req, strict=rt.settings.strict_tools, registry=rt.tools)
     hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
@@ -41,10 +41,14 @@ async def gather(
     if req.conversation_id is not None:
         context.check_unique_ids(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools, logged=logged)
-    run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
-    if has_files(run.context):  # input_file / input_image by file_id: the model reads the files' text (data URLs)
+    seen = compaction.expand(rt.sealer, tenant, hist, inputs)
+    if has_files(seen):  # input_file / input_image by file_id: the model reads the files' text (data URLs)
         earlier = "conversation" if req.conversation_id is not None else "previous_response_id"
-        run.context = await FileReader(rt.store, rt.settings, tenant).open_context(run.context, inputs, earlier)
+        seen = await FileReader(rt.store, rt.settings, tenant).open_context(seen, inputs, earlier)
+    if rt.tools.by_item:  # hosted calls in the context (or the log) are shown to the model as what it called and read
+        await run.hosted.load(rt.store, [*seen, *(logged.response["output"] if logged is not None else ())])
+        seen = run.hosted.recall(seen)
+    run.context = seen
     return run
 
 
