@@ -113,7 +113,16 @@ def _searxng(section: Mapping[str, Any], outbound: OutboundPolicy, timeout_s: fl
     return Searxng(base_url, outbound.httpx_client, timeout_s)
 
 
-PROVIDERS: dict[str, Callable[[Mapping[str, Any], OutboundPolicy, float], SearchProvider]] = {"searxng": _searxng}
+def _brave(section: Mapping[str, Any], outbound: OutboundPolicy, timeout_s: float) -> SearchProvider:
+    from respd.tools.brave_search import brave  # it imports this module
+
+    return brave(section, outbound, timeout_s)
+
+
+PROVIDERS: dict[str, Callable[[Mapping[str, Any], OutboundPolicy, float], SearchProvider]] = {
+    "searxng": _searxng,
+    "brave": _brave,  # the Brave Search API, a hosted service with a key (respd.tools.brave_search)
+}
 
 
 def provider(section: Mapping[str, Any], outbound: OutboundPolicy, timeout_s: float) -> SearchProvider:
