@@ -138,6 +138,17 @@ CALL_OF_OUTPUT = {
 }
 
 
+def _check_approvals(history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
+    """An ``mcp_approval_response`` must answer an ``mcp_approval_request`` of the context (a 400 otherwise)."""
+    asked = {item["id"] for item in history + inputs if item["type"] == "mcp_approval_request"}
+    for i, item in enumerate(inputs):
+        if item["type"] == "mcp_approval_response" and item["approval_request_id"] not in asked:
+            raise InvalidRequest(
+                f"No MCP approval request found with id {item['approval_request_id']}.",
+                param=f"input[{i}].approval_request_id",
+            )
+
+
 def check_call_outputs(history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
     """Every tool output must answer a call made earlier in the context (a 400 naming it otherwise).
 
@@ -145,6 +156,7 @@ def check_call_outputs(history: list[dict[str, Any]], inputs: list[dict[str, Any
     search the server ran), so there is nothing to match it with. A ``function_call_output`` may answer a
     client-executed built-in's call too: Codex answers its ``local_shell_call`` items that way.
     """
+    _check_approvals(history, inputs)
     calls = {(item["type"], item["call_id"]) for item in history + inputs if item["type"] in CALL_OF_OUTPUT.values()}
     calls |= {("function_call", call_id) for kind, call_id in calls if kind in client_calls.KIND_OF_CALL}
     for i, item in enumerate(inputs):

@@ -13,6 +13,7 @@ from respd.ids import new_id
 from respd.wire import client_calls
 from respd.wire import client_items as ci
 from respd.wire import items as w
+from respd.wire import mcp_items as mcp
 
 _ID_PREFIX = {
     "message": "msg",
@@ -31,6 +32,7 @@ _ID_PREFIX = {
 Normalizable = (
     w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall | w.CustomToolCallOutput | w.Reasoning
     | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction | w.HostedCall | ci.ClientItem
+    | mcp.McpItem
 )  # fmt: skip
 
 
@@ -85,6 +87,8 @@ def _client_item(item: ci.ClientItem) -> dict[str, Any]:
 
 def normalize(item: Normalizable) -> dict[str, Any]:
     """One validated input item (not an item_reference) in stored form."""
+    if isinstance(item, mcp.McpItem):  # MCP items as the client has them (an approval response gets its id)
+        return {**item.model_dump(), "id": item.id or new_id("mcpa")}
     if isinstance(item, w.HostedCall):  # a hosted call's item, as the client has it
         return {**item.model_dump(), "status": item.status or "completed"}
     kind = "message" if isinstance(item, w.Message) else item.type

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from respd.errors import InvalidRequest, Unsupported
-from respd.tools.base import HostedTool
+from respd.tools.base import HostedTool, staged
 from respd.tools.registry import Registry
 from respd.wire import client_calls
 from respd.wire import items as w
@@ -63,6 +63,16 @@ class ToolPlan:
     omitted: list[str] = field(default_factory=list)  # built-in tool types nobody here can run
     choice: Any = None  # the tool_choice for the backend (a string or a neutral dict)
     hosted: dict[str, Binding] = field(default_factory=dict)  # function name → the hosted tool it calls
+    staged: list[Binding] = field(default_factory=list)  # hosted tools with steps of their own (StagedTool)
+
+    def extend(self, binding: Binding, functions: list[dict[str, Any]]) -> bool:
+        """Offer more functions of a hosted tool (a staged tool's, once its setup ran); whether any was new."""
+        taken = {(t["namespace"], t["name"]) for t in self.offered}
+        new = [f for f in functions if (None, f["name"]) not in taken]
+        self.offered += new
+        for f in new:
+            self.hosted[f["name"]] = binding
+        return bool(new)
 
     def turn(self, first: bool, hosted: bool) -> tuple[list[dict[str, Any]], Any]:
         """The tools and tool_choice of a model turn: the first as requested; later ones let the model answer
@@ -128,6 +138,8 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
             raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
     if isinstance(choice, ToolChoiceBuiltin):
+        if choice.type == "mcp" and any("mcp" in b.tool.types for b in plan.staged):
+            return "required"  # a server's functions are known once it is listed: the model must call a tool
         name = _hosted_function(plan, choice.type)
         return {"type": "function", "name": name if name is not None else _client_tool_name(choice.type, plan)}
     if isinstance(choice, ToolChoiceFunction | ToolChoiceCustom):
@@ -187,8 +199,11 @@ def _turn_tools(req: CreateResponse) -> Iterator[tuple[str, Tool, bool]]:
 def _add_hosted(plan: ToolPlan, offered: dict[tuple[str | None, str], dict[str, Any]], tool: HostedTool,
                 raw: dict[str, Any], where: str, echoed: bool) -> None:  # fmt: skip
     binding = Binding(tool, tool.configure(raw, where))
-    if echoed:
-        plan.echo.append(binding.config)
+    stool = staged(tool)
+    if stool is not None:
+        plan.staged.append(binding)
+    if echoed:  # a staged tool may keep secrets in its config: it shows less
+        plan.echo.append(stool.echo(binding.config) if stool is not None else binding.config)
     for offer in tool.functions(binding.config):
         name = offer["name"]
         if (None, name) in offered and name not in plan.hosted:

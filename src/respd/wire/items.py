@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from respd.wire.base import MAX_TEXT, Wire, tagged
 from respd.wire.client_items import CLIENT_ITEMS
+from respd.wire.mcp_items import MCP_ITEMS
 from respd.wire.tools import Tool
 
 MAX_COMPACTION = 20_971_520  # the spec's limit on a compaction item's encrypted_content
@@ -208,6 +209,7 @@ InputItem = tagged(
     CompactionTrigger,
     ItemReference,
     *CLIENT_ITEMS,
+    *MCP_ITEMS,
     default=_item_shape,
     catch_all=(HostedCall, HOSTED_ITEM_TYPES),
 )
@@ -215,7 +217,6 @@ InputItem = tagged(
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(
     {
-        "image_generation_call", "code_interpreter_call", "mcp_list_tools", "mcp_approval_request",
-        "mcp_approval_response", "mcp_call", "program", "program_output",
+        "image_generation_call", "code_interpreter_call", "program", "program_output",
     }
 )  # fmt: skip
