@@ -233,3 +233,21 @@ def test_url_policy(server: RespdServer, tmp_path: Path, fake: FakeUpstream) -> 
         assert listing["type"] == "mcp_list_tools" and "not allowed" not in listing["error"]  # respd did connect
     finally:
         allowed.stop()
+
+
+def test_a_background_request_stores_credentials_sealed(mcp_respd: RespdServer, mcp_server: TestMcpServer,
+                                                        fake: FakeUpstream) -> None:  # fmt: skip
+    if not mcp_respd.database_url.startswith("sqlite"):
+        pytest.skip("the job row is read with sqlite3")
+    import sqlite3
+
+    fake.script(call("srv__slow", {"seconds": 1.5}), Reply(text="Done waiting."))
+    entry = tool(mcp_server, headers={"X-Api-Key": "header-secret-456"})
+    r = post(mcp_respd, {"model": "test-model", "input": "wait", "tools": [entry], "background": True})
+    rid = r.json()["id"]
+    with sqlite3.connect(mcp_respd.database_url.removeprefix("sqlite:///")) as db:
+        (stored,) = db.execute("SELECT request FROM jobs WHERE response_id = ?", (rid,)).fetchone()
+    assert TOKEN not in stored and "header-secret-456" not in stored and stored.count("respd-sealed:") == 2
+    done = _wait(mcp_respd, rid)
+    assert done["output"][1]["output"] == "finally" and mcp_server.headers[-1]["x-api-key"] == "header-secret-456"
+    assert "header-secret-456" not in json.dumps(done)
