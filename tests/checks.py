@@ -139,3 +139,14 @@ def sse_events(text: str) -> list[dict[str, Any]]:
         assert ev["type"] == lines[0][len("event: ") :]
         events.append(ev)
     return events
+
+
+def create_response(base_url: str, body: dict[str, Any], stream: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``POST /v1/responses`` (streamed when ``stream``): the final Response and the stream's events, all held
+    to the specs; the answer must be a 200."""
+    r = httpx.post(base_url + "/v1/responses", json={**body, "stream": stream}, timeout=30)
+    assert r.status_code == 200, r.text
+    if not stream:
+        return check_response(r.json()), []
+    events = [check_event(e) for e in sse_events(r.text)]
+    return events[-1]["response"], events

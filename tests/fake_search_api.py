@@ -8,17 +8,14 @@ records every request, and can be told to fail (``status``).
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.mcp_server import free_port
+from tests.mcp_server import ServerThread, free_port
 
 
 def brave_results(query: str, n: int = 3) -> list[dict[str, Any]]:
@@ -36,8 +33,7 @@ class FakeSearchApi:
         self.status = 200
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: ServerThread | None = None
 
     @property
     def base_url(self) -> str:
@@ -60,21 +56,13 @@ class FakeSearchApi:
                              "web": {"type": "search", "results": brave_results(query)[:count]}})  # fmt: skip
 
     def start(self) -> None:
-        app = Starlette(routes=[Route("/res/v1/web/search", self._search)])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = ServerThread(Starlette(routes=[Route("/res/v1/web/search", self._search)]), self.port)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake search API did not start")
-            time.sleep(0.01)
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._thread is not None:
+            self._thread.stop()
+        self._thread = None
 
     def __enter__(self) -> FakeSearchApi:
         self.start()

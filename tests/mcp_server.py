@@ -29,6 +29,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ServerThread:
+    """An ASGI app served by uvicorn on 127.0.0.1:``port`` in a background thread (the tests' stand-ins for
+    outside services)."""
+
+    def __init__(self, app: ASGIApp, port: int) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
 class TestMcpServer:
     """Start with ``start()`` (or ``with``); ``url`` is the endpoint to give respd."""
 
@@ -39,8 +61,7 @@ class TestMcpServer:
         self.calls: Counter[str] = Counter()
         self.headers: list[dict[str, str]] = []
         self.port = free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: ServerThread | None = None
         self.mcp = self._tools(MCPServer(name))
 
     @property
@@ -93,21 +114,13 @@ class TestMcpServer:
         return recording
 
     def start(self) -> None:
-        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = ServerThread(self._app(), self.port)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test MCP server did not start")
-            time.sleep(0.01)
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._thread is not None:
+            self._thread.stop()
+        self._thread = None
 
     def __enter__(self) -> TestMcpServer:
         self.start()

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.checks import check_error, check_event, check_response, sse_events
+from tests.checks import check_error, check_response, create_response
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer
 
@@ -35,13 +35,7 @@ def offered(fake: FakeUpstream) -> dict[str, Any]:
 
 
 def run(server: RespdServer, body: dict[str, Any], stream: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The final Response (checked against the specs and the SDK), and the stream's events if streamed."""
-    r = post(server, {**body, "stream": stream})
-    assert r.status_code == 200, r.text
-    if not stream:
-        return check_response(r.json()), []
-    events = [check_event(e) for e in sse_events(r.text)]
-    return events[-1]["response"], events
+    return create_response(server.url, body, stream)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.checks import check_error, check_event, check_response, sse_events
+from tests.checks import check_error, check_response, create_response
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.mcp_server import TestMcpServer
@@ -64,12 +64,7 @@ def post(server: RespdServer, body: dict[str, Any]) -> httpx.Response:
 
 
 def create(server: RespdServer, body: dict[str, Any], stream: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    r = post(server, {**body, "stream": stream})
-    assert r.status_code == 200, r.text
-    if not stream:
-        return check_response(r.json()), []
-    events = [check_event(e) for e in sse_events(r.text)]
-    return events[-1]["response"], events
+    return create_response(server.url, body, stream)
 
 
 def kinds(response: dict[str, Any]) -> list[str]:

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 
 from respd.config import ConfigError
-from respd.outbound import OutboundPolicy, OutboundRefused, refusal
+from respd.outbound import OutboundPolicy, OutboundRefused
 from respd.tools.base import ToolError
-from respd.tools.search_providers import ClientFactory, SearchProvider, WebQuery, WebResult
+from respd.tools.search_providers import ClientFactory, SearchProvider, WebQuery, WebResult, fetch
 
 DEFAULT_BASE_URL = "https://api.search.brave.com/res/v1"
 MAX_COUNT = 20  # the most results Brave gives for one query
@@ -73,16 +73,7 @@ class BraveSearch:
     async def _get(self, params: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         if self._client is None:
             self._client = self._make_client(timeout=self._timeout_s)
-        try:
-            return await self._client.get(self.base_url + "/web/search", params=params, headers=headers)
-        except httpx.TimeoutException:
-            raise ToolError("the search service did not answer in time") from None
-        except httpx.HTTPError as exc:
-            refused = refusal(exc)
-            if refused is not None:
-                raise ToolError(f"the search service may not be reached: {refused.message}") from None
-            raise ToolError(f"the search service is unreachable ({type(exc).__name__})") from None
-
+        return await fetch(self._client, self.base_url + "/web/search", params, headers)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -8,13 +8,13 @@ an error response": respd reports the status itself (an ``http_error`` on the ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import httpcore2
 import httpx2
 
-from respd.outbound import OutboundPolicy, OutboundRefused
+from respd.outbound import OutboundPolicy, connect_checked
 
 
 class StatusMemory:
@@ -56,17 +56,10 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
-        try:
-            addresses = await self._policy.resolve(host, port)
-        except OutboundRefused as exc:
-            raise httpcore2.ConnectError(exc.message) from exc
-        error: Exception | None = None
-        for address in addresses:  # the checked addresses, not the name: no second lookup to race
-            try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore2.ConnectError as exc:
-                error = exc
-        raise error or httpcore2.ConnectError(f"no address for {host}")
+        def connect(address: str) -> Awaitable[httpcore2.AsyncNetworkStream]:
+            return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+        return await connect_checked(self._policy, host, port, connect, httpcore2.ConnectError)
 
     async def connect_unix_socket(
         self,
