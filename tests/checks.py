@@ -29,11 +29,13 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
 
 
-# Open Responses has no custom, namespace or tool search tools, nor hosted ones (nor their calls); its check
-# sees the rest.
+# Open Responses has no custom, namespace or tool search tools, no client-executed built-ins, nor hosted
+# ones (nor their calls); its check sees the rest.
 _NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call",
                          "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
-                         "web_search_call", "file_search", "file_search_call"}  # fmt: skip
+                         "web_search_call", "file_search", "file_search_call", "computer_use_preview", "computer_call",
+                         "local_shell", "local_shell_call", "shell", "shell_call", "apply_patch",
+                         "apply_patch_call", "mcp", "mcp_list_tools", "mcp_call", "mcp_approval_request"}  # fmt: skip
 
 
 def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +55,8 @@ def _openresponses_view(body: dict[str, Any]) -> dict[str, Any]:
         "text": _openresponses_text(body["text"]),
         "tools": [t for t in body["tools"] if t["type"] not in _NOT_IN_OPENRESPONSES],
         "output": [i for i in body["output"] if i["type"] not in _NOT_IN_OPENRESPONSES],
-        "tool_choice": "auto" if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] == "custom"
+        "tool_choice": "auto"
+        if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] in _NOT_IN_OPENRESPONSES
         else body["tool_choice"],
     }
 
@@ -136,3 +139,14 @@ def sse_events(text: str) -> list[dict[str, Any]]:
         assert ev["type"] == lines[0][len("event: ") :]
         events.append(ev)
     return events
+
+
+def create_response(base_url: str, body: dict[str, Any], stream: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``POST /v1/responses`` (streamed when ``stream``): the final Response and the stream's events, all held
+    to the specs; the answer must be a 200."""
+    r = httpx.post(base_url + "/v1/responses", json={**body, "stream": stream}, timeout=30)
+    assert r.status_code == 200, r.text
+    if not stream:
+        return check_response(r.json()), []
+    events = [check_event(e) for e in sse_events(r.text)]
+    return events[-1]["response"], events

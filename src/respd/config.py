@@ -33,6 +33,7 @@ from typing import Any
 
 from respd.errors import InvalidRequest
 from respd.outbound import OutboundPolicy, OutboundRefused
+from respd.tools.mcp.servers import McpServerConfig, parse_servers
 
 BACKENDS = ("openai", "llama_cpp")
 # The model served when the config names none: the GGUF bundled with respd (respd.backends.bundled), run in
@@ -119,6 +120,8 @@ class Settings:
     drain_s: float = 10.0
     # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    # MCP servers the operator vets, reached by connector_id (``[[mcp_servers]]``, respd.tools.mcp.servers).
+    mcp_servers: tuple[McpServerConfig, ...] = ()
     ops: OpsSettings = field(default_factory=lambda: OpsSettings())  # webhooks, metrics, logs, rate limits
     # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
     # respd to fetch (only from hosts the outbound policy allows).
@@ -239,6 +242,7 @@ def load_settings(
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=check_webhook_urls(ops, _outbound(raw, env)),
+        mcp_servers=_mcp_servers(raw),
         fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
         sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
@@ -284,6 +288,13 @@ def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:
         )
     except ValueError as exc:
         raise ConfigError(f"outbound_allow: {exc}") from None
+
+
+def _mcp_servers(raw: dict[str, Any]) -> tuple[McpServerConfig, ...]:
+    try:
+        return parse_servers(raw.get("mcp_servers", []))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _file_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

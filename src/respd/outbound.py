@@ -17,15 +17,16 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+S = TypeVar("S")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -190,17 +191,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await self._policy.resolve(host, port)
-        except OutboundRefused as exc:
-            raise httpcore.ConnectError(exc.message) from exc
-        error: Exception | None = None
-        for address in addresses:  # the checked addresses, not the name: no second lookup to race
-            try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
-                error = exc
-        raise error or httpcore.ConnectError(f"no address for {host}")
+        def connect(address: str) -> Awaitable[httpcore.AsyncNetworkStream]:
+            return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+
+        return await connect_checked(self._policy, host, port, connect, httpcore.ConnectError)
 
     async def connect_unix_socket(
         self,
@@ -212,6 +206,25 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+async def connect_checked(
+    policy: OutboundPolicy, host: str, port: int, connect: Callable[[str], Awaitable[S]], failure: type[Exception]
+) -> S:
+    """A connection to one of ``host``'s addresses that ``policy`` allows, each tried in turn (the checked
+    addresses, not the name: no second lookup to race). ``failure`` is the HTTP library's connect error: it
+    carries a refusal, and the last address's is raised when none answers."""
+    try:
+        addresses = await policy.resolve(host, port)
+    except OutboundRefused as exc:
+        raise failure(exc.message) from exc
+    error: Exception | None = None
+    for address in addresses:
+        try:
+            return await connect(address)
+        except failure as exc:
+            error = exc
+    raise error or failure(f"no address for {host}")
 
 
 def refusal(exc: BaseException) -> OutboundRefused | None:

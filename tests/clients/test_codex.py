@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ import httpx
 import pytest
 
 from tests.clients.conftest import API_KEY, CODEX_MODEL
+from tests.conftest import start_server
+from tests.fake_search_api import FakeSearchApi
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import RespdServer
+from tests.servers import RespdServer, write_config
 from tests.wire_recorder import WireRecorder
 
 DEAD_PROXY = "http://127.0.0.1:9"
@@ -67,6 +70,11 @@ def items(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def codex(node_modules: Path, wire: WireRecorder, tmp_path: Path) -> Codex:
+    return make_codex(node_modules, wire, tmp_path)
+
+
+def make_codex(node_modules: Path, wire: WireRecorder, tmp_path: Path) -> Codex:
+    """A Codex CLI whose provider is respd behind ``wire``, working in a fresh directory."""
     home, work = tmp_path / "codex-home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -188,3 +196,41 @@ def test_a_model_codex_does_not_know(codex: Codex, wire: WireRecorder, fake: Fak
     assert "exec_command" in offered and "multi_agent_v1__spawn_agent" in offered
     assert fake.requests[1]["body"]["messages"][-1]["content"].endswith("from-codex\n")
     assert second.response()["output"][0]["content"][0]["text"] == "It printed from-codex."
+
+
+@pytest.fixture(scope="module")
+def search_api() -> Iterator[FakeSearchApi]:
+    with FakeSearchApi() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def respd_search(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream,
+                 search_api: FakeSearchApi) -> Iterator[RespdServer]:  # fmt: skip
+    """respd with web search on the hosted search API's fake."""
+    tmp = tmp_path_factory.mktemp("respd-codex-search")
+    config = write_config(tmp / "respd.toml", fake.base_url, f'api_keys = ["{API_KEY}"]\noutbound_allow = ["127.0.0.1:*"]\n')
+    with open(config, "a") as f:
+        f.write(f'\n[web_search]\nprovider = "brave"\nbase_url = "{search_api.base_url}"\napi_key_env = "BRAVE_KEY"\n')
+    server = start_server(tmp, config, f"sqlite:///{tmp / 'respd.db'}", env={"BRAVE_KEY": search_api.token})
+    yield server
+    server.stop()
+
+
+def test_web_search_runs_in_respd(node_modules: Path, respd_search: RespdServer, fake: FakeUpstream,
+                                  search_api: FakeSearchApi, tmp_path: Path) -> None:  # fmt: skip
+    """Codex sends its ``web_search`` tool; respd runs the search on its provider and Codex shows it."""
+    fake.script(Reply(tool_calls=[{"id": "call_ws", "name": "web_search", "arguments": '{"query":"respd release notes"}'}]),
+                Reply(text="The notes are at [1]."))  # fmt: skip
+    with WireRecorder(respd_search.url) as wire:
+        events = make_codex(node_modules, wire, tmp_path).exec("-m", "test-model", "Find respd's release notes")
+        (create,) = wire.creates()
+        assert not wire.wrong()
+    assert search_api.queries[-1] == "respd release notes"
+    assert "respd-omitted-tools" not in create.headers
+    output = create.response()["output"]
+    assert [i["type"] for i in output] == ["web_search_call", "message"]
+    assert output[1]["content"][0]["annotations"][0]["url"] == "https://hosted1.example/respd-release-notes"
+    (search,) = items(events, "web_search")
+    assert search["query"] == "respd release notes"
+    assert [m["text"] for m in items(events, "agent_message")] == ["The notes are at [1]."]

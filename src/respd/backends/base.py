@@ -52,7 +52,9 @@ class ToolCallDelta:
     name: str | None = None
     arguments: str = ""
     namespace: str | None = None
-    kind: Literal["function", "custom", "tool_search"] = "function"
+    # a client-executed built-in's calls carry its tool type: "computer_use_preview", "local_shell", "shell",
+    # "apply_patch" (JSON arguments, read into the item when the call is done)
+    kind: str = "function"
 
 
 @dataclass(slots=True)

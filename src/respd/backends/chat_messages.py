@@ -5,6 +5,9 @@ template). Choices here favour what the widest range of OpenAI-compatible server
 becomes ``system``, text-only content is sent as a plain string, reasoning items are not sent back. A
 client-run tool search is a call of the function ``tool_search`` answered by a tool message naming the
 tools it loaded; ``additional_tools`` items bring tools, not words, so they are no message at all.
+The client-executed built-ins' calls (``computer_call``, ``local_shell_call``, ``shell_call``,
+``apply_patch_call``) are calls of the functions they were offered as; a screenshot answering a computer call
+follows the tool messages as a user message with the image, since a tool message carries only text.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import orjson
 
 from respd.backends.tool_calls import flat_name
+from respd.wire import client_calls
 from respd.wire.tools import TOOL_SEARCH
 
 Message = dict[str, Any]
@@ -69,14 +73,30 @@ def _attach_call(messages: list[Message], call: dict[str, Any]) -> None:
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
+def _screenshots(urls: list[str]) -> Message:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "The screenshot after the computer action:"}]
+    return {"role": "user", "content": parts + [{"type": "image_url", "image_url": {"url": u}} for u in urls]}
+
+
 def to_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[Message]:
     """The chat ``messages`` for a context of normalized Responses items."""
     messages: list[Message] = []
     if instructions:
         messages.append({"role": "system", "content": instructions})
+    images: list[str] = []  # screenshots waiting for the end of a run of tool messages
     for item in items:
         kind = item["type"]
-        if kind == "message":
+        if images and not kind.endswith("_output"):
+            messages.append(_screenshots(images))
+            images = []
+        if kind in client_calls.KIND_OF_CALL:
+            _attach_call(messages, _call(item["call_id"], *client_calls.replayed_call(item)))
+        elif kind in client_calls.OUTPUT_OF:
+            content = client_calls.output_text(item)
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+            if (url := client_calls.output_image(item)) is not None:
+                images.append(url)
+        elif kind == "message":
             role = "system" if item["role"] == "developer" else item["role"]
             if role == "assistant":
                 messages.append({"role": "assistant", "content": _text_of(item["content"])})
@@ -100,6 +120,8 @@ def to_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[M
         # Not replayed: reasoning items (Chat Completions servers have no field for them), tool search items
         # without a call_id (a search the server ran: no call of the model's to answer), additional_tools
         # (tools, not words: the engine offers them as tools).
+    if images:
+        messages.append(_screenshots(images))
     return messages
 
 

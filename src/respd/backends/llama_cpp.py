@@ -186,7 +186,8 @@ def _upstream(exc: BaseException) -> UpstreamError:
 def _check_input(request: ModelRequest) -> None:
     for item in request.items:
         parts = item.get("content") if item.get("type") == "message" else None
-        if isinstance(parts, list) and any(part.get("type") == "input_image" for part in parts):
+        screenshot = item.get("type") == "computer_call_output" and item["output"].get("image_url")
+        if screenshot or (isinstance(parts, list) and any(part.get("type") == "input_image" for part in parts)):
             raise Unsupported("This model reads text only: input images are not supported.", param="input")
 
 

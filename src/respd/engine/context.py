@@ -14,6 +14,7 @@ from respd.errors import InvalidRequest, NotFound
 from respd.sealing import Sealer, SealError
 from respd.store import conversations
 from respd.store.store import Store
+from respd.wire import client_calls
 from respd.wire import items as w
 from respd.wire.request import CreateResponse
 
@@ -133,22 +134,37 @@ def unseal_reasoning(sealer: Sealer, tenant: str, inputs: list[dict[str, Any]], 
         item["summary"] = item["summary"] or sealed["summary"]
 
 
-_CALLS = {
+CALL_OF_OUTPUT = {
     "function_call_output": "function_call",
     "custom_tool_call_output": "custom_tool_call",
     "tool_search_output": "tool_search_call",
+    **client_calls.OUTPUT_OF,
 }
+
+
+def _check_approvals(history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
+    """An ``mcp_approval_response`` must answer an ``mcp_approval_request`` of the context (a 400 otherwise)."""
+    asked = {item["id"] for item in history + inputs if item["type"] == "mcp_approval_request"}
+    for i, item in enumerate(inputs):
+        if item["type"] == "mcp_approval_response" and item["approval_request_id"] not in asked:
+            raise InvalidRequest(
+                f"No MCP approval request found with id {item['approval_request_id']}.",
+                param=f"input[{i}].approval_request_id",
+            )
 
 
 def check_call_outputs(history: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
     """Every tool output must answer a call made earlier in the context (a 400 naming it otherwise).
 
     A tool search output without a ``call_id`` answers no call the model made (the spec allows it for a
-    search the server ran), so there is nothing to match it with.
+    search the server ran), so there is nothing to match it with. A ``function_call_output`` may answer a
+    client-executed built-in's call too: Codex answers its ``local_shell_call`` items that way.
     """
-    calls = {(item["type"], item["call_id"]) for item in history + inputs if item["type"] in _CALLS.values()}
+    _check_approvals(history, inputs)
+    calls = {(item["type"], item["call_id"]) for item in history + inputs if item["type"] in CALL_OF_OUTPUT.values()}
+    calls |= {("function_call", call_id) for kind, call_id in calls if kind in client_calls.KIND_OF_CALL}
     for i, item in enumerate(inputs):
-        wanted = _CALLS.get(item["type"])
+        wanted = CALL_OF_OUTPUT.get(item["type"])
         if wanted is not None and item["call_id"] is not None and (wanted, item["call_id"]) not in calls:
             raise InvalidRequest(
                 f"No tool call found for {item['type']} with call_id {item['call_id']}.",

@@ -17,9 +17,12 @@ import orjson
 from respd.backends.base import Delta, ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta, Usage
 from respd.engine.fold import Event, Response, apply
 from respd.ids import new_id
+from respd.wire import client_calls
 
 _KINDS = {"message": "message", "reasoning": "reasoning", "function_call": "function",
-          "custom_tool_call": "custom", "tool_search_call": "tool_search"}  # fmt: skip
+          "custom_tool_call": "custom", "tool_search_call": "tool_search", **client_calls.KIND_OF_CALL}  # fmt: skip
+# calls whose JSON arguments stream no events: the item gets them, read, when the call is done
+_READ_AT_END = frozenset({"tool_search", *client_calls.CALL_TYPES})
 
 
 class _Open:
@@ -29,10 +32,11 @@ class _Open:
 
     def __init__(self, index: int, kind: str, item: dict[str, Any]) -> None:
         self.index = index
-        self.kind = kind  # "text" | "refusal" | "reasoning" | "function" | "custom" | "tool_search"
+        # "text" | "refusal" | "reasoning" | "function" | "custom" | "tool_search" | a client built-in's tool type
+        self.kind = kind
         self.item = item
         self.content_index = 0
-        self.arguments = ""  # a tool search's JSON arguments so far: the item holds them parsed, at the end
+        self.arguments = ""  # JSON arguments of a call read at its end (_READ_AT_END) so far
 
 
 @dataclass(slots=True)
@@ -338,7 +342,7 @@ class Emitter:
                 return events
             call = self._calls[d.index] = _Open(self._next_index(), d.kind, self._call_item(d))
             events.append(self._emit("response.output_item.added", output_index=call.index, item=dict(call.item)))
-        if call.kind == "tool_search":  # the API streams no deltas for a tool search call, only the done item
+        if call.kind in _READ_AT_END:  # the API streams no deltas for these calls, only the done item
             call.arguments += d.arguments
         elif d.arguments:
             kind = "response.function_call_arguments.delta" if call.kind == "function" \
@@ -352,6 +356,10 @@ class Emitter:
         if d.kind == "tool_search":
             return {"id": new_id("tsc"), "type": "tool_search_call", "call_id": call_id, "execution": "client",
                     "arguments": {}, "status": "in_progress"}  # fmt: skip
+        if d.kind in client_calls.CALL_TYPES:
+            kind = client_calls.CALL_TYPES[d.kind]
+            return {"id": new_id(client_calls.ID_PREFIXES[kind]), "type": kind, "status": "in_progress",
+                    "call_id": call_id, **client_calls.pending_fields(d.kind)}  # fmt: skip
         if d.kind == "custom":
             item = {"id": new_id("ctc"), "type": "custom_tool_call", "call_id": call_id, "name": d.name or "",
                     "input": ""}  # fmt: skip
@@ -424,12 +432,29 @@ class Emitter:
             elif call.kind == "tool_search":
                 item["arguments"] = _search_arguments(call.arguments)
                 item["status"] = "incomplete" if incomplete else "completed"
+            elif call.kind in client_calls.CALL_TYPES:
+                item.update(client_calls.call_fields(call.kind, call.arguments))
+                # an apply_patch_call is never "incomplete" in the spec: one cut short stays in progress
+                cut = "in_progress" if call.kind == "apply_patch" else "incomplete"
+                item["status"] = cut if incomplete else "completed"
+                if call.kind == "shell":
+                    events += self._shell_commands(call.index, item["action"]["commands"])
             else:
                 item["status"] = "incomplete" if incomplete else "completed"
                 args = {**where, "name": item["name"], "arguments": item["arguments"]}
                 events.append(self._emit("response.function_call_arguments.done", **args))
             events.append(self._emit("response.output_item.done", output_index=call.index, item=item))
         self._calls.clear()
+        return events
+
+    def _shell_commands(self, index: int, commands: list[str]) -> list[Event]:
+        """A shell call's commands, each as ``response.shell_call_command.added``/``delta``/``done``."""
+        events = []
+        for i, command in enumerate(commands):
+            where = {"output_index": index, "command_index": i}
+            events += [self._emit("response.shell_call_command.added", **where, command=""),
+                       self._emit("response.shell_call_command.delta", **where, delta=command),
+                       self._emit("response.shell_call_command.done", **where, command=command)]  # fmt: skip
         return events
 
     def _close_all(self, *, incomplete: bool) -> list[Event]:

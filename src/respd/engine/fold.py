@@ -117,6 +117,7 @@ _STEPS: dict[str, Callable[[Response, Event], Response]] = {
     "response.reasoning_summary_text.delta": _append_text("summary", "summary_index", "text"),
     "response.function_call_arguments.delta": _append_field("arguments"),
     "response.custom_tool_call_input.delta": _append_field("input"),
+    "response.mcp_call_arguments.delta": _append_field("arguments"),
 }
 
 

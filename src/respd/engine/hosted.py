@@ -27,7 +27,7 @@ from respd.store import hosted_calls
 from respd.store.store import Store
 from respd.telemetry import tracing
 from respd.telemetry.metrics import Metrics
-from respd.tools.base import Call, HostedTool, Outcome, Source, ToolContext, ToolError
+from respd.tools.base import Call, HostedTool, Outcome, Source, StagedTool, ToolContext, ToolError, staged
 from respd.tools.citations import Citations
 from respd.tools.registry import Registry
 
@@ -66,7 +66,6 @@ class Hosted:
         self.max_steps = max_steps
         self.citations = Citations()
         self.known: dict[str, Recalled] = {}  # item id → the stored call
-        self._names = frozenset(plan.hosted)
 
     # -- what the model may call ------------------------------------------------------------------
     def may_call(self) -> bool:
@@ -78,7 +77,7 @@ class Hosted:
     def names(self) -> frozenset[str]:
         """The functions whose calls are hosted calls (never streamed as function calls: once hosted tools
         are no longer offered, a call of one is dropped, as further calls past ``max_tool_calls`` are)."""
-        return self._names
+        return frozenset(self.plan.hosted)
 
     def bind(self, requests: Sequence[HostedRequest]) -> list[tuple[Binding, Call]]:
         """The calls the model made, each with its tool and a new item id."""
@@ -89,6 +88,35 @@ class Hosted:
             out.append((binding, Call(item_id, request.name, _arguments(request.arguments), binding.config)))
         self.made += len(out)
         return out
+
+    # -- staged tools (MCP): steps before the first turn, calls that wait for approval -------------------
+    def setup(self, context: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> list[tuple[Binding, Call]]:
+        """The calls staged tools run before the model's first turn (listing a server, an approved call)."""
+        return [(b, call) for b, tool in self._staged() for call in tool.setup(b.config, context, inputs)]
+
+    def offer(self, context: list[dict[str, Any]]) -> bool:
+        """Offer each staged tool's functions as the context now allows; whether the offer grew."""
+        grew = False
+        for b, tool in self._staged():
+            grew |= self.plan.extend(b, tool.functions_in(b.config, context))
+        return grew
+
+    def _staged(self) -> list[tuple[Binding, StagedTool]]:
+        return [(b, tool) for b in self.plan.staged if (tool := staged(b.tool)) is not None]
+
+    def admit(self, calls: list[tuple[Binding, Call]], context: list[dict[str, Any]]
+              ) -> tuple[list[tuple[Binding, Call]], list[dict[str, Any]]]:  # fmt: skip
+        """The calls to run now, and the approval requests that stand in for calls needing approval."""
+        run: list[tuple[Binding, Call]] = []
+        asked: list[dict[str, Any]] = []
+        for binding, call in calls:
+            stool = staged(binding.tool)
+            admitted = stool.admit(call, context) if stool is not None else call
+            if isinstance(admitted, Call):
+                run.append((binding, admitted))
+            else:
+                asked.append(admitted)
+        return run, asked
 
     def binding_of(self, tool: HostedTool) -> Binding | None:
         """The request's configuration of ``tool`` (for a call in flight when its run was taken over)."""
@@ -156,6 +184,9 @@ class Hosted:
                 out.append(item)
                 continue
             known = self.known.get(item["id"])
+            if (stool := staged(tool)) is not None:  # a staged tool's items stand for calls in its own way
+                out += stool.replay(item, known.output if known is not None else None)
+                continue
             if known is not None and known.output is not None:
                 name, arguments, output = known.name, known.arguments, known.output
             else:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from respd.ids import new_id
+from respd.wire import client_calls
+from respd.wire import client_items as ci
 from respd.wire import items as w
+from respd.wire import mcp_items as mcp
 
 _ID_PREFIX = {
     "message": "msg",
@@ -23,11 +26,13 @@ _ID_PREFIX = {
     "tool_search_output": "tso",
     "additional_tools": "at",
     "compaction": "cmp",
+    **client_calls.ID_PREFIXES,
 }
 
 Normalizable = (
     w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall | w.CustomToolCallOutput | w.Reasoning
-    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction | w.HostedCall
+    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction | w.HostedCall | ci.ClientItem
+    | mcp.McpItem
 )  # fmt: skip
 
 
@@ -46,18 +51,44 @@ def _parts(msg: w.Message) -> list[dict[str, Any]]:
     return out
 
 
+def _stored_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool an input item brings, as stored: an MCP tool's credentials are never kept (the run has them)."""
+    if tool.get("type") == "mcp":
+        return {k: v for k, v in tool.items() if k not in ("authorization", "headers")}
+    return tool
+
+
 def _tool_search(item: w.ToolSearchCall | w.ToolSearchOutput) -> dict[str, Any]:
     # A search item the client sends back without `execution` is one it ran: respd runs no searches.
     d: dict[str, Any] = {"call_id": item.call_id, "execution": item.execution or "client"}
     if isinstance(item, w.ToolSearchCall):
         d["arguments"] = item.arguments
     else:
-        d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+        d["tools"] = [_stored_tool(t.model_dump(exclude_none=True, by_alias=True)) for t in item.tools]
+    return d
+
+
+def _client_item(item: ci.ClientItem) -> dict[str, Any]:
+    """A client-executed built-in's call or output in the shape the API gives it (required-but-null fields set)."""
+    d = item.model_dump(exclude_none=True, exclude={"id", "type", "status"})
+    if isinstance(item, ci.LocalShellCallOutput):
+        d["call_id"] = item.call_id or item.id  # the spec's shape names the call by `id`
+    elif isinstance(item, ci.LocalShellCall):
+        d["action"] = item.action.model_dump()
+    elif isinstance(item, ci.ShellCall):
+        d["action"] = item.action.model_dump()
+        d["environment"] = item.environment.model_dump(exclude_none=True) if item.environment else None
+    elif isinstance(item, ci.ShellCallOutput):
+        d["max_output_length"] = item.max_output_length
+    elif isinstance(item, ci.ComputerCall) and item.action is not None:
+        d["action"] = item.action.model_dump()  # e.g. a double_click's keys: required, and null if none
     return d
 
 
 def normalize(item: Normalizable) -> dict[str, Any]:
     """One validated input item (not an item_reference) in stored form."""
+    if isinstance(item, mcp.McpItem):  # MCP items as the client has them (an approval response gets its id)
+        return {**item.model_dump(), "id": item.id or new_id("mcpa")}
     if isinstance(item, w.HostedCall):  # a hosted call's item, as the client has it
         return {**item.model_dump(), "status": item.status or "completed"}
     kind = "message" if isinstance(item, w.Message) else item.type
@@ -70,7 +101,7 @@ def normalize(item: Normalizable) -> dict[str, Any]:
         return d
     if isinstance(item, w.AdditionalTools):  # the spec's AdditionalTools item has no status
         d["role"] = item.role
-        d["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in item.tools]
+        d["tools"] = [_stored_tool(t.model_dump(exclude_none=True, by_alias=True)) for t in item.tools]
         return d
     if isinstance(item, w.Message):
         d["role"] = item.role
@@ -85,6 +116,11 @@ def normalize(item: Normalizable) -> dict[str, Any]:
             d["encrypted_content"] = item.encrypted_content
     elif isinstance(item, w.ToolSearchCall | w.ToolSearchOutput):
         d.update(_tool_search(item))
+    elif isinstance(item, ci.ClientItem):
+        d.update(_client_item(item))
+        if isinstance(item, ci.ApplyPatchCall | ci.ApplyPatchCallOutput):
+            d["status"] = item.status  # their own statuses (completed|failed for an output), always given
+            return d
     else:
         dumped = item.model_dump(exclude_none=True, exclude={"id", "type", "status"})
         d.update(dumped)

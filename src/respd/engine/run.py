@@ -104,6 +104,7 @@ class Run:
         if tools.hosted:
             self.emitter.annotate = self.hosted.citations.annotations
         self._indices: dict[str, int] = {}  # hosted call item id → its output index, while it runs
+        self._offer_grew = False  # staged tools offered more functions than the request admitted with
         self.final: Response | None = None
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.place: Place | None = None  # this run's place at a backend with limited room
@@ -215,6 +216,10 @@ class Run:
             async for batch in self._finish_calls(rerun):
                 yield batch
             self.context = self.context + self.hosted.recall(em.response["output"][point.done :])
+        if point is None:  # a fresh run: staged tools' steps come first (a run taken over has them logged)
+            async for batch in self._setup():
+                yield batch
+        self._offer_grew = self.hosted.offer(self._seen())
         while True:
             start = len(em.response["output"])
             em.next_turn(self.hosted.names(), self._turn_calls())
@@ -227,14 +232,16 @@ class Run:
                 return
             if closing:
                 yield closing
-            calls = self.hosted.bind(requests)
+            calls, asked = self.hosted.admit(self.hosted.bind(requests), self._seen())
+            if asked:
+                yield self._ask(asked)
             async for batch in self._start_calls(calls):
                 yield batch
             async for batch in self._finish_calls(calls):
                 yield batch
             made = em.response["output"][start:]
-            if any(item["type"] in CLIENT_CALLS for item in made):
-                return  # the response ends with the client's calls, as without hosted tools
+            if asked or any(item["type"] in CLIENT_CALLS for item in made):
+                return  # the response ends with the client's calls (or approvals), as without hosted tools
             self.context = self.context + self.hosted.recall(made)
             first, prefill = False, None
             self.hosted.steps += 1
@@ -249,7 +256,8 @@ class Run:
 
     def _turn_request(self, first: bool, prefill: str | None) -> ModelRequest:
         place = self.place
-        if first and place is not None and place.request is not None and prefill is None and not self.compact:
+        if first and place is not None and place.request is not None and prefill is None and not self.compact \
+                and not self._offer_grew:  # fmt: skip
             return place.request  # as admitted, not built again
         tools, choice = self.tools.turn(first, self.hosted.may_call())
         return self.builder.build(self.context, tools, choice, prefill)
@@ -272,9 +280,38 @@ class Run:
             await deltas.aclose()
 
     # -- hosted calls -----------------------------------------------------------------------------
+    def _seen(self) -> list[Event]:
+        """The context's items as the client sees them (hosted items not yet turned into calls), this
+        response's output included: what staged tools read (listings, approval requests)."""
+        output: list[Event] = self.emitter.response["output"]
+        return self.history + self.inputs + output
+
+    async def _setup(self) -> AsyncGenerator[list[Event], None]:
+        """Staged tools' calls before the model's first turn (MCP: listing servers, running approved calls)."""
+        calls = self.hosted.setup(self.history + self.inputs, self.inputs)
+        if not calls:
+            return
+        start = len(self.emitter.response["output"])
+        async for batch in self._start_calls(calls):
+            yield batch
+        async for batch in self._finish_calls(calls):
+            yield batch
+        self.context = self.context + self.hosted.recall(self.emitter.response["output"][start:])
+
+    def _ask(self, asked: list[dict[str, Any]]) -> list[Event]:
+        """Items asking the client's approval of calls (each added and done at once); the response ends
+        after this step."""
+        events: list[Event] = []
+        for item in asked:
+            index, opened = self.emitter.open_item(item, [], "completed")
+            events += opened + self.emitter.close_item(index, item, [])
+        return events
+
     async def _start_calls(self, calls: list[tuple[Binding, Call]]) -> AsyncGenerator[list[Event], None]:
         """Each call's item added with its tool's opening events; durable before the calls run, so that a
         run taken over knows which calls were in flight."""
+        if not calls:
+            return
         events: list[Event] = []
         for binding, call in calls:
             item, progress = binding.tool.start(call)

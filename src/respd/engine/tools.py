@@ -4,10 +4,11 @@ A turn's tools are the request's ``tools`` plus those its input items bring (``a
 tools a client-run ``tool_search`` loaded). Namespaces are flattened here into one list of function and
 custom tools, each remembering its namespace; how a backend presents them to its model (a Chat Completions
 upstream has neither namespaces nor custom tools) is the backend's business. A client-run tool search is
-offered like a function named ``tool_search``. A built-in tool (web_search, file_search, …) that a
-configured hosted tool serves (:mod:`respd.tools.registry`) is offered as the functions that tool shows the
-model; the others (and a server-run tool_search) have no executor here: they are left out of what the model
-sees and named in ``omitted``, or refused when ``strict``.
+offered like a function named ``tool_search``. The client-executed built-ins (computer_use_preview,
+local_shell, shell, apply_patch) are offered as functions too (:mod:`respd.wire.client_calls`). A built-in
+tool (web_search, file_search, …) that a configured hosted tool serves (:mod:`respd.tools.registry`) is
+offered as the functions that tool shows the model; the others (and a server-run tool_search) have no
+executor here: they are left out of what the model sees and named in ``omitted``, or refused when ``strict``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from respd.errors import InvalidRequest, Unsupported
-from respd.tools.base import HostedTool
+from respd.tools.base import HostedTool, staged
 from respd.tools.registry import Registry
+from respd.wire import client_calls
 from respd.wire import items as w
 from respd.wire.request import (
     CreateResponse,
@@ -29,11 +31,14 @@ from respd.wire.request import (
     ToolChoiceFunction,
 )
 from respd.wire.tools import (
+    CLIENT_TOOL_TYPES,
     TOOL_SEARCH,
     BuiltinTool,
+    ClientTool,
     CustomTool,
     FunctionTool,
     NamespaceTool,
+    ShellTool,
     Tool,
     ToolSearchTool,
 )
@@ -58,6 +63,16 @@ class ToolPlan:
     omitted: list[str] = field(default_factory=list)  # built-in tool types nobody here can run
     choice: Any = None  # the tool_choice for the backend (a string or a neutral dict)
     hosted: dict[str, Binding] = field(default_factory=dict)  # function name → the hosted tool it calls
+    staged: list[Binding] = field(default_factory=list)  # hosted tools with steps of their own (StagedTool)
+
+    def extend(self, binding: Binding, functions: list[dict[str, Any]]) -> bool:
+        """Offer more functions of a hosted tool (a staged tool's, once its setup ran); whether any was new."""
+        taken = {(t["namespace"], t["name"]) for t in self.offered}
+        new = [f for f in functions if (None, f["name"]) not in taken]
+        self.offered += new
+        for f in new:
+            self.hosted[f["name"]] = binding
+        return bool(new)
 
     def turn(self, first: bool, hosted: bool) -> tuple[list[dict[str, Any]], Any]:
         """The tools and tool_choice of a model turn: the first as requested; later ones let the model answer
@@ -94,20 +109,25 @@ def _offer(tool: FunctionTool | CustomTool | ToolSearchTool, namespace: str | No
             "format": fmt}  # fmt: skip
 
 
-def _offers(tool: FunctionTool | CustomTool | NamespaceTool | ToolSearchTool) -> list[dict[str, Any]]:
+Offerable = FunctionTool | CustomTool | NamespaceTool | ToolSearchTool | ClientTool
+
+
+def _offers(tool: Offerable) -> list[dict[str, Any]]:
     if isinstance(tool, NamespaceTool):
         return [_offer(t, tool.name) for t in tool.tools]
-    return [_offer(tool, None)]
+    if isinstance(tool, FunctionTool | CustomTool | ToolSearchTool):
+        return [_offer(tool, None)]
+    return [client_calls.offer(tool)]
 
 
-def _echo(tool: FunctionTool | CustomTool | NamespaceTool | ToolSearchTool) -> dict[str, Any]:
+def _echo(tool: Offerable) -> dict[str, Any]:
     if isinstance(tool, FunctionTool):
         return {"type": "function", "name": tool.name, "description": tool.description,
                 "parameters": tool.parameters, "strict": True if tool.strict is None else tool.strict}  # fmt: skip
-    if isinstance(tool, CustomTool | ToolSearchTool):
-        return tool.model_dump(exclude_none=True)
-    return {"type": "namespace", "name": tool.name, "description": tool.description or "",
+    if isinstance(tool, NamespaceTool):
+        return {"type": "namespace", "name": tool.name, "description": tool.description or "",
             "tools": [_echo(t) for t in tool.tools]}  # fmt: skip
+    return tool.model_dump(exclude_none=True)
 
 
 def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
@@ -118,15 +138,14 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
             raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
     if isinstance(choice, ToolChoiceBuiltin):
+        if choice.type == "mcp" and any("mcp" in b.tool.types for b in plan.staged):
+            return "required"  # a server's functions are known once it is listed: the model must call a tool
         name = _hosted_function(plan, choice.type)
-        if name is None:
-            raise Unsupported(f"Tool choice '{choice.type}' forces a tool this server cannot run.",
-                              param="tool_choice")  # fmt: skip
-        return {"type": "function", "name": name}
+        return {"type": "function", "name": name if name is not None else _client_tool_name(choice.type, plan)}
     if isinstance(choice, ToolChoiceFunction | ToolChoiceCustom):
         wanted = [choice.name]
     else:
-        wanted = [str(t.get("name")) for t in choice.tools if t.get("type") in ("function", "custom")]
+        wanted = [_allowed_name(t, plan) for t in choice.tools if t.get("type") in _NAMED]
         wanted += [n for t in choice.tools if (n := _hosted_function(plan, str(t.get("type")))) is not None]
     for name in wanted:
         if name not in names:
@@ -134,6 +153,23 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
     if isinstance(choice, ToolChoiceAllowed):
         return {"type": "allowed_tools", "mode": choice.mode, "names": wanted}
     return {"type": choice.type, "name": choice.name}
+
+
+# The tools of an allowed_tools list that are functions to the model (other built-ins have nothing to allow).
+_NAMED = frozenset({"function", "custom", "computer", "computer_use"} | CLIENT_TOOL_TYPES)
+
+
+def _allowed_name(tool: dict[str, Any], plan: ToolPlan) -> str:
+    kind = str(tool.get("type"))
+    return str(tool.get("name")) if kind in ("function", "custom") else _client_tool_name(kind, plan)
+
+
+def _client_tool_name(kind: str, plan: ToolPlan) -> str:
+    """The function a client-executed built-in is offered as; forcing any other built-in is refused."""
+    tool_type = "computer_use_preview" if kind in ("computer", "computer_use") else kind
+    if tool_type not in client_calls.FUNCTION_NAMES or not any(t["type"] == tool_type for t in plan.offered):
+        raise Unsupported(f"Tool choice '{kind}' forces a tool this server cannot run.", param="tool_choice")
+    return client_calls.FUNCTION_NAMES[tool_type]
 
 
 def _hosted_function(plan: ToolPlan, tool_type: str) -> str | None:
@@ -163,8 +199,11 @@ def _turn_tools(req: CreateResponse) -> Iterator[tuple[str, Tool, bool]]:
 def _add_hosted(plan: ToolPlan, offered: dict[tuple[str | None, str], dict[str, Any]], tool: HostedTool,
                 raw: dict[str, Any], where: str, echoed: bool) -> None:  # fmt: skip
     binding = Binding(tool, tool.configure(raw, where))
-    if echoed:
-        plan.echo.append(binding.config)
+    stool = staged(tool)
+    if stool is not None:
+        plan.staged.append(binding)
+    if echoed:  # a staged tool may keep secrets in its config: it shows less
+        plan.echo.append(stool.echo(binding.config) if stool is not None else binding.config)
     for offer in tool.functions(binding.config):
         name = offer["name"]
         if (None, name) in offered and name not in plan.hosted:
@@ -187,7 +226,8 @@ def plan_tools(req: CreateResponse, *, strict: bool, registry: Registry | None =
         if hosted is not None:
             _add_hosted(plan, offered, hosted, tool.model_dump(), where, echoed)
             continue
-        if isinstance(tool, BuiltinTool) or (isinstance(tool, ToolSearchTool) and tool.execution != "client"):
+        if isinstance(tool, BuiltinTool) or (isinstance(tool, ToolSearchTool) and tool.execution != "client") \
+                or (isinstance(tool, ShellTool) and not tool.client_run):  # fmt: skip
             if strict:
                 raise Unsupported(f"Tool type '{tool.type}' is not supported by this server.", param=f"{where}.type")
             if tool.type not in plan.omitted:

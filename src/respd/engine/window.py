@@ -26,13 +26,14 @@ from typing import Any, cast
 from respd.backends.base import Backend, LearnsWindow, ModelRequest
 from respd.backends.token_estimate import upper_bound
 from respd.engine.compaction import DEFAULT_THRESHOLD
+from respd.engine.context import CALL_OF_OUTPUT
 from respd.errors import InvalidRequest
 from respd.wire.request import ContextManagement
 
 DEFAULT_RESERVE = 1024  # room kept for the answer by truncation "auto" when max_output_tokens is unset
 
-_OUTPUTS = {"function_call_output", "custom_tool_call_output", "tool_search_output"}
-_CALLS = {"function_call", "custom_tool_call", "tool_search_call"}
+_OUTPUTS = set(CALL_OF_OUTPUT)
+_CALLS = set(CALL_OF_OUTPUT.values())
 
 
 def too_long() -> InvalidRequest:

@@ -21,9 +21,11 @@ from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import RateLimited, RespdError
 from respd.jobs.queue import Job, JobQueue
+from respd.sealing import SealError
 from respd.store.signals import CANCEL, JOBS
 from respd.store.writer import Batch
 from respd.telemetry import tracing
+from respd.tools.mcp import secrets
 from respd.wire.request import CreateResponse
 from respd.wire.validation import parse_body
 
@@ -96,7 +98,9 @@ class Worker:
                 raise RateLimited(
                     f"Too many background responses are waiting ({waiting}). Retry after 5 seconds.", retry_after=5
                 )
-        batch = run.accept_background(request_body, owner=self.rt.replica_id if here else None)
+        # MCP credentials are stored sealed (the job's request waits in the database)
+        body = secrets.seal_request(self.rt.sealer, run.tenant, request_body)
+        batch = run.accept_background(body, owner=self.rt.replica_id if here else None)
         if not here:
             batch.notices.append((JOBS, ""))
         await self.rt.store.writer.commit(batch)
@@ -141,7 +145,12 @@ class Worker:
                 message = f"The server stopped {MAX_ATTEMPTS} times while generating this response; gave up."
                 await end_logged(self.rt.store, job.tenant, rid, "failed", message, self.rt.settings.ops)
                 return
-            req = parse_body(CreateResponse, job.request.encode())
+            try:
+                body = secrets.open_request(self.rt.sealer, job.tenant, job.request.encode())
+            except SealError:
+                await end_logged(self.rt.store, job.tenant, rid, "failed", _UNSEALABLE, self.rt.settings.ops)
+                return
+            req = parse_body(CreateResponse, body)
             try:
                 run = await prepare(self.rt, req, job.tenant, logged=logged)
             except RespdError as exc:  # e.g. its previous response was deleted while it waited
@@ -223,3 +232,5 @@ class Worker:
                 run.detached = True
             task.cancel()
 
+
+_UNSEALABLE = "The MCP credentials stored with this response could not be opened (the server key changed); not run."

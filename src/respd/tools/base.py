@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -138,6 +138,47 @@ class HostedTool(Protocol):
         """Function name, arguments and result text for a call item respd has no record of (a client sent it
         back by value, and the store does not hold it): what the model is shown of that earlier call."""
         ...
+
+
+class StagedTool(HostedTool, Protocol):
+    """A hosted tool with steps of its own around the model's calls (MCP), marked ``staged = True``.
+
+    Before the model's first turn a fresh run asks :meth:`setup` for calls to make (listing a server, a call
+    its client approved), run like the model's; then :meth:`functions_in` says what the model is offered,
+    from everything the context holds so far (the listing). A call of the model's goes through :meth:`admit`,
+    which may put an item asking the client's approval in its place: the response then ends after that step.
+    The tool's items (``item_types``) are shown to the model as :meth:`replay` makes them.
+    """
+
+    staged: ClassVar[bool]
+    item_types: ClassVar[frozenset[str]]  # every item type of its own, its calls' included
+
+    def echo(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """What the Response's ``tools`` shows of a config (a tool keeping secrets there shows less)."""
+        ...
+
+    def setup(self, config: Mapping[str, Any], context: list[Item], inputs: list[Item]) -> list[Call]:
+        """The calls to make before the model's first turn, given the context (client items) and this turn's
+        input."""
+        ...
+
+    def functions_in(self, config: Mapping[str, Any], context: list[Item]) -> list[dict[str, Any]]:
+        """The functions the model is offered, given what the context holds."""
+        ...
+
+    def admit(self, call: Call, context: list[Item]) -> Call | Item:
+        """The model's call as it runs, or the item that asks the client's approval in its place."""
+        ...
+
+    def replay(self, item: Item, output: str | None) -> list[Item]:
+        """The function call and output items one of the tool's items stands for (``output``: the result
+        the store recorded for it, if any)."""
+        ...
+
+
+def staged(tool: HostedTool) -> StagedTool | None:
+    """``tool`` as a :class:`StagedTool`, if it is one."""
+    return cast(StagedTool, tool) if getattr(tool, "staged", False) else None
 
 
 class ToolHost(Protocol):

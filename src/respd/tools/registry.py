@@ -39,7 +39,8 @@ class Registry:
         for tool in tools:
             for kind in tool.types:
                 self.by_type[kind] = tool
-            self.by_item[tool.item_type] = tool
+            for item_type in getattr(tool, "item_types", (tool.item_type,)):
+                self.by_item[item_type] = tool
         if tools:
             log.info("hosted tools: %s", ", ".join(sorted(self.by_type)))
 

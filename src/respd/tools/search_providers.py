@@ -76,15 +76,7 @@ class Searxng:
         params = {"q": query.query, "format": "json"}
         if self._client is None:
             self._client = self._make_client(timeout=self._timeout_s)
-        try:
-            reply = await self._client.get(self.base_url + "/search", params=params)
-        except httpx.TimeoutException:
-            raise ToolError("the search service did not answer in time") from None
-        except httpx.HTTPError as exc:
-            refused = refusal(exc)
-            if refused is not None:
-                raise ToolError(f"the search service may not be reached: {refused.message}") from None
-            raise ToolError(f"the search service is unreachable ({type(exc).__name__})") from None
+        reply = await fetch(self._client, self.base_url + "/search", params)
         if reply.status_code != 200:
             raise ToolError(f"the search service answered HTTP {reply.status_code}")
         try:
@@ -96,6 +88,20 @@ class Searxng:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+
+
+async def fetch(client: httpx.AsyncClient, url: str, params: Mapping[str, Any],
+                headers: Mapping[str, str] | None = None) -> httpx.Response:  # fmt: skip
+    """``GET url``; a timeout, a refusal by the outbound policy or a failed connection is a :class:`ToolError`."""
+    try:
+        return await client.get(url, params=dict(params), headers=dict(headers or {}))
+    except httpx.TimeoutException:
+        raise ToolError("the search service did not answer in time") from None
+    except httpx.HTTPError as exc:
+        refused = refusal(exc)
+        if refused is not None:
+            raise ToolError(f"the search service may not be reached: {refused.message}") from None
+        raise ToolError(f"the search service is unreachable ({type(exc).__name__})") from None
 
 
 def _result(raw: dict[str, Any]) -> WebResult:
@@ -113,7 +119,16 @@ def _searxng(section: Mapping[str, Any], outbound: OutboundPolicy, timeout_s: fl
     return Searxng(base_url, outbound.httpx_client, timeout_s)
 
 
-PROVIDERS: dict[str, Callable[[Mapping[str, Any], OutboundPolicy, float], SearchProvider]] = {"searxng": _searxng}
+def _brave(section: Mapping[str, Any], outbound: OutboundPolicy, timeout_s: float) -> SearchProvider:
+    from respd.tools.brave_search import brave  # it imports this module
+
+    return brave(section, outbound, timeout_s)
+
+
+PROVIDERS: dict[str, Callable[[Mapping[str, Any], OutboundPolicy, float], SearchProvider]] = {
+    "searxng": _searxng,
+    "brave": _brave,  # the Brave Search API, a hosted service with a key (respd.tools.brave_search)
+}
 
 
 def provider(section: Mapping[str, Any], outbound: OutboundPolicy, timeout_s: float) -> SearchProvider:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from respd.wire.base import MAX_TEXT, ItemId, Wire, tagged
+from respd.wire.client_items import CLIENT_ITEMS
+from respd.wire.mcp_items import MCP_ITEMS
 from respd.wire.tools import Tool
 
 MAX_COMPACTION = 20_971_520  # the spec's limit on a compaction item's encrypted_content
@@ -217,6 +219,8 @@ InputItem = tagged(
     Compaction,
     CompactionTrigger,
     ItemReference,
+    *CLIENT_ITEMS,
+    *MCP_ITEMS,
     default=_item_shape,
     catch_all=(HostedCall, HOSTED_ITEM_TYPES),
 )
@@ -224,9 +228,6 @@ InputItem = tagged(
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(
     {
-        "computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
-        "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
-        "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response", "mcp_call",
-        "program", "program_output",
+        "image_generation_call", "code_interpreter_call", "program", "program_output",
     }
 )  # fmt: skip

@@ -74,6 +74,53 @@ class ToolSearchTool(Wire):
 TOOL_SEARCH = "tool_search"  # the function name a client-run tool search is offered and replayed under
 
 
+class ComputerUsePreviewTool(Wire):
+    """A virtual computer the client controls (``S:ComputerUsePreviewTool``): the model asks for one action per
+    call (a ``computer_call``), the client performs it and answers with a screenshot."""
+
+    type: Literal["computer_use_preview"]
+    environment: Literal["windows", "mac", "linux", "ubuntu", "browser"]
+    display_width: Annotated[int, Field(ge=1)]
+    display_height: Annotated[int, Field(ge=1)]
+
+
+class LocalShellTool(Wire):
+    """Commands the client runs on its own machine (``S:LocalShellToolParam``), as ``local_shell_call`` items."""
+
+    type: Literal["local_shell"]
+
+
+class ShellEnvironment(BaseModel):
+    """Where ``shell`` commands run: ``local`` (the client's machine) or a container respd would have to run."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["local", "container_auto", "container_reference"]
+
+
+class ShellTool(Wire):
+    """Shell commands (``S:FunctionShellToolParam``) as ``shell_call`` items. Without an environment, or with
+    ``local``, the client runs them; a container environment is a tool the server would run."""
+
+    type: Literal["shell"]
+    environment: ShellEnvironment | None = None
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None
+
+    @property
+    def client_run(self) -> bool:
+        return self.environment is None or self.environment.type == "local"
+
+
+class ApplyPatchTool(Wire):
+    """File edits the client applies (``S:ApplyPatchToolParam``), as ``apply_patch_call`` items."""
+
+    type: Literal["apply_patch"]
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None
+
+
+ClientTool = ComputerUsePreviewTool | LocalShellTool | ShellTool | ApplyPatchTool
+CLIENT_TOOL_TYPES = frozenset({"computer_use_preview", "local_shell", "shell", "apply_patch"})
+
+
 class BuiltinTool(BaseModel):
     """A tool the API runs itself (web_search, file_search, …); respd has no executor for these yet."""
 
@@ -94,9 +141,9 @@ BUILTIN_TOOL_TYPES = frozenset(
 KNOWN_TOOL_TYPES = BUILTIN_TOOL_TYPES | {"function", "custom", "namespace"}
 
 if TYPE_CHECKING:
-    Tool = FunctionTool | CustomTool | NamespaceTool | ToolSearchTool | BuiltinTool
+    Tool = FunctionTool | CustomTool | NamespaceTool | ToolSearchTool | ClientTool | BuiltinTool
 else:
     Tool = tagged(
-        FunctionTool, CustomTool, NamespaceTool, ToolSearchTool,
-        catch_all=(BuiltinTool, BUILTIN_TOOL_TYPES - {"tool_search"}),
+        FunctionTool, CustomTool, NamespaceTool, ToolSearchTool, ComputerUsePreviewTool, LocalShellTool, ShellTool,
+        ApplyPatchTool, catch_all=(BuiltinTool, BUILTIN_TOOL_TYPES - {"tool_search"} - CLIENT_TOOL_TYPES),
     )  # fmt: skip
