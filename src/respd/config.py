@@ -31,6 +31,7 @@ from typing import Any
 
 from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
+from respd.sandbox.settings import SandboxConfigError, SandboxSettings, load_sandbox_settings
 
 BACKENDS = ("openai", "llama_cpp")
 
@@ -98,6 +99,7 @@ class Settings:
     max_background: int = 32
     max_queued: int = 10_000
     drain_s: float = 10.0
+    code_interpreter: SandboxSettings = field(default_factory=SandboxSettings)  # [code_interpreter]: the sandbox
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -199,8 +201,16 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
+        code_interpreter=_sandbox_settings(raw, env),
         **_job_settings(raw, env),
     )
+
+
+def _sandbox_settings(raw: dict[str, Any], env: dict[str, str]) -> SandboxSettings:
+    try:
+        return load_sandbox_settings(raw.get("code_interpreter", {}), env)
+    except SandboxConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from respd.backends.openai_chat import OpenAIChatBackend
 from respd.config import ModelRoute, Settings
 from respd.engine.live import LiveHub
 from respd.ids import new_id
+from respd.sandbox.containers import Containers
+from respd.sandbox.detect import find_sandbox
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
 
@@ -33,6 +35,7 @@ class Runtime:
     store: Store
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
+    containers: Containers = field(init=False)  # code_interpreter's containers; their sandbox, if one was found
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
@@ -45,9 +48,14 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
+        self.containers = Containers(self.store, self.settings.code_interpreter)
 
     async def open(self) -> None:
         await self.store.open()
+        sandbox = await find_sandbox(self.settings.code_interpreter)
+        if sandbox is not None:
+            self.containers.enable(sandbox)
+        await self.containers.start()
         for route in self.settings.models:
             if route.backend == "llama_cpp":
                 # load local models at startup: the first request should not wait for it, and a bad
@@ -58,6 +66,7 @@ class Runtime:
                     await load()
 
     async def close(self) -> None:
+        await self.containers.close()
         for backend in self.backends.values():
             await backend.aclose()
         await self.store.close()

@@ -1,0 +1,146 @@
+"""``/v1/containers`` routes: containers (create, list, retrieve, delete) and their files (upload or copy
+from a file id, list, retrieve, content, delete). Scoped by API key; see :mod:`respd.sandbox.containers`."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from respd.api.context import json_response, runtime_of, tenant_of
+from respd.errors import InvalidRequest, NotFound, Unsupported
+from respd.sandbox.containers import Containers
+from respd.store import containers as db
+from respd.store.containers import ContainerRow
+from respd.wire.containers import CreateContainer, CreateContainerFile
+from respd.wire.validation import parse_body
+
+
+def _containers(request: Request) -> Containers:
+    return runtime_of(request).containers
+
+
+def _page_args(request: Request) -> tuple[int, str, str | None]:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        raise InvalidRequest("Invalid type for 'limit': expected an integer.", param="limit",
+                             code="invalid_type") from None  # fmt: skip
+    if not 1 <= limit <= 100:
+        raise InvalidRequest(f"Invalid 'limit': integer out of range. Expected a value between 1 and 100, but got "
+                             f"{limit} instead.", param="limit", code="integer_out_of_range")  # fmt: skip
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order",
+                             code="invalid_value")  # fmt: skip
+    return limit, order, q.get("after")
+
+
+def _list(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": has_more}  # fmt: skip
+
+
+async def create_container(request: Request) -> Response:
+    req = parse_body(CreateContainer, await request.body())
+    tenant, containers = tenant_of(request), _containers(request)
+    if req.network_policy is not None and req.network_policy.type != "disabled":
+        raise Unsupported("Containers on this server have no network: network_policy must be 'disabled'.",
+                          param="network_policy.type")  # fmt: skip
+    if req.skills:
+        raise Unsupported("Skills are not supported by this server.", param="skills")
+    memory = containers.memory_limit(req.memory_limit, "memory_limit")
+    sources = [await files_source(request, tenant, fid, f"file_ids[{i}]") for i, fid in enumerate(req.file_ids or [])]
+    minutes = req.expires_after.minutes if req.expires_after else None
+    row = await containers.create(tenant, req.name, memory_limit=memory, minutes=minutes)
+    for filename, data in sources:
+        await containers.add_file(row, filename, data)
+    return json_response(row.resource())
+
+
+async def list_containers(request: Request) -> Response:
+    limit, order, after = _page_args(request)
+    rows, more = await db.page(runtime_of(request).store, tenant_of(request), limit=limit, order=order, after=after,
+                               name=request.query_params.get("name"))  # fmt: skip
+    return json_response(_list([r.resource() for r in rows], more))
+
+
+async def _container(request: Request, *, running: bool = True) -> ContainerRow:
+    cid, containers, tenant = request.path_params["container_id"], _containers(request), tenant_of(request)
+    return await (containers.running(tenant, cid) if running else containers.get(tenant, cid))
+
+
+async def get_container(request: Request) -> Response:
+    return json_response((await _container(request, running=False)).resource())
+
+
+async def delete_container(request: Request) -> Response:
+    row = await _container(request, running=False)
+    await _containers(request).delete(row)
+    return json_response({"id": row.id, "object": "container.deleted", "deleted": True})
+
+
+# -- files --------------------------------------------------------------------------------------------------
+
+
+async def files_source(request: Request, tenant: str, file_id: str, param: str) -> tuple[str, bytes]:
+    """The name and bytes of an uploaded file (``/v1/files``) of this tenant. This server has no Files API
+    yet, so there is no such file."""
+    raise NotFound(f"No such File object: {file_id}", param=param)
+
+
+async def _upload(request: Request) -> tuple[str, bytes]:
+    """A multipart body's ``file`` part: its file name and bytes."""
+    limit = _containers(request).settings.max_file_bytes
+    async with request.form(max_files=1, max_fields=8, max_part_size=limit + 1) as form:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+        data = await upload.read(limit + 1)
+        return upload.filename or "file", data
+
+
+async def create_file(request: Request) -> Response:
+    row = await _container(request)
+    tenant = tenant_of(request)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        filename, data = await _upload(request)
+    else:
+        req = parse_body(CreateContainerFile, await request.body())
+        filename, data = await files_source(request, tenant, req.file_id, "file_id")
+    file = await _containers(request).add_file(row, filename, data)
+    return json_response(file.resource())
+
+
+async def list_files(request: Request) -> Response:
+    row = await _container(request)
+    limit, order, after = _page_args(request)
+    files, more = await db.files_page(runtime_of(request).store, row.id, limit=limit, order=order, after=after)
+    return json_response(_list([f.resource() for f in files], more))
+
+
+async def get_file(request: Request) -> Response:
+    row = await _container(request)
+    file = await _containers(request).file(row, request.path_params["file_id"])
+    return json_response(file.resource())
+
+
+async def get_file_content(request: Request) -> Response:
+    row = await _container(request)
+    file = await _containers(request).file(row, request.path_params["file_id"])
+    data = await db.content(runtime_of(request).store, row.id, file.id) or b""
+    media = mimetypes.guess_type(file.path)[0] or "application/octet-stream"
+    name = quote(file.path.rsplit("/", 1)[-1])
+    return Response(data, media_type=media, headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+
+
+async def delete_file(request: Request) -> Response:
+    row = await _container(request)
+    containers = _containers(request)
+    file = await containers.file(row, request.path_params["file_id"])
+    await containers.remove_file(row, file)
+    return json_response({"id": file.id, "object": "container.file.deleted", "deleted": True})

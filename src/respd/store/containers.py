@@ -1,0 +1,210 @@
+"""Containers and their files in the database (see the ``containers`` and ``container_files`` tables).
+
+Every read is scoped by tenant through the container (a file is reached only through a container the caller
+owns). Writes are short transactions of their own (:meth:`Store.transact`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from respd.store.schema import container_files, containers
+from respd.store.store import Store
+
+RUNNING, EXPIRED = "running", "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRow:
+    id: str
+    tenant: str
+    name: str
+    status: str
+    created_at: int
+    last_active_at: int
+    expires_minutes: int
+    memory_limit: str
+    auto: bool
+
+    def resource(self) -> dict[str, Any]:
+        """The API's ``ContainerResource``."""
+        return {"id": self.id, "object": "container", "created_at": self.created_at, "status": self.status,
+                "expires_after": {"anchor": "last_active_at", "minutes": self.expires_minutes},
+                "last_active_at": self.last_active_at, "memory_limit": self.memory_limit, "name": self.name,
+                "network_policy": {"type": "disabled"}}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: str
+    container_id: str
+    path: str
+    source: str
+    created_at: int
+    bytes: int
+    mtime_ns: int
+
+    def resource(self) -> dict[str, Any]:
+        """The API's ``ContainerFileResource``."""
+        return {"id": self.id, "object": "container.file", "created_at": self.created_at, "bytes": self.bytes,
+                "container_id": self.container_id, "path": self.path, "source": self.source}  # fmt: skip
+
+
+_C = containers.c
+_F = container_files.c
+_FILE_COLUMNS = (_F.id, _F.container_id, _F.path, _F.source, _F.created_at, _F.bytes, _F.mtime_ns)
+
+
+def _container(row: Any) -> ContainerRow:
+    return ContainerRow(id=row.id, tenant=row.tenant, name=row.name, status=row.status, created_at=row.created_at,
+                        last_active_at=row.last_active_at, expires_minutes=row.expires_minutes,
+                        memory_limit=row.memory_limit, auto=bool(row.auto))  # fmt: skip
+
+
+def _file(row: Any) -> FileRow:
+    return FileRow(id=row.id, container_id=row.container_id, path=row.path, source=row.source,
+                   created_at=row.created_at, bytes=row.bytes, mtime_ns=row.mtime_ns)  # fmt: skip
+
+
+async def get(store: Store, tenant: str, container_id: str) -> ContainerRow | None:
+    q = select(containers).where(_C.id == container_id, _C.tenant == tenant)
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(q)).first()
+    return None if row is None else _container(row)
+
+
+async def page(
+    store: Store, tenant: str, *, limit: int, order: str, after: str | None, name: str | None
+) -> tuple[list[ContainerRow], bool]:
+    """One page of the tenant's containers by creation order (``id`` sorts so), and whether more follow."""
+    q = select(containers).where(_C.tenant == tenant)
+    if name is not None:
+        q = q.where(_C.name == name)
+    if after is not None:
+        q = q.where(_C.id > after if order == "asc" else _C.id < after)
+    q = q.order_by(_C.id.asc() if order == "asc" else _C.id.desc()).limit(limit + 1)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(q)).all()
+    return [_container(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def create(store: Store, row: ContainerRow) -> None:
+    values = {"id": row.id, "tenant": row.tenant, "name": row.name, "status": row.status,
+              "created_at": row.created_at, "last_active_at": row.last_active_at,
+              "expires_minutes": row.expires_minutes, "memory_limit": row.memory_limit, "auto": row.auto}  # fmt: skip
+    await store.transact(lambda conn: conn.execute(insert(containers).values(**values)))
+
+
+async def touch(store: Store, container_id: str, now: int) -> None:
+    """The container was used: its idle time starts again (never for an expired one)."""
+    q = update(containers).where(_C.id == container_id, _C.status == RUNNING).values(last_active_at=now)
+    await store.transact(lambda conn: conn.execute(q))
+
+
+async def delete_container(store: Store, container_id: str) -> None:
+    def work(conn: Connection) -> None:
+        conn.execute(delete(container_files).where(_F.container_id == container_id))
+        conn.execute(delete(containers).where(_C.id == container_id))
+
+    await store.transact(work)
+
+
+async def expire_idle(store: Store, now: int) -> list[str]:
+    """Mark every running container idle past its ``expires_after`` as expired and drop its files; their ids."""
+
+    def work(conn: Connection) -> list[str]:
+        due = conn.execute(
+            select(_C.id).where(_C.status == RUNNING, _C.last_active_at + _C.expires_minutes * 60 <= now)
+        ).all()
+        ids = [r.id for r in due]
+        if ids:
+            conn.execute(update(containers).where(_C.id.in_(ids), _C.status == RUNNING).values(status=EXPIRED))
+            conn.execute(delete(container_files).where(_F.container_id.in_(ids)))
+        return ids
+
+    return await store.transact(work)
+
+
+# -- files ------------------------------------------------------------------------------------------------
+
+
+async def files_page(
+    store: Store, container_id: str, *, limit: int, order: str, after: str | None
+) -> tuple[list[FileRow], bool]:
+    q = select(*_FILE_COLUMNS).where(_F.container_id == container_id)
+    if after is not None:
+        q = q.where(_F.id > after if order == "asc" else _F.id < after)
+    q = q.order_by(_F.id.asc() if order == "asc" else _F.id.desc()).limit(limit + 1)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(q)).all()
+    return [_file(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def files(store: Store, container_id: str) -> list[FileRow]:
+    """Every file of the container (without bytes), oldest first."""
+    q = select(*_FILE_COLUMNS).where(_F.container_id == container_id).order_by(_F.id)
+    async with store.engine.connect() as conn:
+        return [_file(r) for r in (await conn.execute(q)).all()]
+
+
+async def file(store: Store, container_id: str, file_id: str) -> FileRow | None:
+    q = select(*_FILE_COLUMNS).where(_F.container_id == container_id, _F.id == file_id)
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(q)).first()
+    return None if row is None else _file(row)
+
+
+async def content(store: Store, container_id: str, file_id: str) -> bytes | None:
+    q = select(_F.data).where(_F.container_id == container_id, _F.id == file_id)
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(q)).first()
+    return None if row is None else bytes(row.data)
+
+
+async def contents(store: Store, container_id: str) -> list[tuple[str, bytes]]:
+    """``(path, bytes)`` of every file, to write into a new sandbox process."""
+    q = select(_F.path, _F.data).where(_F.container_id == container_id).order_by(_F.id)
+    async with store.engine.connect() as conn:
+        return [(r.path, bytes(r.data)) for r in (await conn.execute(q)).all()]
+
+
+async def put_file(store: Store, row: FileRow, data: bytes, *, keep_id: bool) -> FileRow:
+    """Store a file at ``row.path``. A file already at that path is replaced: with ``keep_id`` (code changed
+    it) the existing row keeps its id and creation time; otherwise (a new upload) it gives way to ``row``."""
+
+    def work(conn: Connection) -> FileRow:
+        old = conn.execute(
+            select(*_FILE_COLUMNS).where(_F.container_id == row.container_id, _F.path == row.path)
+        ).first()
+        if old is not None and keep_id:
+            conn.execute(update(container_files).where(_F.id == old.id)
+                         .values(bytes=len(data), mtime_ns=row.mtime_ns, data=data))  # fmt: skip
+            return replace(_file(old), bytes=len(data), mtime_ns=row.mtime_ns)
+        if old is not None:
+            conn.execute(delete(container_files).where(_F.id == old.id))
+        conn.execute(insert(container_files).values(
+            id=row.id, container_id=row.container_id, path=row.path, source=row.source, created_at=row.created_at,
+            bytes=len(data), mtime_ns=row.mtime_ns, data=data))  # fmt: skip
+        return row
+
+    return await store.transact(work)
+
+
+async def set_mtime(store: Store, file_id: str, mtime_ns: int) -> None:
+    q = update(container_files).where(_F.id == file_id).values(mtime_ns=mtime_ns)
+    await store.transact(lambda conn: conn.execute(q))
+
+
+async def delete_file(store: Store, container_id: str, file_id: str) -> None:
+    q = delete(container_files).where(_F.container_id == container_id, _F.id == file_id)
+    await store.transact(lambda conn: conn.execute(q))
+
+
+async def usage(store: Store, container_id: str) -> int:
+    """Bytes stored for the container."""
+    q = select(func.coalesce(func.sum(_F.bytes), 0)).where(_F.container_id == container_id)
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(q)).scalar_one())
