@@ -31,6 +31,7 @@ from typing import Any
 
 from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
+from respd.outbound import OutboundPolicy
 from respd.sandbox.settings import SandboxConfigError, SandboxSettings, load_sandbox_settings
 
 BACKENDS = ("openai", "llama_cpp")
@@ -99,6 +100,8 @@ class Settings:
     max_background: int = 32
     max_queued: int = 10_000
     drain_s: float = 10.0
+    # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     code_interpreter: SandboxSettings = field(default_factory=SandboxSettings)  # [code_interpreter]: the sandbox
 
     def model(self, name: str) -> ModelRoute:
@@ -201,9 +204,24 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
+        outbound=_outbound(raw, env),
         code_interpreter=_sandbox_settings(raw, env),
         **_job_settings(raw, env),
     )
+
+
+def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:
+    allow = list(raw.get("outbound_allow", []))
+    if not isinstance(raw.get("outbound_allow", []), list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("outbound_allow must be a list of host or host:port patterns")
+    allow += [a.strip() for a in env.get("RESPD_OUTBOUND_ALLOW", "").split(",") if a.strip()]
+    try:
+        return OutboundPolicy(
+            allow=tuple(dict.fromkeys(allow)),
+            public=_flag(env.get("RESPD_OUTBOUND_PUBLIC"), raw.get("outbound_public", True)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"outbound_allow: {exc}") from None
 
 
 def _sandbox_settings(raw: dict[str, Any], env: dict[str, str]) -> SandboxSettings:
