@@ -98,9 +98,9 @@ class Containers:
 
     async def create(self, tenant: str, name: str, *, memory_limit: str, minutes: int | None = None,
                      auto: bool = False) -> ContainerRow:  # fmt: skip
-        now = int(time.time())
-        row = ContainerRow(id=new_id("cntr"), tenant=tenant, name=name, status=RUNNING, created_at=now,
-                           last_active_at=now, expires_minutes=minutes or self.settings.idle_minutes,
+        now_us = time.time_ns() // 1000
+        row = ContainerRow(id=new_id("cntr"), tenant=tenant, name=name, status=RUNNING, created_us=now_us,
+                           last_active_at=now_us // 1_000_000, expires_minutes=minutes or self.settings.idle_minutes,
                            memory_limit=memory_limit, auto=auto)  # fmt: skip
         await db.create(self.store, row)
         return row
@@ -145,7 +145,7 @@ class Containers:
             raise InvalidRequest(f"Container '{row.id}' is full: its files may take {self.settings.disk_mb} MB.",
                                  code="container_full")  # fmt: skip
         file = FileRow(id=new_id("cfile"), container_id=row.id, path=path, source=source,
-                       created_at=int(time.time()), bytes=len(data), mtime_ns=0)  # fmt: skip
+                       created_us=time.time_ns() // 1000, bytes=len(data), mtime_ns=0)  # fmt: skip
         stored = await db.put_file(self.store, file, data, keep_id=False)
         if self.pool is not None:
             await self.pool.write_file(row.id, path, data)
@@ -175,7 +175,7 @@ class Containers:
             for png in result.images:
                 fid = new_id("cfile")
                 file = FileRow(id=fid, container_id=row.id, path=f"{WORKDIR}{fid}.png", source="assistant",
-                               created_at=int(time.time()), bytes=len(png), mtime_ns=0)  # fmt: skip
+                               created_us=time.time_ns() // 1000, bytes=len(png), mtime_ns=0)  # fmt: skip
                 images.append(await db.put_file(self.store, file, png, keep_id=False))
                 await pool.write_file(row.id, file.path, png)
         except KernelGone as exc:  # the process died after the call: its files are what was stored before
@@ -203,7 +203,7 @@ class Containers:
                 await db.set_mtime(self.store, old.id, info.mtime_ns)  # our own write, first seen: no change
                 continue
             file = FileRow(id=new_id("cfile"), container_id=row.id, path=info.path, source="assistant",
-                           created_at=int(time.time()), bytes=len(data), mtime_ns=info.mtime_ns)  # fmt: skip
+                           created_us=time.time_ns() // 1000, bytes=len(data), mtime_ns=info.mtime_ns)  # fmt: skip
             changed.append(await db.put_file(self.store, file, data, keep_id=True))
         for gone in stored.values() if complete else ():
             if gone.mtime_ns or gone.source == "assistant":  # it was in the sandbox, and the code removed it

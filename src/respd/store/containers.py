@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
 
 from respd.store.schema import container_files, containers
 from respd.store.store import Store
@@ -23,11 +23,15 @@ class ContainerRow:
     tenant: str
     name: str
     status: str
-    created_at: int
+    created_us: int  # creation time in microseconds: lists are in this order
     last_active_at: int
     expires_minutes: int
     memory_limit: str
     auto: bool
+
+    @property
+    def created_at(self) -> int:
+        return self.created_us // 1_000_000
 
     def resource(self) -> dict[str, Any]:
         """The API's ``ContainerResource``."""
@@ -43,9 +47,13 @@ class FileRow:
     container_id: str
     path: str
     source: str
-    created_at: int
+    created_us: int
     bytes: int
     mtime_ns: int
+
+    @property
+    def created_at(self) -> int:
+        return self.created_us // 1_000_000
 
     def resource(self) -> dict[str, Any]:
         """The API's ``ContainerFileResource``."""
@@ -55,18 +63,18 @@ class FileRow:
 
 _C = containers.c
 _F = container_files.c
-_FILE_COLUMNS = (_F.id, _F.container_id, _F.path, _F.source, _F.created_at, _F.bytes, _F.mtime_ns)
+_FILE_COLUMNS = (_F.id, _F.container_id, _F.path, _F.source, _F.created_us, _F.bytes, _F.mtime_ns)
 
 
 def _container(row: Any) -> ContainerRow:
-    return ContainerRow(id=row.id, tenant=row.tenant, name=row.name, status=row.status, created_at=row.created_at,
+    return ContainerRow(id=row.id, tenant=row.tenant, name=row.name, status=row.status, created_us=row.created_us,
                         last_active_at=row.last_active_at, expires_minutes=row.expires_minutes,
                         memory_limit=row.memory_limit, auto=bool(row.auto))  # fmt: skip
 
 
 def _file(row: Any) -> FileRow:
     return FileRow(id=row.id, container_id=row.container_id, path=row.path, source=row.source,
-                   created_at=row.created_at, bytes=row.bytes, mtime_ns=row.mtime_ns)  # fmt: skip
+                   created_us=row.created_us, bytes=row.bytes, mtime_ns=row.mtime_ns)  # fmt: skip
 
 
 async def get(store: Store, tenant: str, container_id: str) -> ContainerRow | None:
@@ -79,21 +87,33 @@ async def get(store: Store, tenant: str, container_id: str) -> ContainerRow | No
 async def page(
     store: Store, tenant: str, *, limit: int, order: str, after: str | None, name: str | None
 ) -> tuple[list[ContainerRow], bool]:
-    """One page of the tenant's containers by creation order (``id`` sorts so), and whether more follow."""
+    """One page of the tenant's containers in creation order, and whether more follow."""
     q = select(containers).where(_C.tenant == tenant)
     if name is not None:
         q = q.where(_C.name == name)
-    if after is not None:
-        q = q.where(_C.id > after if order == "asc" else _C.id < after)
-    q = q.order_by(_C.id.asc() if order == "asc" else _C.id.desc()).limit(limit + 1)
+    q = _keyset(q, _C.created_us, _C.id, select(_C.created_us).where(_C.id == after, _C.tenant == tenant), after, order)
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(q)).all()
+        rows = (await conn.execute(q.limit(limit + 1))).all()
     return [_container(r) for r in rows[:limit]], len(rows) > limit
+
+
+def _keyset(q: Select[Any], created: Any, ident: Any, after_created: Select[Any], after: str | None,
+            order: str) -> Select[Any]:  # fmt: skip
+    """``q`` ordered by (creation time, id) and started past ``after`` (an id whose row must exist)."""
+    if after is not None:
+        mark = after_created.scalar_subquery()
+        if order == "asc":
+            q = q.where(or_(created > mark, and_(created == mark, ident > after)))
+        else:
+            q = q.where(or_(created < mark, and_(created == mark, ident < after)))
+    if order == "asc":
+        return q.order_by(created.asc(), ident.asc())
+    return q.order_by(created.desc(), ident.desc())
 
 
 async def create(store: Store, row: ContainerRow) -> None:
     values = {"id": row.id, "tenant": row.tenant, "name": row.name, "status": row.status,
-              "created_at": row.created_at, "last_active_at": row.last_active_at,
+              "created_us": row.created_us, "last_active_at": row.last_active_at,
               "expires_minutes": row.expires_minutes, "memory_limit": row.memory_limit, "auto": row.auto}  # fmt: skip
     await store.transact(lambda conn: conn.execute(insert(containers).values(**values)))
 
@@ -135,17 +155,16 @@ async def files_page(
     store: Store, container_id: str, *, limit: int, order: str, after: str | None
 ) -> tuple[list[FileRow], bool]:
     q = select(*_FILE_COLUMNS).where(_F.container_id == container_id)
-    if after is not None:
-        q = q.where(_F.id > after if order == "asc" else _F.id < after)
-    q = q.order_by(_F.id.asc() if order == "asc" else _F.id.desc()).limit(limit + 1)
+    mark = select(_F.created_us).where(_F.id == after, _F.container_id == container_id)
+    q = _keyset(q, _F.created_us, _F.id, mark, after, order)
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(q)).all()
+        rows = (await conn.execute(q.limit(limit + 1))).all()
     return [_file(r) for r in rows[:limit]], len(rows) > limit
 
 
 async def files(store: Store, container_id: str) -> list[FileRow]:
     """Every file of the container (without bytes), oldest first."""
-    q = select(*_FILE_COLUMNS).where(_F.container_id == container_id).order_by(_F.id)
+    q = select(*_FILE_COLUMNS).where(_F.container_id == container_id).order_by(_F.created_us, _F.id)
     async with store.engine.connect() as conn:
         return [_file(r) for r in (await conn.execute(q)).all()]
 
@@ -166,7 +185,7 @@ async def content(store: Store, container_id: str, file_id: str) -> bytes | None
 
 async def contents(store: Store, container_id: str) -> list[tuple[str, bytes]]:
     """``(path, bytes)`` of every file, to write into a new sandbox process."""
-    q = select(_F.path, _F.data).where(_F.container_id == container_id).order_by(_F.id)
+    q = select(_F.path, _F.data).where(_F.container_id == container_id).order_by(_F.created_us, _F.id)
     async with store.engine.connect() as conn:
         return [(r.path, bytes(r.data)) for r in (await conn.execute(q)).all()]
 
@@ -186,7 +205,7 @@ async def put_file(store: Store, row: FileRow, data: bytes, *, keep_id: bool) ->
         if old is not None:
             conn.execute(delete(container_files).where(_F.id == old.id))
         conn.execute(insert(container_files).values(
-            id=row.id, container_id=row.container_id, path=row.path, source=row.source, created_at=row.created_at,
+            id=row.id, container_id=row.container_id, path=row.path, source=row.source, created_us=row.created_us,
             bytes=len(data), mtime_ns=row.mtime_ns, data=data))  # fmt: skip
         return row
 

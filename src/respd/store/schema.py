@@ -111,12 +111,12 @@ containers = Table(
     Column("tenant", String(64), nullable=False),
     Column("name", Text, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),  # microseconds: list order
     Column("last_active_at", BigInteger, nullable=False),
     Column("expires_minutes", Integer, nullable=False),
     Column("memory_limit", String(8), nullable=False),
     Column("auto", Boolean, nullable=False, default=False),
-    Index("ix_containers_tenant_id", "tenant", "id"),
+    Index("ix_containers_tenant_created", "tenant", "created_us"),
     Index("ix_containers_status_active", "status", "last_active_at"),  # the expiry sweep
 )
 
@@ -130,7 +130,7 @@ container_files = Table(
     Column("container_id", String(80), nullable=False),
     Column("path", String(1024), nullable=False),
     Column("source", String(16), nullable=False),  # "user" (uploaded) | "assistant" (written by code)
-    Column("created_at", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),  # microseconds: list order
     Column("bytes", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     Column("data", LargeBinary, nullable=False),

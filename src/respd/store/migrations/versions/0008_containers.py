@@ -20,13 +20,13 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(64), nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("created_us", sa.BigInteger, nullable=False),
         sa.Column("last_active_at", sa.BigInteger, nullable=False),
         sa.Column("expires_minutes", sa.Integer, nullable=False),
         sa.Column("memory_limit", sa.String(8), nullable=False),
         sa.Column("auto", sa.Boolean, nullable=False),
     )
-    op.create_index("ix_containers_tenant_id", "containers", ["tenant", "id"])
+    op.create_index("ix_containers_tenant_created", "containers", ["tenant", "created_us"])
     op.create_index("ix_containers_status_active", "containers", ["status", "last_active_at"])
     op.create_table(
         "container_files",
@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("container_id", sa.String(80), nullable=False),
         sa.Column("path", sa.String(1024), nullable=False),
         sa.Column("source", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("created_us", sa.BigInteger, nullable=False),
         sa.Column("bytes", sa.BigInteger, nullable=False),
         sa.Column("mtime_ns", sa.BigInteger, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
@@ -46,5 +46,5 @@ def downgrade() -> None:
     op.drop_index("ux_container_files_path", "container_files")
     op.drop_table("container_files")
     op.drop_index("ix_containers_status_active", "containers")
-    op.drop_index("ix_containers_tenant_id", "containers")
+    op.drop_index("ix_containers_tenant_created", "containers")
     op.drop_table("containers")
