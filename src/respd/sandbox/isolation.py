@@ -143,10 +143,13 @@ class Bubblewrap:
             args += ["--ro-bind", "/etc/fonts", "/etc/fonts"]
         for source, path in zip(sources, self.runtime.paths, strict=True):
             args += ["--ro-bind", source, path]
+        # Writable: only the size-limited tmpfs (/mnt/data, /tmp, /dev/shm). bwrap's root and /dev are tmpfs
+        # with no size limit, so they are made read-only once everything is mounted.
         args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                  "--size", str(limits.disk_bytes), "--tmpfs", "/mnt/data",
                  "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-                 "--chdir", "/mnt/data", "--clearenv"]  # fmt: skip
+                 "--remount-ro", "/", "--chdir", "/mnt/data", "--clearenv"]  # fmt: skip
         for key, value in ENV.items():
             args += ["--setenv", key, value]
         return args
