@@ -18,7 +18,7 @@ A config file looks like::
     path = "/models/qwen2.5-7b-instruct-q4_k_m.gguf"   # omit for the bundled default model
     n_ctx = 8192
 
-With no ``[[models]]`` at all, respd serves the bundled default model (:mod:`respd.backends.bundled`).
+With no ``[[models]]`` at all, respd serves the bundled default model, :data:`DEFAULT_MODEL`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
 from respd.outbound import OutboundPolicy
 from respd.sandbox.settings import SandboxConfigError, SandboxSettings, load_sandbox_settings
 
 BACKENDS = ("openai", "llama_cpp")
+# The model served when the config names none: the GGUF bundled with respd (respd.backends.bundled), run in
+# process. Its name lives here so that reading settings loads no backend.
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
 class ConfigError(ValueError):
@@ -157,7 +159,7 @@ def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
 
 def default_models() -> tuple[ModelRoute, ...]:
     """What respd serves when the config names no model: the bundled model, run in-process."""
-    return (ModelRoute(name=BUNDLED.name, backend="llama_cpp"),)
+    return (ModelRoute(name=DEFAULT_MODEL, backend="llama_cpp"),)
 
 
 def _flag(env_value: str | None, default: Any) -> bool:
