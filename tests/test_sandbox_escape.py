@@ -257,3 +257,38 @@ except OSError as exc:
 """,
     )
     assert "WROTE" not in out and "stopped:" in out and "tmp stopped:" in out, out
+
+
+def test_memory_bomb_across_processes(box: Harness, server: RespdServer) -> None:
+    """Each process stays under the per-process limit; together they would not, where a cgroup bounds the
+    container (without one, the per-process limit and the process limit bound it)."""
+    result = box.run(
+        "c-mem-fork",
+        """
+import os, time
+pids = []
+for _ in range(12):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            hog = b"x" * (300 << 20)
+            time.sleep(20)
+        finally:
+            os._exit(0)
+    pids.append(pid)
+time.sleep(1.5)
+alive = sum(1 for p in pids if os.waitpid(p, os.WNOHANG) == (0, 0))
+print("children alive", alive)
+for p in pids:
+    try:
+        os.kill(p, 9)
+    except OSError:
+        pass
+""",
+    )
+    healthy(server)
+    if box.sandbox.cgroups is not None:
+        # 12 x 300 MB does not fit a 512 MB container: the kernel's OOM killer ended some of them (or the
+        # kernel itself, in which case the call reports the container's process killed)
+        assert result.error is not None or "children alive 12" not in result.logs, result
+    assert ok(box, "c-mem-fork", "print('after')").strip() == "after"

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 
+from respd.sandbox.cgroups import Cgroups
 from respd.sandbox.isolation import STAGE, Bubblewrap, CommandIsolation, Isolation, PythonRuntime, find_bwrap
 from respd.sandbox.pool import Sandbox
 from respd.sandbox.process import KernelGone
@@ -70,7 +71,8 @@ async def find_sandbox(settings: SandboxSettings) -> Sandbox | None:
     if isinstance(isolation, str):
         _unavailable(settings, isolation)
         return None
-    sandbox = Sandbox(isolation, settings)
+    cgroups = Cgroups.find() if isinstance(isolation, Bubblewrap) else None
+    sandbox = Sandbox(isolation, settings, cgroups)
     started = time.perf_counter()
     try:
         said = await probe(sandbox)
@@ -78,8 +80,9 @@ async def find_sandbox(settings: SandboxSettings) -> Sandbox | None:
         _unavailable(settings, f"{isolation.name} does not work here: {exc}")
         return None
     _uid, version, missing = [*said.split(" "), "", "", ""][:3]
-    log.info("code_interpreter: sandbox %s; Python %s, started in %.0f ms", isolation.describe(), version,
-             (time.perf_counter() - started) * 1000)  # fmt: skip
+    memory = f"per container ({cgroups.describe()})" if cgroups else "per process (RLIMIT_AS; no cgroup)"
+    log.info("code_interpreter: sandbox %s; memory limited %s; Python %s, started in %.0f ms",
+             isolation.describe(), memory, version, (time.perf_counter() - started) * 1000)  # fmt: skip
     if missing:
         log.warning("code_interpreter: the sandbox's Python lacks %s (the project's `uv sync` installs them)", missing)
     return sandbox

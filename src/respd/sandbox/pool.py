@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from respd.sandbox.cgroups import Cgroups
 from respd.sandbox.isolation import Isolation, Limits
 from respd.sandbox.process import KernelGone, KernelProcess
 from respd.sandbox.settings import SandboxSettings
@@ -55,8 +56,8 @@ class FileInfo:
 class Sandbox:
     """The isolation tool respd found, and the limits it applies."""
 
-    def __init__(self, isolation: Isolation, settings: SandboxSettings) -> None:
-        self.isolation, self.settings = isolation, settings
+    def __init__(self, isolation: Isolation, settings: SandboxSettings, cgroups: Cgroups | None = None) -> None:
+        self.isolation, self.settings, self.cgroups = isolation, settings, cgroups
 
     def limits(self, memory_bytes: int) -> Limits:
         s = self.settings
@@ -69,7 +70,12 @@ class Sandbox:
                                "max_file_bytes": limits.max_file_bytes, "max_open_files": limits.max_open_files,
                                "cpu_total_s": resource.RLIM_INFINITY}).decode()  # fmt: skip
         argv = self.isolation.argv(limits, config)
-        return await KernelProcess.start(argv, max_payload=self.settings.max_file_bytes + 1, wait_s=START_TIMEOUT_S)
+        group = None
+        if self.cgroups is not None:  # the container's memory as a whole; its files (tmpfs) are memory too
+            total = limits.memory_bytes + limits.disk_bytes + 2 * limits.tmp_bytes
+            group = self.cgroups.make(total, limits.max_processes)
+        return await KernelProcess.start(argv, max_payload=self.settings.max_file_bytes + 1, wait_s=START_TIMEOUT_S,
+                                         group=group)  # fmt: skip
 
 
 class Pool:
@@ -183,6 +189,8 @@ class Pool:
     async def close(self) -> None:
         for cid in list(self.live):
             await self.stop(cid, "the server stopped")
+        if self.sandbox.cgroups is not None:
+            self.sandbox.cgroups.remove_all()
 
 
 def _exec_result(reply: dict[str, Any], max_chars: int, fresh: bool, reset: str) -> ExecResult:

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from respd.sandbox.cgroups import Cgroups, Group
+
 HEADER = struct.Struct(">II")
 MAX_JSON = 64 << 20  # a reply's JSON part (images travel in it, base64)
 STDERR_KEEP = 4096
@@ -28,8 +30,8 @@ class KernelGone(Exception):
 class KernelProcess:
     """One running kernel. Requests are serialized: a container runs one thing at a time."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, max_payload: int) -> None:
-        self.proc, self.max_payload = proc, max_payload
+    def __init__(self, proc: asyncio.subprocess.Process, max_payload: int, group: Group | None) -> None:
+        self.proc, self.max_payload, self.group = proc, max_payload, group
         self.lock = asyncio.Lock()
         self.started = time.monotonic()
         self.info: dict[str, Any] = {}
@@ -38,12 +40,17 @@ class KernelProcess:
         self.ended_because = ""
 
     @classmethod
-    async def start(cls, argv: list[str], *, max_payload: int, wait_s: float) -> KernelProcess:
+    async def start(
+        cls, argv: list[str], *, max_payload: int, wait_s: float, group: Group | None = None
+    ) -> KernelProcess:
+        """Start ``argv`` (inside ``group``, a cgroup, when given) and wait for the kernel's first frame."""
+        if group is not None:
+            argv = Cgroups.enter(group, argv)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             limit=1 << 20, start_new_session=True,
         )  # fmt: skip
-        kernel = cls(proc, max_payload)
+        kernel = cls(proc, max_payload, group)
         try:
             kernel.info, _ = await asyncio.wait_for(kernel._read(), wait_s)
         except (TimeoutError, KernelGone) as exc:
@@ -83,6 +90,8 @@ class KernelProcess:
         return msg, payload
 
     def _death(self) -> str:
+        if self.group is not None and self.group.oom_killed():
+            return "the container ran out of memory (its memory_limit) and its Python process was killed"
         code = self.proc.returncode
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
@@ -123,3 +132,5 @@ class KernelProcess:
         self._drain.cancel()
         if self.proc.stdin is not None:
             self.proc.stdin.close()
+        if self.group is not None:
+            await Cgroups.remove(self.group)
