@@ -97,11 +97,11 @@ class Containers:
         return limit
 
     async def create(self, tenant: str, name: str, *, memory_limit: str, minutes: int | None = None,
-                     auto: bool = False) -> ContainerRow:  # fmt: skip
+                     origin: str | None = None) -> ContainerRow:  # fmt: skip
         now_us = time.time_ns() // 1000
         row = ContainerRow(id=new_id("cntr"), tenant=tenant, name=name, status=RUNNING, created_us=now_us,
                            last_active_at=now_us // 1_000_000, expires_minutes=minutes or self.settings.idle_minutes,
-                           memory_limit=memory_limit, auto=auto)  # fmt: skip
+                           memory_limit=memory_limit, origin=origin)  # fmt: skip
         await db.create(self.store, row)
         return row
 

@@ -27,7 +27,7 @@ class ContainerRow:
     last_active_at: int
     expires_minutes: int
     memory_limit: str
-    auto: bool
+    origin: str | None = None  # the response the code_interpreter tool made it for (an "auto" container)
 
     @property
     def created_at(self) -> int:
@@ -69,7 +69,7 @@ _FILE_COLUMNS = (_F.id, _F.container_id, _F.path, _F.source, _F.created_us, _F.b
 def _container(row: Any) -> ContainerRow:
     return ContainerRow(id=row.id, tenant=row.tenant, name=row.name, status=row.status, created_us=row.created_us,
                         last_active_at=row.last_active_at, expires_minutes=row.expires_minutes,
-                        memory_limit=row.memory_limit, auto=bool(row.auto))  # fmt: skip
+                        memory_limit=row.memory_limit, origin=row.origin)  # fmt: skip
 
 
 def _file(row: Any) -> FileRow:
@@ -79,6 +79,17 @@ def _file(row: Any) -> FileRow:
 
 async def get(store: Store, tenant: str, container_id: str) -> ContainerRow | None:
     q = select(containers).where(_C.id == container_id, _C.tenant == tenant)
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(q)).first()
+    return None if row is None else _container(row)
+
+
+async def auto_for(store: Store, tenant: str, response_ids: list[str]) -> ContainerRow | None:
+    """The newest container made for one of ``response_ids`` (a response chain) by ``container: auto``."""
+    if not response_ids:
+        return None
+    q = (select(containers).where(_C.tenant == tenant, _C.origin.in_(response_ids))
+         .order_by(_C.created_us.desc()).limit(1))  # fmt: skip
     async with store.engine.connect() as conn:
         row = (await conn.execute(q)).first()
     return None if row is None else _container(row)
@@ -114,7 +125,8 @@ def _keyset(q: Select[Any], created: Any, ident: Any, after_created: Select[Any]
 async def create(store: Store, row: ContainerRow) -> None:
     values = {"id": row.id, "tenant": row.tenant, "name": row.name, "status": row.status,
               "created_us": row.created_us, "last_active_at": row.last_active_at,
-              "expires_minutes": row.expires_minutes, "memory_limit": row.memory_limit, "auto": row.auto}  # fmt: skip
+              "expires_minutes": row.expires_minutes, "memory_limit": row.memory_limit,
+              "origin": row.origin}  # fmt: skip
     await store.transact(lambda conn: conn.execute(insert(containers).values(**values)))
 
 

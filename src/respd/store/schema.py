@@ -102,8 +102,9 @@ conversation_items = Table(
 )
 
 # Code interpreter containers (``/v1/containers``). ``status`` is running until the container has been idle
-# for ``expires_minutes`` (then expired: the row stays as a snapshot of its metadata, its files go). ``auto``
-# marks a container the code_interpreter tool made for a response chain (``container: {"type": "auto"}``).
+# for ``expires_minutes`` (then expired: the row stays as a snapshot of its metadata, its files go). ``origin``
+# is the response for which the code_interpreter tool made the container (``container: {"type": "auto"}``):
+# later responses of that chain use it again.
 containers = Table(
     "containers",
     metadata,
@@ -115,8 +116,9 @@ containers = Table(
     Column("last_active_at", BigInteger, nullable=False),
     Column("expires_minutes", Integer, nullable=False),
     Column("memory_limit", String(8), nullable=False),
-    Column("auto", Boolean, nullable=False, default=False),
+    Column("origin", String(80), nullable=True),
     Index("ix_containers_tenant_created", "tenant", "created_us"),
+    Index("ix_containers_origin", "origin"),
     Index("ix_containers_status_active", "status", "last_active_at"),  # the expiry sweep
 )
 

@@ -24,8 +24,9 @@ def upgrade() -> None:
         sa.Column("last_active_at", sa.BigInteger, nullable=False),
         sa.Column("expires_minutes", sa.Integer, nullable=False),
         sa.Column("memory_limit", sa.String(8), nullable=False),
-        sa.Column("auto", sa.Boolean, nullable=False),
+        sa.Column("origin", sa.String(80), nullable=True),
     )
+    op.create_index("ix_containers_origin", "containers", ["origin"])
     op.create_index("ix_containers_tenant_created", "containers", ["tenant", "created_us"])
     op.create_index("ix_containers_status_active", "containers", ["status", "last_active_at"])
     op.create_table(
@@ -45,6 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ux_container_files_path", "container_files")
     op.drop_table("container_files")
+    op.drop_index("ix_containers_origin", "containers")
     op.drop_index("ix_containers_status_active", "containers")
     op.drop_index("ix_containers_tenant_created", "containers")
     op.drop_table("containers")
