@@ -99,7 +99,8 @@ class Cgroups:
         """A new container cgroup with these limits."""
         self._n += 1
         name = f"k{self._n}"
-        self.memory_root.mkdir(exist_ok=True)  # again after remove_all (a pool closed, another opened)
+        if not self.memory_root.is_dir():  # again after remove_all (a pool closed, another opened)
+            self._prepare()
         memory = self.memory_root / name
         memory.mkdir()
         dirs = [memory]
@@ -110,7 +111,6 @@ class Cgroups:
         else:
             (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
             if self.pids_root is not None:
-                self.pids_root.mkdir(exist_ok=True)
                 pids = self.pids_root / name
                 pids.mkdir()
                 (pids / "pids.max").write_text(str(max_processes))
