@@ -203,9 +203,8 @@ def test_memory_bomb(box: Harness, server: RespdServer) -> None:
     result = box.run("c-mem", "hog = bytearray(4 << 30)")
     assert result.error is not None and result.error["type"] == "MemoryError", result
     result = box.run("c-mem", "hog = []\nwhile True:\n    hog.append(b'x' * (16 << 20))")
-    assert result.error is not None and result.error["type"] in ("MemoryError", "SandboxError"), result
+    assert result.error is not None and result.error["type"] in ("MemoryError", "SandboxError", "LimitExceeded"), result
     healthy(server)
-    assert ok(box, "c-mem", "hog = None\nprint('still here')").strip().endswith("still here") or True
     assert ok(box, "c-mem", "print(1 + 1)").strip() == "2"
 
 
@@ -228,7 +227,7 @@ def test_infinite_loops_hit_the_limits(box: Harness) -> None:
 
 
 def test_huge_output(box: Harness) -> None:
-    result = box.run("c-out", "for i in range(10**6):\n    print('spam' * 20)")
+    result = box.run("c-out", "for i in range(200_000):\n    print('spam' * 20)")  # 16 MB
     assert result.error is None and result.truncated and len(result.logs) <= 2000
     result = box.run("c-out", "import os\nos.system('yes | head -c 100000000')")
     assert result.truncated and len(result.logs) <= 2000

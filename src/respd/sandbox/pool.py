@@ -23,7 +23,7 @@ import orjson
 from respd.sandbox.cgroups import Cgroups
 from respd.sandbox.isolation import Isolation, Limits
 from respd.sandbox.process import KernelGone, KernelProcess
-from respd.sandbox.settings import SandboxSettings
+from respd.sandbox.settings import SandboxSettings, parse_size
 
 log = logging.getLogger("respd.sandbox")
 
@@ -86,6 +86,9 @@ class Pool:
         self.live: OrderedDict[str, KernelProcess] = OrderedDict()
         self._starting: dict[str, asyncio.Lock] = {}
         self._ended: dict[str, str] = {}  # why a container's last process ended, until a new one starts
+        # A kernel started ahead, for the next container with the default memory limit: a new container's
+        # first call then waits for no process to start (~0.15 s); a replacement starts in the background.
+        self._spare: asyncio.Task[KernelProcess] | None = None
 
     async def _kernel(self, container_id: str, memory_bytes: int, restore: Restore) -> tuple[KernelProcess, bool]:
         """The container's kernel, started (and its files restored) if it has none; and whether it is new."""
@@ -99,7 +102,7 @@ class Pool:
                 self._ended[container_id] = kernel.ended_because or "the container's process ended"
             self.live.pop(container_id, None)
             await self._make_room()
-            kernel = await self.sandbox.start(memory_bytes)
+            kernel = await self._new_kernel(memory_bytes)
             try:
                 for path, data in await restore():
                     await self._write(kernel, path, data)
@@ -108,6 +111,21 @@ class Pool:
                 raise
             self.live[container_id] = kernel
             return kernel, True
+
+    async def _new_kernel(self, memory_bytes: int) -> KernelProcess:
+        """A fresh kernel: the spare when the memory limit is the default one, else one started now."""
+        default = parse_size(self.sandbox.settings.memory_limit)
+        if memory_bytes != default:
+            return await self.sandbox.start(memory_bytes)
+        loop = asyncio.get_running_loop()
+        spare, self._spare = self._spare or loop.create_task(self.sandbox.start(default)), None
+        kernel = None
+        with contextlib.suppress(KernelGone):
+            kernel = await spare
+        self._spare = loop.create_task(self.sandbox.start(default))  # for the next one; started after ours
+        if kernel is not None and kernel.alive:
+            return kernel
+        return await self.sandbox.start(default)
 
     async def _make_room(self) -> None:
         while len(self.live) >= self.sandbox.settings.max_live:
@@ -187,10 +205,21 @@ class Pool:
         self._starting.pop(container_id, None)
 
     async def close(self) -> None:
+        if self._spare is not None:
+            await _discard(self._spare)
+            self._spare = None
         for cid in list(self.live):
             await self.stop(cid, "the server stopped")
         if self.sandbox.cgroups is not None:
             self.sandbox.cgroups.remove_all()
+
+
+async def _discard(spare: asyncio.Task[KernelProcess]) -> None:
+    """End a spare kernel, started or still starting."""
+    spare.cancel()
+    with contextlib.suppress(asyncio.CancelledError, KernelGone):
+        kernel = await spare
+        await kernel.kill()
 
 
 def _exec_result(reply: dict[str, Any], max_chars: int, fresh: bool, reset: str) -> ExecResult:

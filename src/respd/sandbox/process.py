@@ -57,6 +57,10 @@ class KernelProcess:
             await kernel.kill()
             detail = kernel.stderr_tail() or str(exc) or "no answer in time"
             raise KernelGone(f"the sandbox did not start: {detail}") from None
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # the sandbox dies with it; its cgroup goes with the server's
+            raise
         return kernel
 
     @property
