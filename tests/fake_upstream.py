@@ -2,7 +2,9 @@
 
 It speaks the OpenAI Chat Completions wire format the way OpenAI / vLLM do (JSON and SSE), answers with
 scripted ``Reply`` objects in FIFO order (or echoes the last user message), records every request, and
-notices when its client (respd) goes away before an answer is complete.
+notices when its client (respd) goes away before an answer is complete. A scripted entry may also be a
+function of the request body that returns the ``Reply``: a later turn of a multi-turn exchange can answer
+from what it was sent (a hosted tool's results, say).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -46,6 +48,14 @@ class Reply:
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; expected one of {sorted(FAULTS)}")
+
+
+Scripted = Reply | Callable[[dict[str, Any]], Reply]  # a reply, or one made from the request body
+
+
+def tool_messages(body: dict[str, Any]) -> list[str]:
+    """The contents of the ``tool`` messages of a chat request, in order (what tools gave the model)."""
+    return [m["content"] for m in body.get("messages", ()) if isinstance(m, dict) and m.get("role") == "tool"]
 
 
 class Headers(dict[str, str]):
@@ -174,7 +184,7 @@ class FakeUpstream:
         self.models = list(models)
         self._shutdown_timeout = shutdown_timeout
         self._cond = threading.Condition()
-        self._script: list[Reply] = []
+        self._script: list[Scripted] = []
         self._requests: list[dict[str, Any]] = []
         self._disconnects = 0
         self._generation = 0  # bumped by reset(): late disconnects of older requests are not counted
@@ -255,8 +265,9 @@ class FakeUpstream:
 
     # -- scripting and inspection (thread-safe) ----------------------------------------------------------------
 
-    def script(self, *replies: Reply) -> None:
-        """Queue replies; each chat completion request takes the next one (then falls back to echo)."""
+    def script(self, *replies: Scripted) -> None:
+        """Queue replies; each chat completion request takes the next one (then falls back to echo). A
+        callable is called with the request body, in the server's thread, and returns the reply."""
         with self._cond:
             self._script.extend(replies)
 
@@ -311,9 +322,10 @@ class FakeUpstream:
             return web.json_response(error_body(400, "'messages' is a required property"), status=400)
         with self._cond:
             self._requests.append({"body": body, "headers": Headers(request.headers.items()), "path": request.path})
-            reply = self._script.pop(0) if self._script else None
+            scripted = self._script.pop(0) if self._script else None
             generation = self._generation
             self._cond.notify_all()
+        reply = scripted(body) if callable(scripted) else scripted
         if reply is None:
             last_user = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
             reply = Reply(text="echo: " + (_text_of(last_user[-1].get("content")) if last_user else ""))

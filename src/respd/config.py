@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,13 @@ class Settings:
     # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     code_interpreter: SandboxSettings = field(default_factory=SandboxSettings)  # [code_interpreter]: the sandbox
+    # The config file's tables that configure parts beyond the core, by name (``[web_search]``, …): each hosted
+    # tool reads and checks its own (respd.tools), so adding a tool needs no change here.
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The config table ``[name]``, empty when the file has none."""
+        return self.sections.get(name, {})
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -208,6 +216,7 @@ def load_settings(
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=_outbound(raw, env),
         code_interpreter=_sandbox_settings(raw, env),
+        sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
     )
 

@@ -32,7 +32,7 @@ async def gather(
     """
     assert req.model is not None
     route = rt.settings.model(req.model)
-    tools = plan_tools(req, strict=rt.settings.strict_tools)
+    tools = plan_tools(req, strict=rt.settings.strict_tools, registry=rt.tools)
     hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
@@ -40,7 +40,11 @@ async def gather(
     if req.conversation_id is not None:
         context.check_unique_ids(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools, logged=logged)
-    run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
+    seen = compaction.expand(rt.sealer, tenant, hist, inputs)
+    if rt.tools.by_item:  # hosted calls in the context (or the log) are shown to the model as what it called and read
+        await run.hosted.load(rt.store, [*seen, *(logged.response["output"] if logged is not None else ())])
+        seen = run.hosted.recall(seen)
+    run.context = seen
     return run
 
 

@@ -13,6 +13,7 @@ from respd.sandbox.containers import Containers
 from respd.sandbox.detect import find_sandbox
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
+from respd.tools.registry import Registry
 
 
 def make_backend(route: ModelRoute) -> Backend:
@@ -35,6 +36,7 @@ class Runtime:
     store: Store
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
+    tools: Registry = field(init=False)  # the hosted tools configured here
     containers: Containers = field(init=False)  # code_interpreter's containers; their sandbox, if one was found
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
@@ -48,6 +50,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
+        self.tools = Registry(self.settings)
         self.containers = Containers(self.store, self.settings.code_interpreter)
 
     async def open(self) -> None:

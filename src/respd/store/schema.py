@@ -138,3 +138,20 @@ container_files = Table(
     Column("data", LargeBinary, nullable=False),
     Index("ux_container_files_path", "container_id", "path", unique=True),
 )
+
+# The hosted-tool calls respd ran (web_search, file_search, …): what the model called and what it read back,
+# which the call's public output item does not hold. A later model turn, a run taken over after a crash and
+# a response continuing the chain read them to show the model its earlier calls. ``output`` is null while the
+# call runs; ``sources`` are the numbered sources it found (JSON ``[[n, source], …]``).
+hosted_calls = Table(
+    "hosted_calls",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("response_id", String(80), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("output", Text, nullable=True),
+    Column("sources", Text, nullable=True),
+    Index("ix_hosted_calls_response", "response_id"),
+)
