@@ -33,7 +33,8 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
 # sees the rest.
 _NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call",
                          "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
-                         "web_search_call", "file_search", "file_search_call"}  # fmt: skip
+                         "web_search_call", "file_search", "file_search_call", "code_interpreter",
+                         "code_interpreter_call"}  # fmt: skip
 
 
 def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:

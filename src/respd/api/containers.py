@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from respd.api.context import json_response, runtime_of, tenant_of
-from respd.errors import InvalidRequest, NotFound, Unsupported
+from respd.errors import InvalidRequest, Unsupported
 from respd.sandbox.containers import Containers
 from respd.store import containers as db
 from respd.store.containers import ContainerRow
@@ -88,9 +88,8 @@ async def delete_container(request: Request) -> Response:
 
 
 async def files_source(request: Request, tenant: str, file_id: str, param: str) -> tuple[str, bytes]:
-    """The name and bytes of an uploaded file (``/v1/files``) of this tenant. This server has no Files API
-    yet, so there is no such file."""
-    raise NotFound(f"No such File object: {file_id}", param=param)
+    """The name and bytes of an uploaded file (``/v1/files``) of this tenant."""
+    return await _containers(request).uploaded_file(tenant, file_id, param)
 
 
 async def _upload(request: Request) -> tuple[str, bytes]:

@@ -57,7 +57,10 @@ class Runtime:
         await self.store.open()
         sandbox = await find_sandbox(self.settings.code_interpreter)
         if sandbox is not None:
+            from respd.tools.code_interpreter import CodeInterpreter  # it runs code in these containers
+
             self.containers.enable(sandbox)
+            self.tools.add(CodeInterpreter(self.containers))
         await self.containers.start()
         for route in self.settings.models:
             backend = self.backend(route)

@@ -136,6 +136,11 @@ class Containers:
         await db.delete_container(self.store, row.id)
 
     # -- files ----------------------------------------------------------------------------------------------
+    async def uploaded_file(self, tenant: str, file_id: str, param: str) -> tuple[str, bytes]:
+        """The name and bytes of a file uploaded through the Files API by ``tenant``. This server has no
+        Files API yet, so there is no such file."""
+        raise NotFound(f"No such File object: {file_id}", param=param)
+
     async def add_file(self, row: ContainerRow, filename: str, data: bytes, *, source: str = "user") -> FileRow:
         """Store ``data`` as /mnt/data/<filename> (replacing a file at that path) and put it in the sandbox."""
         if len(data) > self.settings.max_file_bytes:

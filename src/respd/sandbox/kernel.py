@@ -165,7 +165,9 @@ class Kernel:
         used = resource.getrusage(resource.RUSAGE_SELF)
         spent = int(used.ru_utime + used.ru_stime)
         _soft, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
-        soft = min(spent + max(1, int(cpu_s + 0.999)), cpu_hard)
+        soft = spent + max(1, int(cpu_s + 0.999))
+        if cpu_hard != resource.RLIM_INFINITY:
+            soft = min(soft, cpu_hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, cpu_hard))
         signal.setitimer(signal.ITIMER_REAL, wall_s)
         try:

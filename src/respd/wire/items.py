@@ -185,7 +185,7 @@ class HostedCall(BaseModel):
 
 
 # Output item types of hosted tools that a client may send back as input.
-HOSTED_ITEM_TYPES = frozenset({"web_search_call", "file_search_call"})
+HOSTED_ITEM_TYPES = frozenset({"web_search_call", "file_search_call", "code_interpreter_call"})
 
 
 def _item_shape(value: dict[str, Any]) -> str:
@@ -213,7 +213,7 @@ InputItem = tagged(
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(
     {
-        "computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
+        "computer_call", "computer_call_output", "image_generation_call",
         "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
         "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response", "mcp_call",
         "program", "program_output",
