@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -15,8 +17,9 @@ import pytest
 from tests.checks import check_event, check_response
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply, tool_messages
-from tests.servers import RespdServer, write_config
+from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 from tests.test_background import sse, stored_json, wait_status
+from tests.test_replicas import LEASE_S, client_of
 
 OUTPUTS = "code_interpreter_call.outputs"
 TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
@@ -192,3 +195,37 @@ def test_openai_agents_code_interpreter_tool(server: RespdServer, fake: FakeUpst
     calls = [i for i in result.new_items if i.type == "tool_call_item"]
     assert calls and calls[0].raw_item.type == "code_interpreter_call"  # type: ignore[union-attr]
     assert "5050" in tool_messages(fake.requests[-1]["body"])[0]
+
+
+def test_taken_over_during_a_call_does_not_run_it_again(tmp_path: Path, fake: FakeUpstream) -> None:
+    """A replica killed while code runs: the replica that takes the response over ends that call as
+    incomplete and tells the model, instead of running code with effects a second time (PostgreSQL)."""
+    config = write_config(tmp_path / "respd.toml", fake.base_url, f"lease_s = {LEASE_S}\n")
+    with open(config, "a") as f:
+        f.write('\n[code_interpreter]\nsandbox = "bubblewrap"\n')
+    url = create_pg_database()
+    a, b = start_server(tmp_path / "a", config, url), start_server(tmp_path / "b", config, url)
+    try:
+        slow = "open('/mnt/data/ran.txt', 'a').write('ran\\n')\nimport time\ntime.sleep(30)"
+        fake.script(code(slow), lambda body: Reply(text="stopped" if "not run again" in "".join(tool_messages(body)) else "?"))
+        with client_of(a) as ca:
+            rid = ca.responses.create(model="test-model", input="go", background=True, tools=[TOOL]).id
+            deadline = time.monotonic() + 30
+            while not stored_json(ca, rid)["output"] and time.monotonic() < deadline:
+                time.sleep(0.1)  # the call's item is logged before its code runs
+            time.sleep(1.0)
+        a.kill()
+        with client_of(b) as cb:
+            done = wait_status(cb, rid, {"completed", "failed", "incomplete", "cancelled"}, timeout=LEASE_S * 15)
+            body = stored_json(cb, rid)
+            assert done.status == "completed", body
+            ci, msg = body["output"]
+            assert ci["type"] == "code_interpreter_call" and ci["status"] == "failed"  # stopped, not run again
+            assert msg["content"][0]["text"] == "stopped"
+            # the code did not run on b: nothing it wrote came back into the container
+            files = cb.containers.files.list(ci["container_id"]).data
+            assert [f.path for f in files] == []
+    finally:
+        a.stop()
+        b.stop()
+        drop_pg_database(url)
