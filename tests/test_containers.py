@@ -128,6 +128,19 @@ def test_files_upload_list_content_delete(server: RespdServer, tmp_path: Path) -
     assert [f.id for f in c.containers.files.list(box.id).data] == [made.id]
 
 
+def test_files_from_file_ids(server: RespdServer) -> None:
+    c = client(server)
+    uploaded = c.files.create(file=("report.csv", b"q,n\n1,10\n"), purpose="user_data")
+    box = c.containers.create(name="with files", file_ids=[uploaded.id])
+    (made,) = c.containers.files.list(box.id).data
+    assert made.path == "/mnt/data/report.csv" and made.source == "user" and made.bytes == 9
+    copy = c.containers.files.create(box.id, file_id=uploaded.id)
+    assert copy.path == "/mnt/data/report.csv" and copy.id != made.id  # the same path: replaced
+    assert c.containers.files.content.retrieve(copy.id, container_id=box.id).read() == b"q,n\n1,10\n"
+    c.files.delete(uploaded.id)  # the container keeps its copy
+    assert c.containers.files.content.retrieve(copy.id, container_id=box.id).read() == b"q,n\n1,10\n"
+
+
 def test_bad_requests(server: RespdServer) -> None:
     c = client(server)
     with pytest.raises(openai.BadRequestError) as err:
@@ -147,6 +160,12 @@ def test_bad_requests(server: RespdServer) -> None:
     with pytest.raises(openai.NotFoundError) as nf:
         c.containers.files.create(box.id, file_id="file-doesnotexist")
     assert nf.value.body["param"] == "file_id"  # type: ignore[index]
+    theirs = client(server, KEYS[1]).files.create(file=("theirs.txt", b"secret"), purpose="user_data")
+    with pytest.raises(openai.NotFoundError):  # another key's file
+        c.containers.files.create(box.id, file_id=theirs.id)
+    with pytest.raises(openai.NotFoundError) as nf:
+        c.containers.create(name="x", file_ids=[theirs.id])
+    assert nf.value.body["param"] == "file_ids[0]"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError):
         c.containers.list(limit=1000)
     with pytest.raises(openai.NotFoundError):

@@ -40,8 +40,11 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
     ("missing input", {"model": "test-model"}, "input", "missing_required_parameter"),
     ("unknown model", {**OK, "model": "no-such-model"}, "model", "model_not_found"),
     ("background without store", {**OK, "background": True, "store": False}, "background", None),
-    ("input_file unsupported", {**OK, "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-     "input[0].content[0]", "unsupported_parameter"),
+    ("input_file without a file", {**OK, "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+     "input[0].content[0]", None),
+    ("input_file by URL, not allowed", {**OK, "input": [{"role": "user", "content": [
+        {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}]}, "input[0].content[0].file_url",
+     "unsupported_parameter"),
     ("json_schema name", {**OK, "text": {"format": {"type": "json_schema", "name": "bad name!", "schema": {}}}},
      "text.format.name", None),
 ]  # fmt: skip

@@ -113,6 +113,10 @@ class Settings:
     def section(self, name: str) -> Mapping[str, Any]:
         """The config table ``[name]``, empty when the file has none."""
         return self.sections.get(name, {})
+    # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
+    # respd to fetch (only from hosts the outbound policy allows).
+    max_file_bytes: int = 512 * 1024 * 1024
+    fetch_file_urls: bool = False
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -217,7 +221,9 @@ def load_settings(
         outbound=_outbound(raw, env),
         code_interpreter=_sandbox_settings(raw, env),
         sections={k: v for k, v in raw.items() if isinstance(v, dict)},
+        fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
         **_job_settings(raw, env),
+        **_file_settings(raw, env),
     )
 
 
@@ -240,6 +246,19 @@ def _sandbox_settings(raw: dict[str, Any], env: dict[str, str]) -> SandboxSettin
         return load_sandbox_settings(raw.get("code_interpreter", {}), env)
     except SandboxConfigError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _file_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    value = env.get("RESPD_MAX_FILE_BYTES") or raw.get("max_file_bytes")
+    if value is None:
+        return {}
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_file_bytes must be a whole number of bytes, not {value!r}") from None
+    if limit <= 0:
+        raise ConfigError("max_file_bytes must be > 0")
+    return {"max_file_bytes": limit}
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

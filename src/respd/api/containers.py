@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from respd.api.context import json_response, runtime_of, tenant_of
-from respd.errors import InvalidRequest, Unsupported
+from respd.api.multipart import FileData, FileEnd, FileStart, read_parts
+from respd.errors import InvalidRequest, TooLarge, Unsupported
 from respd.sandbox.containers import Containers
 from respd.store import containers as db
 from respd.store.containers import ContainerRow
@@ -93,14 +94,24 @@ async def files_source(request: Request, tenant: str, file_id: str, param: str) 
 
 
 async def _upload(request: Request) -> tuple[str, bytes]:
-    """A multipart body's ``file`` part: its file name and bytes."""
+    """A multipart body's ``file`` part: its file name and bytes (a 413 past the container file limit)."""
     limit = _containers(request).settings.max_file_bytes
-    async with request.form(max_files=1, max_fields=8, max_part_size=limit + 1) as form:
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
-        data = await upload.read(limit + 1)
-        return upload.filename or "file", data
+    name: str | None = None
+    data, reading = bytearray(), False
+    async for part in read_parts(request):
+        if isinstance(part, FileStart):
+            reading = part.name == "file" and name is None  # the first `file` part; others are ignored
+            name = (part.filename or "file") if reading else name
+        elif isinstance(part, FileEnd):
+            reading = False
+        elif isinstance(part, FileData) and reading:
+            data += part.data
+            if len(data) > limit:
+                raise TooLarge(f"The file is larger than a container file may be "
+                               f"({_containers(request).settings.max_file_mb} MB).")  # fmt: skip
+    if name is None:
+        raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+    return name, bytes(data)
 
 
 async def create_file(request: Request) -> Response:

@@ -18,12 +18,13 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 
-from respd.errors import InvalidRequest, NotFound, RespdError
+from respd.errors import InvalidRequest, NotFound, TooLarge
 from respd.ids import new_id
 from respd.sandbox.pool import ExecResult, Pool, Sandbox
 from respd.sandbox.process import KernelGone
 from respd.sandbox.settings import SandboxSettings, parse_size
 from respd.store import containers as db
+from respd.store import files as files_db
 from respd.store.containers import RUNNING, ContainerRow, FileRow
 from respd.store.store import Store
 
@@ -37,12 +38,8 @@ class ContainerExpired(InvalidRequest):
     default_code = "container_expired"
 
 
-class FileTooLarge(RespdError):
+class FileTooLarge(TooLarge):
     """413: a file over the server's container file limit."""
-
-    status = 413
-    type = "invalid_request_error"
-    default_code = "file_too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +134,18 @@ class Containers:
 
     # -- files ----------------------------------------------------------------------------------------------
     async def uploaded_file(self, tenant: str, file_id: str, param: str) -> tuple[str, bytes]:
-        """The name and bytes of a file uploaded through the Files API by ``tenant``. This server has no
-        Files API yet, so there is no such file."""
-        raise NotFound(f"No such File object: {file_id}", param=param)
+        """The name and bytes of a file ``tenant`` uploaded through the Files API (404 naming ``param``)."""
+        record = await files_db.get(self.store, tenant, file_id)
+        if record is None:
+            raise NotFound(f"No such File object: {file_id}", param=param)
+        if record.bytes > self.settings.max_file_bytes:
+            raise FileTooLarge(f"File '{file_id}' is larger than a container file may be "
+                               f"({self.settings.max_file_mb} MB).")  # fmt: skip
+        try:
+            data = b"".join([piece async for piece in files_db.read(self.store, record)])
+        except files_db.FileGone:
+            raise NotFound(f"No such File object: {file_id}", param=param) from None
+        return record.filename, data
 
     async def add_file(self, row: ContainerRow, filename: str, data: bytes, *, source: str = "user") -> FileRow:
         """Store ``data`` as /mnt/data/<filename> (replacing a file at that path) and put it in the sandbox."""

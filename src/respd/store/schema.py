@@ -155,3 +155,35 @@ hosted_calls = Table(
     Column("sources", Text, nullable=True),
     Index("ix_hosted_calls_response", "response_id"),
 )
+
+# Uploaded files (``/v1/files``). A file is ``uploading`` while its bytes arrive (invisible to the API),
+# ``processed`` once whole, and ``deleted`` between a delete and the removal of its bytes; ``updated_at``
+# (seconds) is an upload's heartbeat, so a sweep can tell an upload whose replica died from a slow one.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(80), primary_key=True),  # file-<creation second, hex><random>: sorts by created_at
+    Column("tenant", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("mime", String(256), nullable=False),  # the upload's Content-Type, as the client named it
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Index("ix_files_tenant_id", "tenant", "id"),  # listing, newest or oldest first
+    Index("ix_files_status", "status", "updated_at"),  # the sweep: deleted files, abandoned uploads
+    Index("ix_files_expires_at", "expires_at"),  # the sweep: expired files
+)
+
+# A file's bytes in pieces of :data:`respd.store.files.CHUNK_BYTES`, in order: written and read one piece
+# at a time, so no file is ever whole in memory, and every replica reads them from the database.
+file_chunks = Table(
+    "file_chunks",
+    metadata,
+    Column("file_id", String(80), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
