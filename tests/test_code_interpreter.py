@@ -4,11 +4,13 @@ a container file cited in the answer; explicit containers; limits and failures t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -186,14 +188,18 @@ def test_openai_agents_code_interpreter_tool(server: RespdServer, fake: FakeUpst
     from openai import AsyncOpenAI
 
     fake.script(code("print(sum(range(101)))"), Reply(text="The sum is 5050."))
-    model = agents.OpenAIResponsesModel(model="test-model", openai_client=AsyncOpenAI(
-        base_url=server.url + "/v1", api_key="k", max_retries=0))  # fmt: skip
-    tool = agents.CodeInterpreterTool(tool_config={"type": "code_interpreter", "container": {"type": "auto"}})
-    agent = agents.Agent(name="calc", instructions="Use python.", model=model, tools=[tool])
-    result = agents.Runner.run_sync(agent, "Sum 0..100")
+
+    async def run() -> Any:
+        async with AsyncOpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as openai_client:
+            model = agents.OpenAIResponsesModel(model="test-model", openai_client=openai_client)
+            tool = agents.CodeInterpreterTool(tool_config={"type": "code_interpreter", "container": {"type": "auto"}})
+            agent = agents.Agent(name="calc", instructions="Use python.", model=model, tools=[tool])
+            return await agents.Runner.run(agent, "Sum 0..100")
+
+    result = asyncio.run(run())
     assert result.final_output == "The sum is 5050."
     calls = [i for i in result.new_items if i.type == "tool_call_item"]
-    assert calls and calls[0].raw_item.type == "code_interpreter_call"  # type: ignore[union-attr]
+    assert calls and calls[0].raw_item.type == "code_interpreter_call"
     assert "5050" in tool_messages(fake.requests[-1]["body"])[0]
 
 
@@ -207,7 +213,9 @@ def test_taken_over_during_a_call_does_not_run_it_again(tmp_path: Path, fake: Fa
     a, b = start_server(tmp_path / "a", config, url), start_server(tmp_path / "b", config, url)
     try:
         slow = "open('/mnt/data/ran.txt', 'a').write('ran\\n')\nimport time\ntime.sleep(30)"
-        fake.script(code(slow), lambda body: Reply(text="stopped" if "not run again" in "".join(tool_messages(body)) else "?"))
+        fake.script(
+            code(slow), lambda body: Reply(text="stopped" if "not run again" in "".join(tool_messages(body)) else "?")
+        )
         with client_of(a) as ca:
             rid = ca.responses.create(model="test-model", input="go", background=True, tools=[TOOL]).id
             deadline = time.monotonic() + 30
@@ -229,3 +237,30 @@ def test_taken_over_during_a_call_does_not_run_it_again(tmp_path: Path, fake: Fa
         a.stop()
         b.stop()
         drop_pg_database(url)
+
+
+def test_hostile_code_through_the_api(client: openai.OpenAI, fake: FakeUpstream, server: RespdServer) -> None:
+    """What a hostile prompt would make the model run, through the API: every attempt fails, the model is
+    told, and the server answers the next request (the full set is tests/test_sandbox_escape.py)."""
+    db = server.database_url.removeprefix("sqlite:///") if server.database_url.startswith("sqlite") else "/etc/hostname"
+    probe = f"""
+import os, socket
+for path in ["/etc/shadow", {db!r}, {str(server.data_dir)!r}]:
+    try:
+        open(path, "rb").read(); print("READ", path)
+    except OSError as exc:
+        print("no", path, type(exc).__name__)
+for port in [5432, {server.port}]:
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", port)); print("CONNECTED", port)
+    except OSError as exc:
+        print("no", port, exc.errno)
+"""
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        break"
+    fake.script(code(probe), code(bomb, "call_2"), code("print('alive')", "call_3"), Reply(text="done"))
+    resp = client.responses.create(model="test-model", input="escape", tools=[TOOL], include=[OUTPUTS])
+    told = tool_messages(fake.requests[-1]["body"])
+    assert "READ" not in told[0] and "CONNECTED" not in told[0] and told[0].count("no ") == 5, told[0]
+    assert told[2].startswith("alive")
+    assert resp.status == "completed" and httpx.get(server.url + "/healthz").status_code == 200

@@ -279,6 +279,7 @@ class Kernel:
         return {"ok": True}
 
     def serve(self) -> None:
+        pid = os.getpid()
         while True:
             try:
                 msg, payload = self.proto.read()
@@ -289,8 +290,10 @@ class Kernel:
                 if handler is None:
                     raise ValueError(f"unknown op {msg.get('op')!r}")
                 result = handler(msg, payload)
-            except Exception as exc:
+            except BaseException as exc:  # a limit's signal can land outside the user code's own frames
                 result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if os.getpid() != pid:
+                os._exit(0)  # a process the code forked came back here: only the kernel speaks the protocol
             reply, data = result if isinstance(result, tuple) else (result, b"")
             self.proto.write(reply, data)
 
