@@ -26,9 +26,8 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply, tool_messages
-from tests.servers import write_config
+from tests.servers import RespdServer, write_config
 
 
 def model(body: dict[str, Any]) -> Reply:
@@ -55,7 +54,8 @@ def main() -> None:
     args = ap.parse_args()
     with FakeUpstream() as fake, tempfile.TemporaryDirectory() as tmp:
         config = write_config(Path(tmp) / "respd.toml", fake.base_url)
-        server = start_server(Path(tmp), config, f"sqlite:///{tmp}/respd.db")
+        server = RespdServer(config=config, database_url=f"sqlite:///{tmp}/respd.db", data_dir=Path(tmp))
+        server.start(timeout=180)  # the shared machine may be slow to start it
         try:
             with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client:
                 box = client.containers.create(name="bench")

@@ -4,7 +4,6 @@ from a file id, list, retrieve, content, delete). Scoped by API key; see :mod:`r
 from __future__ import annotations
 
 import mimetypes
-from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -12,6 +11,7 @@ from starlette.responses import Response
 
 from respd.api.context import json_response, runtime_of, tenant_of
 from respd.api.multipart import FileData, FileEnd, FileStart, read_parts
+from respd.api.pagination import page_args, page_body
 from respd.errors import InvalidRequest, TooLarge, Unsupported
 from respd.sandbox.containers import Containers
 from respd.store import containers as db
@@ -22,28 +22,6 @@ from respd.wire.validation import parse_body
 
 def _containers(request: Request) -> Containers:
     return runtime_of(request).containers
-
-
-def _page_args(request: Request) -> tuple[int, str, str | None]:
-    q = request.query_params
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        raise InvalidRequest("Invalid type for 'limit': expected an integer.", param="limit",
-                             code="invalid_type") from None  # fmt: skip
-    if not 1 <= limit <= 100:
-        raise InvalidRequest(f"Invalid 'limit': integer out of range. Expected a value between 1 and 100, but got "
-                             f"{limit} instead.", param="limit", code="integer_out_of_range")  # fmt: skip
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise InvalidRequest(f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order",
-                             code="invalid_value")  # fmt: skip
-    return limit, order, q.get("after")
-
-
-def _list(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": has_more}  # fmt: skip
 
 
 async def create_container(request: Request) -> Response:
@@ -64,10 +42,10 @@ async def create_container(request: Request) -> Response:
 
 
 async def list_containers(request: Request) -> Response:
-    limit, order, after = _page_args(request)
+    limit, order, after = page_args(request)
     rows, more = await db.page(runtime_of(request).store, tenant_of(request), limit=limit, order=order, after=after,
                                name=request.query_params.get("name"))  # fmt: skip
-    return json_response(_list([r.resource() for r in rows], more))
+    return json_response(page_body([r.resource() for r in rows], more))
 
 
 async def _container(request: Request, *, running: bool = True) -> ContainerRow:
@@ -128,9 +106,9 @@ async def create_file(request: Request) -> Response:
 
 async def list_files(request: Request) -> Response:
     row = await _container(request)
-    limit, order, after = _page_args(request)
+    limit, order, after = page_args(request)
     files, more = await db.files_page(runtime_of(request).store, row.id, limit=limit, order=order, after=after)
-    return json_response(_list([f.resource() for f in files], more))
+    return json_response(page_body([f.resource() for f in files], more))
 
 
 async def get_file(request: Request) -> Response:

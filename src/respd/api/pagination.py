@@ -10,8 +10,8 @@ from respd.errors import InvalidRequest
 from respd.wire.request import INCLUDABLE_VALUES
 
 
-def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A ``list`` page of ``items`` (oldest first) per the query's ``limit``/``order``/``after``."""
+def page_args(request: Request) -> tuple[int, str, str | None]:
+    """The query's ``limit`` (1-100, default 20), ``order`` (``asc``/``desc``, default ``desc``) and ``after``."""
     q = request.query_params
     try:
         limit = int(q.get("limit", "20"))
@@ -30,21 +30,30 @@ def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
         raise InvalidRequest(
             f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.", param="order", code="invalid_value"
         )
+    return limit, order, q.get("after")
+
+
+def page_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A ``list`` object of ``data``."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def paginate(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``list`` page of ``items`` (oldest first) per the query's ``limit``/``order``/``after``."""
+    limit, order, after = page_args(request)
     ordered = items if order == "asc" else items[::-1]
-    after = q.get("after")
     if after is not None:
         ids = [it.get("id") for it in ordered]
         if after not in ids:
             raise InvalidRequest(f"Invalid 'after': no item with id '{after}'.", param="after", code="invalid_value")
         ordered = ordered[ids.index(after) + 1 :]
-    page = ordered[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(ordered) > limit,
-    }
+    return page_body(ordered[:limit], len(ordered) > limit)
 
 
 def check_include(request: Request) -> None:

@@ -102,23 +102,28 @@ class Containers:
         await db.create(self.store, row)
         return row
 
-    async def get(self, tenant: str, container_id: str, *, param: str = "container_id") -> ContainerRow:
-        """The container (its idle time restarts when it is running), or a 404."""
+    async def get(
+        self, tenant: str, container_id: str, *, param: str = "container_id", touch: bool = True
+    ) -> ContainerRow:
+        """The container (its idle time restarts when it is running, unless the caller will restart it
+        itself), or a 404."""
         row = await db.get(self.store, tenant, container_id)
         if row is None:
             raise NotFound(f"Container with id '{container_id}' not found.", param=param)
         if row.status == RUNNING and row.last_active_at + row.expires_minutes * 60 <= time.time():
             await self.sweep()  # idle past its time; the sweep had not come round to it yet
             row = await db.get(self.store, tenant, container_id) or row
-        if row.status == RUNNING:
+        if row.status == RUNNING and touch:
             now = int(time.time())
             await db.touch(self.store, row.id, now)
             row = replace(row, last_active_at=now)
         return row
 
-    async def running(self, tenant: str, container_id: str, *, param: str = "container_id") -> ContainerRow:
+    async def running(
+        self, tenant: str, container_id: str, *, param: str = "container_id", touch: bool = True
+    ) -> ContainerRow:
         """The container if it can still be used (404 if unknown, 400 if expired)."""
-        row = await self.get(tenant, container_id, param=param)
+        row = await self.get(tenant, container_id, param=param, touch=touch)
         if row.status != RUNNING:
             raise ContainerExpired(
                 f"Container '{container_id}' has expired: its files and state were discarded after "

@@ -169,7 +169,7 @@ class CodeInterpreter:
         if not code.strip():
             raise ToolError("the call gave no code")
         try:
-            row = await self.containers.running(ctx.tenant, call.config["container_id"])
+            row = await self.containers.running(ctx.tenant, call.config["container_id"], touch=False)  # execute does
             done = await self.containers.execute(row, code)
         except RespdError as exc:
             raise ToolError(exc.message) from None
