@@ -66,6 +66,7 @@ class Containers:
     def __init__(self, store: Store, settings: SandboxSettings) -> None:
         self.store, self.settings = store, settings
         self.pool: Pool | None = None
+        self.started_at = time.time()  # a container older than this server may have had a session elsewhere
         self._sweeper: asyncio.Task[None] | None = None
 
     def enable(self, sandbox: Sandbox) -> None:
@@ -185,6 +186,8 @@ class Containers:
             raise RuntimeError("code_interpreter has no sandbox on this server")
         pool = self.pool
         result = await pool.execute(row.id, parse_size(row.memory_limit), lambda: db.contents(self.store, row.id), code)
+        if result.fresh and not result.reset and row.created_at < self.started_at:
+            result = replace(result, reset="its earlier session was in a server process that has since stopped")
         images: list[FileRow] = []
         try:
             changed = await self._sync_files(pool, row)
