@@ -264,3 +264,14 @@ for port in [5432, {server.port}]:
     assert "READ" not in told[0] and "CONNECTED" not in told[0] and told[0].count("no ") == 5, told[0]
     assert told[2].startswith("alive")
     assert resp.status == "completed" and httpx.get(server.url + "/healthz").status_code == 200
+
+
+def test_a_dead_session_is_restarted_with_its_files(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.script(code("x = 1\nopen('keep.txt', 'w').write('kept')"),
+                code("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "call_2"),
+                code("print(open('keep.txt').read(), 'x' in globals())", "call_3"), Reply(text="done"))  # fmt: skip
+    resp = client.responses.create(model="test-model", input="go", tools=[TOOL], include=[OUTPUTS])
+    assert resp.status == "completed"
+    told = tool_messages(fake.requests[-1]["body"])
+    assert "SandboxError" in told[1] and "killed (SIGKILL)" in told[1]
+    assert "session was restarted" in told[2] and "kept False" in told[2]

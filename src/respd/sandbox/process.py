@@ -86,6 +86,8 @@ class KernelProcess:
             msg = orjson.loads(await out.readexactly(jlen))
             payload = await out.readexactly(plen) if plen else b""
         except (asyncio.IncompleteReadError, ConnectionError):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 2)  # its exit status says how it ended
             raise KernelGone(self._death()) from None
         except orjson.JSONDecodeError:
             raise KernelGone("the kernel sent a reply that is not JSON") from None
@@ -97,8 +99,10 @@ class KernelProcess:
         if self.group is not None and self.group.oom_killed():
             return "the container ran out of memory (its memory_limit) and its Python process was killed"
         code = self.proc.returncode
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        # killed by a signal: a negative status, or 128 + the signal as bubblewrap passes its child's on
+        number = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else 0
+        if number:
+            name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
             return f"the Python process was killed ({name})"
         return "the Python process ended"
 
