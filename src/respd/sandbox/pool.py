@@ -30,6 +30,7 @@ log = logging.getLogger("respd.sandbox")
 START_TIMEOUT_S = 30.0
 FILE_OP_TIMEOUT_S = 30.0
 GRACE_S = 3.0  # past a call's wall-time limit, the kernel's own timer has this long before the process is ended
+MAX_PATH = 1024  # a file with a longer path is not kept (the store's column holds no more)
 
 Restore = Callable[[], Awaitable[list[tuple[str, bytes]]]]  # a container's files: (path under /mnt/data, bytes)
 
@@ -143,7 +144,10 @@ class Pool:
     async def execute(self, container_id: str, memory_bytes: int, restore: Restore, code: str) -> ExecResult:
         """Run ``code`` in the container's namespace."""
         s = self.sandbox.settings
-        kernel, fresh = await self._kernel(container_id, memory_bytes, restore)
+        try:
+            kernel, fresh = await self._kernel(container_id, memory_bytes, restore)
+        except KernelGone as exc:  # no room, or a process that would not start or take the container's files
+            return ExecResult(logs="", error={"type": "SandboxError", "message": str(exc)}, fresh=True)
         reset = self._ended.pop(container_id, "") if fresh else ""
         cap = s.max_output_chars * 4  # bytes; cut to characters below
         msg = {"op": "exec", "code": code, "cpu_s": s.cpu_s, "wall_s": s.timeout_s, "max_output": cap}
@@ -165,8 +169,9 @@ class Pool:
         reply, _ = await kernel.request({"op": "list"}, wait_s=FILE_OP_TIMEOUT_S)
         out = []
         for f in reply.get("files") or []:
-            if isinstance(f, dict) and isinstance(f.get("path"), str) and f["path"].startswith("/mnt/data/"):
-                out.append(FileInfo(path=f["path"], bytes=int(f.get("bytes", 0)), mtime_ns=int(f.get("mtime_ns", 0))))
+            path = f.get("path") if isinstance(f, dict) else None
+            if isinstance(path, str) and path.startswith("/mnt/data/") and len(path) <= MAX_PATH:
+                out.append(FileInfo(path=path, bytes=int(f.get("bytes", 0)), mtime_ns=int(f.get("mtime_ns", 0))))
         return out, reply.get("truncated") is False
 
     async def read_file(self, container_id: str, path: str) -> bytes | None:
