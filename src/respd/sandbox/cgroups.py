@@ -80,7 +80,23 @@ class Cgroups:
             found = cls(base / tag, None, v2=True)
         else:
             return None
+        found._sweep_stale()
         return found if found._prepare() else None
+
+    def _sweep_stale(self) -> None:
+        """Remove what servers killed before they could clean up left here (empty groups only)."""
+        for root in (self.memory_root, self.pids_root):
+            if root is None or not root.parent.is_dir():
+                continue
+            for stale in root.parent.glob("respd-sandbox-*"):
+                pid = stale.name.removeprefix("respd-sandbox-")
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    for child in stale.iterdir():
+                        if child.is_dir():
+                            with contextlib.suppress(OSError):
+                                child.rmdir()
+                    with contextlib.suppress(OSError):
+                        stale.rmdir()
 
     def _prepare(self) -> bool:
         try:
