@@ -275,3 +275,24 @@ def test_a_dead_session_is_restarted_with_its_files(client: openai.OpenAI, fake:
     told = tool_messages(fake.requests[-1]["body"])
     assert "SandboxError" in told[1] and "killed (SIGKILL)" in told[1]
     assert "session was restarted" in told[2] and "kept False" in told[2]
+
+
+def test_without_a_sandbox_the_tool_is_left_out(tmp_path: Path, fake: FakeUpstream) -> None:
+    """No bubblewrap on the PATH: code_interpreter is left out like any built-in tool respd cannot run, and
+    the log says how to enable it; a sandbox the operator names must work or the server does not start."""
+    config = write_config(tmp_path / "respd.toml", fake.base_url)
+    server = RespdServer(config=config, database_url=f"sqlite:///{tmp_path / 'auto.db'}", data_dir=tmp_path / "auto",
+                         env={"PATH": "/nonexistent"})  # fmt: skip
+    server.start(timeout=120)
+    try:
+        assert "code_interpreter: not available" in server.log() and "apt-get install bubblewrap" in server.log()
+        fake.script(Reply(text="no tools here"))
+        r = httpx.post(server.url + "/v1/responses", json={"model": "test-model", "input": "x", "tools": [TOOL]})
+        assert r.status_code == 200 and r.headers["respd-omitted-tools"] == "code_interpreter"
+        assert "tools" not in fake.requests[-1]["body"]
+    finally:
+        server.stop()
+    named = RespdServer(config=config, database_url=f"sqlite:///{tmp_path / 'named.db'}", data_dir=tmp_path / "named",
+                        env={"PATH": "/nonexistent", "RESPD_SANDBOX": "bubblewrap"})  # fmt: skip
+    with pytest.raises(RuntimeError, match="sandbox 'bubblewrap' is not usable"):
+        named.start(timeout=120)
