@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from respd.backends.base import Backend
@@ -54,8 +55,14 @@ class Runtime:
         self.containers = Containers(self.store, self.settings.code_interpreter)
 
     async def open(self) -> None:
-        await self.store.open()
-        sandbox = await find_sandbox(self.settings.code_interpreter)
+        # the sandbox probe starts a process and waits for it: it runs while the database opens
+        probe = asyncio.get_running_loop().create_task(find_sandbox(self.settings.code_interpreter))
+        try:
+            await self.store.open()
+        except BaseException:
+            probe.cancel()
+            raise
+        sandbox = await probe
         if sandbox is not None:
             from respd.tools.code_interpreter import CodeInterpreter  # it runs code in these containers
 
