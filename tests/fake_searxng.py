@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fake_upstream import serve_until_stopped
+
 
 def results_for(query: str, n: int = 3) -> list[dict[str, Any]]:
     """What the fake finds for ``query`` unless scripted otherwise."""
@@ -24,7 +26,7 @@ class FakeSearxng:
     """Start with ``start()`` (or ``with``); ``base_url`` is what respd's ``[web_search]`` points at."""
 
     def __init__(self) -> None:
-        self.results: dict[str, list[dict[str, Any]]] = {}  # query → results (else results_for(query))
+        self.results: dict[str, list[dict[str, Any]]] = {}  # lowercase query → results (else results_for(query))
         self.status = 200
         self.delay_s = 0.0
         self._queries: list[str] = []
@@ -67,20 +69,8 @@ class FakeSearxng:
         self._loop = self._thread = None
 
     def _serve(self) -> None:
-        """The server thread: run until ``stop``, then clean up everything on the loop (slow answers too)."""
-        loop = self._loop
-        assert loop is not None
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        finally:
-            loop.close()
+        assert self._loop is not None
+        serve_until_stopped(self._loop, lambda: self._runner)
 
     def __enter__(self) -> FakeSearxng:
         self.start()
@@ -109,6 +99,6 @@ class FakeSearxng:
             return web.Response(status=403, text="format not allowed")
         if self.status != 200:
             return web.Response(status=self.status, text="search engines failed")
-        found = self.results.get(query, results_for(query))
+        found = self.results.get(query.lower(), results_for(query))
         return web.json_response({"query": query, "number_of_results": len(found), "results": found,
                                   "answers": [], "suggestions": [], "unresponsive_engines": []})  # fmt: skip

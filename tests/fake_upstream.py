@@ -177,6 +177,24 @@ class _Answer:
         return out
 
 
+def serve_until_stopped(loop: asyncio.AbstractEventLoop, runner: Callable[[], web.AppRunner | None]) -> None:
+    """A test server's thread: run ``loop`` until it is stopped, then clean up everything on it (the app's
+    ``runner``, and requests still being answered)."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        app = runner()
+        if app is not None:
+            loop.run_until_complete(app.cleanup())
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
 class FakeUpstream:
     """A Chat Completions server on 127.0.0.1 with a scripted FIFO of replies. Use ``start``/``stop`` or ``with``."""
 
@@ -236,21 +254,8 @@ class FakeUpstream:
         self.stop()
 
     def _serve(self) -> None:
-        """The server thread: run the loop until ``stop``, then clean up everything on it."""
-        loop = self._loop
-        assert loop is not None
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+        assert self._loop is not None
+        serve_until_stopped(self._loop, lambda: self._runner)
 
     async def _setup(self) -> int:
         app = web.Application()

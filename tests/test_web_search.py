@@ -4,6 +4,7 @@ SearXNG and the scripted upstream: JSON, stream, background, replay, chains, lim
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ import httpx
 import openai
 import pytest
 
+from respd.config import ConfigError, load_settings
+from respd.engine.runtime import Runtime
+from respd.store.store import Store
 from tests.checks import check_error, check_event, check_response
 from tests.conftest import start_server
 from tests.fake_searxng import FakeSearxng
@@ -24,8 +28,9 @@ SOURCES = "web_search_call.action.sources"
 
 
 def web_config(path: Path, upstream: str, searxng: str, extra: str = "", timeout_s: float = 2) -> str:
-    """The test config plus a ``[web_search]`` table on the fake SearXNG (tables go after the top-level keys)."""
-    config = write_config(path, upstream, extra)
+    """The test config plus a ``[web_search]`` table on the fake SearXNG (tables go after the top-level keys),
+    which the outbound policy lets respd reach on loopback."""
+    config = write_config(path, upstream, 'outbound_allow = ["127.0.0.1:*"]\n' + extra)
     with open(config, "a") as f:
         f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "{searxng}"\ntimeout_s = {timeout_s}\n')
     return config
@@ -189,6 +194,23 @@ def test_max_tool_calls_counts_hosted_calls(web: openai.OpenAI, fake: FakeUpstre
     assert "tools" not in fake.requests[-1]["body"]
 
 
+def test_a_turn_with_a_client_call_ends_after_its_search(web: openai.OpenAI, fake: FakeUpstream,
+                                                         searxng: FakeSearxng) -> None:  # fmt: skip
+    fn = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}
+    get_time = {"id": "call_t", "name": "get_time", "arguments": "{}"}
+    fake.script(Reply(tool_calls=[get_time, call("clocks")]))
+    r = web.responses.create(model="test-model", input="time?", tools=[fn, {"type": "web_search"}])  # type: ignore[list-item]
+    assert [(i.type, i.status) for i in r.output] == [("function_call", "completed"), ("web_search_call", "completed")]
+    assert searxng.queries == ["clocks"] and len(fake.requests) == 1  # no second turn: the client's call is due
+    fake.script(Reply(text="It is noon [1]."))
+    nxt = web.responses.create(model="test-model", previous_response_id=r.id, tools=[fn, {"type": "web_search"}],  # type: ignore[list-item]
+                               input=[{"type": "function_call_output", "call_id": "call_t", "output": "12:00"}])
+    msgs = fake.requests[-1]["body"]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool"]
+    assert [c["function"]["name"] for c in msgs[1]["tool_calls"]] == ["get_time", "web_search"]
+    assert nxt.output[0].content[0].annotations[0].url == "https://example1.com/clocks"  # type: ignore[union-attr]
+
+
 def test_parallel_calls_run_together(web: openai.OpenAI, fake: FakeUpstream, searxng: FakeSearxng) -> None:
     searxng.delay_s = 0.5
     fake.script(Reply(tool_calls=[call("one", "c1"), call("two", "c2")]), Reply(text="Both [1] [4]."))
@@ -252,3 +274,54 @@ def test_websocket_mode_and_a_store_false_chain(web: openai.OpenAI, fake: FakeUp
     assert "response.web_search_call.searching" in [e["type"] for e in events]
     # the connection keeps what the store:false search gave the model, for the next turn
     assert "[1] Result 1 about ws otters" in tool_messages(fake.requests[-1]["body"])[0]
+
+
+def test_the_outbound_policy_guards_the_provider(tmp_path: Path, fake: FakeUpstream, searxng: FakeSearxng) -> None:
+    # a literal loopback address the policy refuses stops the server at startup, saying what to allow
+    refused = write_config(tmp_path / "refused.toml", fake.base_url)
+    with open(refused, "a") as f:
+        f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "{searxng.base_url}"\n')
+    with pytest.raises(ConfigError, match="outbound_allow"):
+        settings = load_settings(refused, env={"RESPD_DATA_DIR": str(tmp_path)})
+        Runtime(settings, Store(settings.database_url))
+    # a name is checked on the addresses it resolves to, at each connection: the call fails, the answer goes on
+    by_name = write_config(tmp_path / "respd.toml", fake.base_url)
+    with open(by_name, "a") as f:
+        f.write(f'\n[web_search]\nprovider = "searxng"\nbase_url = "http://localhost:{searxng.port}"\n')
+    server = start_server(tmp_path / "srv", by_name, f"sqlite:///{tmp_path / 'respd.db'}")
+    try:
+        fake.script(*searching("internal", answer="Could not search."))
+        with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as c:
+            r = c.responses.create(model="test-model", input="x", tools=[{"type": "web_search"}])
+    finally:
+        server.stop()
+    assert r.status == "completed" and r.output[0].status == "failed"  # type: ignore[union-attr]
+    assert searxng.queries == []
+    assert "not allowed" in tool_messages(fake.requests[-1]["body"])[0]
+
+
+def test_a_client_gone_during_the_search_ends_it_cancelled(web_server: RespdServer, web: openai.OpenAI,
+                                                            fake: FakeUpstream, searxng: FakeSearxng) -> None:  # fmt: skip
+    searxng.delay_s = 1.5
+    fake.script(*searching("slow"))
+    body = {"model": "test-model", "input": "x", "stream": True, "tools": [{"type": "web_search"}]}
+    events = sse(web_server.url + "/v1/responses", json=body, stop_after=5)  # up to `searching`, then hang up
+    assert events[-1]["type"] == "response.web_search_call.searching"
+    rid = events[0]["response"]["id"]
+    deadline = time.monotonic() + 10  # the first rows are written a moment after the client has them
+    while httpx.get(f"{web_server.url}/v1/responses/{rid}").status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done = wait_status(web, rid, TERMINAL)
+    assert done.status == "cancelled"
+    assert [(i.type, i.status) for i in done.output] == [("web_search_call", "failed")]
+    assert len(fake.requests) == 1  # no answer turn
+
+
+def test_a_conversation_keeps_the_search_for_its_next_turn(web: openai.OpenAI, fake: FakeUpstream) -> None:
+    conv = web.conversations.create()
+    fake.script(*searching("conv otters"), Reply(text="As before."))
+    web.responses.create(model="test-model", input="otters", conversation=conv.id, tools=[{"type": "web_search"}])
+    web.responses.create(model="test-model", input="again", conversation=conv.id)
+    kinds = [i.type for i in web.conversations.items.list(conv.id, order="asc").data]
+    assert kinds == ["message", "web_search_call", "message", "message", "message"]
+    assert "[1] Result 1 about conv otters" in tool_messages(fake.requests[-1]["body"])[0]

@@ -106,6 +106,10 @@ class Settings:
     # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     code_interpreter: SandboxSettings = field(default_factory=SandboxSettings)  # [code_interpreter]: the sandbox
+    # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
+    # respd to fetch (only from hosts the outbound policy allows).
+    max_file_bytes: int = 512 * 1024 * 1024
+    fetch_file_urls: bool = False
     # The config file's tables that configure parts beyond the core, by name (``[web_search]``, …): each hosted
     # tool reads and checks its own (respd.tools), so adding a tool needs no change here.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -113,10 +117,6 @@ class Settings:
     def section(self, name: str) -> Mapping[str, Any]:
         """The config table ``[name]``, empty when the file has none."""
         return self.sections.get(name, {})
-    # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
-    # respd to fetch (only from hosts the outbound policy allows).
-    max_file_bytes: int = 512 * 1024 * 1024
-    fetch_file_urls: bool = False
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name``, or a 400 naming ``model``."""
@@ -220,8 +220,8 @@ def load_settings(
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=_outbound(raw, env),
         code_interpreter=_sandbox_settings(raw, env),
-        sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
+        sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
         **_file_settings(raw, env),
     )

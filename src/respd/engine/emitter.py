@@ -198,11 +198,15 @@ class Emitter:
         self._hosted_names = hosted_names
         self._max_calls = max_calls
 
-    def take_hosted(self) -> list[HostedRequest]:
-        """The hosted calls of the turn that ended, in the order the model made them."""
+    def take_hosted(self) -> tuple[list[HostedRequest], list[Event]]:
+        """The hosted calls of the turn that ended, in the order the model made them, and (when there are
+        any) the events that close the turn's other items (its client calls), which end before the hosted
+        calls' items begin."""
+        if not self._hosted:
+            return [], []
         calls = [self._hosted[i] for i in sorted(self._hosted)]
         self._hosted.clear()
-        return calls
+        return calls, self._close_all(incomplete=False)
 
     @property
     def finish_reason(self) -> str | None:

@@ -50,7 +50,7 @@ class Hosted:
     """The hosted side of one run."""
 
     def __init__(self, registry: Registry, plan: ToolPlan, *, settings: Settings, tenant: str, response_id: str,
-                 include: Iterable[str], max_calls: int | None) -> None:  # fmt: skip
+                 include: Iterable[str], max_calls: int | None, max_steps: int) -> None:  # fmt: skip
         self.registry = registry
         self.plan = plan
         self._settings = settings
@@ -59,14 +59,18 @@ class Hosted:
         self._include = frozenset(include)
         self.max_calls = max_calls  # max_tool_calls: hosted calls the response may make
         self.made = 0  # hosted calls made so far
+        self.steps = 0  # model turns that made hosted calls
+        self.max_steps = max_steps
         self.citations = Citations()
         self.known: dict[str, Recalled] = {}  # item id → the stored call
         self._names = frozenset(plan.hosted)
 
     # -- what the model may call ------------------------------------------------------------------
     def may_call(self) -> bool:
-        """Whether hosted tools are still offered (``max_tool_calls`` not reached)."""
-        return bool(self.plan.hosted) and (self.max_calls is None or self.made < self.max_calls)
+        """Whether hosted tools are still offered (``max_tool_calls``, and the server's bound on steps, not
+        reached)."""
+        under = self.max_calls is None or self.made < self.max_calls
+        return bool(self.plan.hosted) and under and self.steps < self.max_steps
 
     def names(self) -> frozenset[str]:
         """The functions whose calls are hosted calls (never streamed as function calls: once hosted tools

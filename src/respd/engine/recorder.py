@@ -81,7 +81,7 @@ class Recorder:
         """Make what was recorded so far durable now (a streamed or background response's: one that a
         follower may read, or a replica take over, before it ends)."""
         if self.store and self.stream:
-            await self.rt.store.writer.commit(self.batch(None))
+            await self.rt.store.writer.commit(self.batch(None), alone=self.rt.running == 1)
 
     def publish(self, frames: Sequence[Frame]) -> None:
         """Hand recorded events to this process's followers (a stored response's only)."""

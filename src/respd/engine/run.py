@@ -42,6 +42,9 @@ log = logging.getLogger("respd.run")
 # cancelled adds nothing, so a retried turn does not leave the user's message in it twice.
 JOINS_CONVERSATION = frozenset({"completed", "incomplete"})
 CLIENT_CALLS = frozenset({"function_call", "custom_tool_call", "tool_search_call"})  # calls the client answers
+# Steps of hosted calls one response may take when max_tool_calls does not bound them: a model that keeps
+# calling (small local models do) must answer after this many.
+MAX_STEPS = 16
 
 
 class Run:
@@ -94,7 +97,7 @@ class Run:
                             owner=None if self.background else rt.replica_id)  # fmt: skip
         self.recorder = Recorder(rt, head, inputs, store=self.store, stream=stream, row_written=logged is not None)
         self.hosted = Hosted(rt.tools, tools, settings=rt.settings, tenant=tenant, response_id=self.id,
-                             include=req.include or (), max_calls=req.max_tool_calls)  # fmt: skip
+                             include=req.include or (), max_calls=req.max_tool_calls, max_steps=MAX_STEPS)  # fmt: skip
         if tools.hosted:
             self.emitter.annotate = self.hosted.citations.annotations
         self._indices: dict[str, int] = {}  # hosted call item id → its output index, while it runs
@@ -210,9 +213,13 @@ class Run:
             em.next_turn(self.hosted.names(), self._turn_calls())
             async for batch in self._turn(self._turn_request(first, prefill)):
                 yield batch
-            requests = em.take_hosted()
-            if not requests or em.finish_reason in ("length", "content_filter"):
+            if em.finish_reason in ("length", "content_filter"):
+                return  # cut short: its calls may be partial (the response ends incomplete)
+            requests, closing = em.take_hosted()
+            if not requests:
                 return
+            if closing:
+                yield closing
             calls = self.hosted.bind(requests)
             async for batch in self._start_calls(calls):
                 yield batch
@@ -223,6 +230,7 @@ class Run:
                 return  # the response ends with the client's calls, as without hosted tools
             self.context = self.context + self.hosted.recall(made)
             first, prefill = False, None
+            self.hosted.steps += 1
 
     def _turn_calls(self) -> int | None:
         """How many calls the model may make in its next turn (``parallel_tool_calls``, ``max_tool_calls``)."""

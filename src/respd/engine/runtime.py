@@ -51,7 +51,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
-        self.tools = Registry(self.settings)
+        self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
         self.containers = Containers(self.store, self.settings.code_interpreter)
 
     async def open(self) -> None:
@@ -78,6 +78,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.containers.close()
+        await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         await self.store.close()

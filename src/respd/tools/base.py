@@ -1,8 +1,9 @@
 """The hosted-tool protocol: what a tool run by respd itself (web_search, file_search, …) must provide.
 
-A hosted tool is one module in :mod:`respd.tools` with a function ``hosted_tool(settings)`` that returns a
+A hosted tool is one module in :mod:`respd.tools` with a function ``hosted_tool(host)`` that returns a
 :class:`HostedTool` (or None when the operator has not configured it; the tool type is then left out of
-what the model sees, as before). The engine knows only this protocol (see ``docs/HOSTED_TOOLS.md``):
+what the model sees, as before). The :class:`ToolHost` is the server process (its settings, its database).
+The engine knows only this protocol (see ``docs/HOSTED_TOOLS.md``):
 
 * what the model is shown: :meth:`HostedTool.functions` (plain function tools, given the request's tool
   config);
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from respd.config import Settings
+from respd.store.store import Store
 from respd.wire.validation import to_invalid_request
 
 Item = dict[str, Any]
@@ -137,13 +139,24 @@ class HostedTool(Protocol):
         stopped by a crash and not run again)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what the tool holds between calls (connection pools) at shutdown."""
+        ...
+
     def recall(self, item: Item) -> tuple[str, Any, str]:
         """Function name, arguments and result text for a call item respd has no record of (a client sent it
         back by value, and the store does not hold it): what the model is shown of that earlier call."""
         ...
 
 
-ToolFactory = Callable[[Settings], HostedTool | None]
+class ToolHost(Protocol):
+    """What a tool may use of the server process that runs it (the engine's Runtime is one)."""
+
+    settings: Settings
+    store: Store  # the database (read what the call's tenant owns only)
+
+
+ToolFactory = Callable[[ToolHost], HostedTool | None]
 
 
 def check_config(model: type[ConfigModel], raw: Mapping[str, Any], param: str) -> ConfigModel:

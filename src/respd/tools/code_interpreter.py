@@ -183,6 +183,9 @@ class CodeInterpreter:
                 "container_id": call.config.get("container_id", ""), "code": _code(call), "outputs": None}  # fmt: skip
         return Outcome(item, f"The code was not run: {message}")
 
+    async def aclose(self) -> None:
+        """Nothing of its own: the runtime closes the containers (and their processes)."""
+
     def recall(self, item: Item) -> tuple[str, Any, str]:
         logs = [o.get("logs", "") for o in item.get("outputs") or () if isinstance(o, dict) and o.get("type") == "logs"]
         output = "\n".join(logs) if logs else "(the output of this call was not kept)"

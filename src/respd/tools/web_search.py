@@ -27,11 +27,21 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
-from respd.config import ConfigError, Settings
-from respd.tools.base import Call, HostedTool, Item, Outcome, Progress, Source, ToolContext, ToolError, check_config
+from respd.config import ConfigError
+from respd.tools.base import (
+    Call,
+    HostedTool,
+    Item,
+    Outcome,
+    Progress,
+    Source,
+    ToolContext,
+    ToolError,
+    ToolHost,
+    check_config,
+)
 from respd.tools.citations import CITE_HINT
 from respd.tools.search_providers import SearchProvider, WebQuery, WebResult, provider
 
@@ -137,6 +147,9 @@ class WebSearch:
                 "action": {"type": "search", "query": _query(call)}}  # fmt: skip
         return Outcome(item, f"The web search failed: {message}. Answer without it, and say that it failed.")
 
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
     def recall(self, item: Item) -> tuple[str, Any, str]:
         action = item.get("action") or {}
         sources = [s.get("url") for s in action.get("sources") or () if isinstance(s, dict)]
@@ -174,12 +187,13 @@ def _allowed(url: str, domains: list[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
-def hosted_tool(settings: Settings) -> HostedTool | None:
+def hosted_tool(host: ToolHost) -> HostedTool | None:
     """The web search tool, when the config has a ``[web_search]`` table."""
+    settings = host.settings
     section = settings.section("web_search")
     if not section:
         return None
     timeout_s = section.get("timeout_s", 20.0)
     if not isinstance(timeout_s, int | float) or timeout_s <= 0:
         raise ConfigError("[web_search] timeout_s must be a number of seconds > 0")
-    return WebSearch(provider(section, httpx.AsyncClient, float(timeout_s)), float(timeout_s))
+    return WebSearch(provider(section, settings.outbound, float(timeout_s)), float(timeout_s))

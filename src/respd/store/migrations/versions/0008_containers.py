@@ -1,14 +1,14 @@
 """code interpreter containers and their files
 
 Revision ID: 0008_containers
-Revises: 0004_files, 0009_hosted_calls
+Revises: 0009_hosted_calls
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_containers"
-down_revision = ("0004_files", "0009_hosted_calls")  # joins the two heads (files, the tool loop)
+down_revision = "0009_hosted_calls"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """hosted tool calls: what the model called and read back
 
 Revision ID: 0009_hosted_calls
-Revises: 0003_conversations
+Revises: 0004_files
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_hosted_calls"
-down_revision = "0003_conversations"
+down_revision = "0004_files"
 branch_labels = None
 depends_on = None
 
