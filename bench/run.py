@@ -207,7 +207,8 @@ def commit() -> str:
     return f"{sha}{' + uncommitted changes in src/' if dirty else ''}"
 
 
-LABELS = {"direct": "upstream direct", "respd": "**respd**", "respd-nostore": "respd, `store: false`"}
+LABELS = {"direct": "upstream direct", "respd": "**respd**", "respd-nostore": "respd, `store: false`",
+          "respd-nometrics": "respd, `metrics = false`"}
 
 
 def render(results: list[Result], args: argparse.Namespace) -> str:
@@ -284,6 +285,11 @@ def main() -> None:
         action="store_true",
         help='also measure respd with "store": false (diagnostic rows; targets use the default)',
     )
+    p.add_argument(
+        "--also-metrics-off",
+        action="store_true",
+        help="also measure a second respd process with metrics off (RESPD_METRICS=false): what metrics cost",
+    )
     p.add_argument("--no-readme", action="store_true", help="print only; leave bench/README.md alone")
     p.add_argument("--keep-db", action="store_true", help="keep the temp dir (respd.db, logs) and print its path")
     args = p.parse_args()
@@ -318,6 +324,18 @@ def main() -> None:
         procs.append(respd)
         _wait_http(f"http://127.0.0.1:{up_port}/healthz", upstream)
         _wait_http(f"http://127.0.0.1:{respd_port}/healthz", respd)
+        plain = None
+        if args.also_metrics_off:  # the same server, metrics off, its own database; measured interleaved
+            plain_port = _free_port()
+            (tmp / "plain").mkdir()
+            plain = subprocess.Popen(
+                [str(respd_bin), "serve", "--port", str(plain_port), "--config", str(cfg),
+                 "--database", f"sqlite:///{tmp / 'plain' / 'respd.db'}"],
+                env={**env, "RESPD_DATA_DIR": str(tmp / "plain"), "RESPD_METRICS": "false"},
+                stdout=(tmp / "plain.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            procs.append(plain)
+            _wait_http(f"http://127.0.0.1:{plain_port}/healthz", plain)
         respd_url = f"http://127.0.0.1:{respd_port}/v1/responses"
         _check_respd(respd_url)
 
@@ -337,6 +355,10 @@ def main() -> None:
             {k: {**v, "store": False} for k, v in through.bodies.items()},
         )  # fmt: skip
         targets = [direct, through, nostore] if args.also_no_store else [direct, through]
+        if plain is not None:
+            plain_url = f"http://127.0.0.1:{plain_port}/v1/responses"
+            _check_respd(plain_url)
+            targets.append(Target("respd-nometrics", plain_url, plain.pid, through.bodies))
 
         runs: dict[tuple[str, bool, int], list[Result]] = {}
         for rnd in range(args.rounds):

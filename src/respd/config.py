@@ -23,6 +23,7 @@ With no ``[[models]]`` at all, respd serves the bundled default model, :data:`DE
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from respd.errors import InvalidRequest
-from respd.outbound import OutboundPolicy
+from respd.outbound import OutboundPolicy, OutboundRefused
 from respd.sandbox.settings import SandboxConfigError, SandboxSettings, load_sandbox_settings
 
 BACKENDS = ("openai", "llama_cpp")
@@ -106,6 +107,7 @@ class Settings:
     # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     code_interpreter: SandboxSettings = field(default_factory=SandboxSettings)  # [code_interpreter]: the sandbox
+    ops: OpsSettings = field(default_factory=lambda: OpsSettings())  # webhooks, metrics, logs, rate limits
     # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
     # respd to fetch (only from hosts the outbound policy allows).
     max_file_bytes: int = 512 * 1024 * 1024
@@ -204,6 +206,8 @@ def load_settings(
     keys = list(raw.get("api_keys", []))
     if env.get("RESPD_API_KEYS"):
         keys += [k.strip() for k in env["RESPD_API_KEYS"].split(",") if k.strip()]
+    ops = ops_settings(raw, env, keys)
+    keys += [k.key for k in ops.keys]
     data_dir = Path(env.get("RESPD_DATA_DIR") or raw.get("data_dir") or default_data_dir())
     db = database_url or env.get("RESPD_DATABASE_URL") or raw.get("database") or ""
     if not db:
@@ -218,12 +222,13 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
-        outbound=_outbound(raw, env),
+        outbound=check_webhook_urls(ops, _outbound(raw, env)),
         code_interpreter=_sandbox_settings(raw, env),
         fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
         sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
         **_file_settings(raw, env),
+        ops=ops,
     )
 
 
@@ -274,3 +279,197 @@ def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         if out[name] <= 0:
             raise ConfigError(f"{name} must be > 0")
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Operations: webhooks, metrics, logs, rate limits (docs/OPERATIONS.md). Traces follow the standard OTEL_*
+# variables. Each setting: config key, then env RESPD_<KEY> (env wins).
+
+WEBHOOK_EVENTS = ("response.completed", "response.failed", "response.cancelled", "response.incomplete")
+ANONYMOUS = "anonymous"  # the key label of every request when no API keys are configured
+
+
+def key_tenant(key: str) -> str:
+    """The tenant of an API key: what its rows are stored under (never the key itself)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    """An API key's label (in logs, metrics and webhook filters; never the key) and its own rate limits
+    (None: the defaults)."""
+
+    key: str
+    label: str
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_streams: int | None = None
+
+    @property
+    def tenant(self) -> str:
+        return key_tenant(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """Where finished responses are announced. ``tenants`` empty: every key's responses."""
+
+    url: str
+    secret_env: str
+    name: str = ""
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    tenants: tuple[str, ...] = ()
+
+    def secret(self) -> str | None:
+        """The ``whsec_…`` signing secret, read on each use so rotation needs no restart."""
+        return os.environ.get(self.secret_env)
+
+    def wants(self, tenant: str, event: str) -> bool:
+        return event in self.events and (not self.tenants or tenant in self.tenants)
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSettings:
+    """Webhooks, metrics, logs and rate limits (rate limit 0: none)."""
+
+    webhooks: tuple[WebhookEndpoint, ...] = ()
+    webhook_retry_initial_s: float = 5.0  # the first retry's delay; each next one doubles (with jitter)
+    webhook_retry_max_s: float = 72 * 3600.0  # a delivery not answered with a 2xx by then is given up
+    webhook_timeout_s: float = 5.0  # an answer slower than this is a failed attempt
+    metrics: bool = True  # GET /metrics (Prometheus)
+    access_log: bool = True  # one line per request on the respd.access logger
+    log_format: str = "text"  # or "json": every log line one JSON object
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    max_streams: int = 0  # concurrent streaming responses per key
+    redis_url: str = ""  # rate limits shared through Redis; otherwise through the database
+    keys: tuple[KeySettings, ...] = ()  # [[keys]]: labels and per-key limits
+    labels: dict[str, str] = field(default_factory=dict)  # tenant -> key label, for every configured key
+    traces: bool = False  # OpenTelemetry: on when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_*)
+
+    def limits(self, tenant: str) -> tuple[int, int, int]:
+        """``(requests_per_minute, tokens_per_minute, max_streams)`` of ``tenant``."""
+        for k in self.keys:
+            if k.tenant == tenant:
+                return (_or(k.requests_per_minute, self.requests_per_minute),
+                        _or(k.tokens_per_minute, self.tokens_per_minute),
+                        _or(k.max_streams, self.max_streams))  # fmt: skip
+        return self.requests_per_minute, self.tokens_per_minute, self.max_streams
+
+    @property
+    def rate_limited(self) -> bool:
+        limits = [self.requests_per_minute, self.tokens_per_minute, self.max_streams]
+        for k in self.keys:
+            limits += [k.requests_per_minute or 0, k.tokens_per_minute or 0, k.max_streams or 0]
+        return any(limits)
+
+    def label(self, tenant: str) -> str:
+        return self.labels.get(tenant, ANONYMOUS if tenant == "" else "unknown")
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _setting(raw: dict[str, Any], env: dict[str, str], name: str, kind: type, default: Any) -> Any:
+    value = env.get(f"RESPD_{name.upper()}")
+    if value is None:
+        value = raw.get(name, default)
+    if kind is bool:
+        return _flag(value if isinstance(value, str) else None, value)
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {kind.__name__}, not {value!r}") from None
+    if kind in (int, float) and out < 0:
+        raise ConfigError(f"{name} must be >= 0")
+    return out
+
+
+def _key_settings(raw: dict[str, Any], index: int, env: dict[str, str]) -> KeySettings:
+    known = {"key", "key_env", "label", "requests_per_minute", "tokens_per_minute", "max_streams"}
+    if unknown := set(raw) - known:
+        raise ConfigError(f"keys[{index}]: unknown keys {sorted(unknown)}")
+    key = raw.get("key") or (env.get(raw["key_env"]) if raw.get("key_env") else None)
+    if not key:
+        raise ConfigError(f"keys[{index}]: 'key', or 'key_env' naming a set environment variable, is required")
+    limits = {}
+    for name in ("requests_per_minute", "tokens_per_minute", "max_streams"):
+        if name in raw:
+            if not isinstance(raw[name], int) or raw[name] < 0:
+                raise ConfigError(f"keys[{index}]: {name} must be an integer >= 0")
+            limits[name] = raw[name]
+    return KeySettings(key=key, label=str(raw.get("label") or f"key_{key_tenant(key)[:8]}"), **limits)
+
+
+def _webhook(raw: dict[str, Any], index: int, env: dict[str, str], labels: dict[str, str]) -> WebhookEndpoint:
+    known = {"url", "secret_env", "name", "events", "keys"}
+    if unknown := set(raw) - known:
+        raise ConfigError(f"webhooks[{index}]: unknown keys {sorted(unknown)}")
+    url, secret_env = raw.get("url"), raw.get("secret_env")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"webhooks[{index}]: 'url' (http:// or https://) is required")
+    if not isinstance(secret_env, str):
+        raise ConfigError(f"webhooks[{index}]: 'secret_env' (the variable holding the whsec_… secret) is required")
+    if not env.get(secret_env, "").startswith("whsec_"):
+        raise ConfigError(f"webhooks[{index}]: the environment variable {secret_env} must hold a whsec_… secret")
+    events = tuple(raw.get("events", WEBHOOK_EVENTS))
+    if not events or set(events) - set(WEBHOOK_EVENTS):
+        raise ConfigError(f"webhooks[{index}]: events must be some of {list(WEBHOOK_EVENTS)}")
+    by_label = {label: tenant for tenant, label in labels.items()}
+    tenants = []
+    for label in raw.get("keys", []):
+        if label not in by_label:
+            raise ConfigError(f"webhooks[{index}]: no API key is labelled {label!r}")
+        tenants.append(by_label[label])
+    return WebhookEndpoint(url=url, secret_env=secret_env, name=str(raw.get("name") or url), events=events,
+                           tenants=tuple(tenants))  # fmt: skip
+
+
+def check_webhook_urls(ops: OpsSettings, outbound: OutboundPolicy) -> OutboundPolicy:
+    """Refuse at startup a webhook URL the outbound policy refuses without DNS (a literal private address);
+    a name is checked on its addresses at each delivery."""
+    for endpoint in ops.webhooks:
+        try:
+            outbound.check_url(endpoint.url)
+        except OutboundRefused as exc:
+            hint = "outbound_allow lists what may be reached"
+            raise ConfigError(f"webhook {endpoint.name}: {exc.message} ({hint})") from None
+    return outbound
+
+
+def ops_settings(raw: dict[str, Any], env: dict[str, str], api_keys: list[str]) -> OpsSettings:
+    """The operations settings from the config file ``raw`` and ``env``; ``api_keys``: the plain keys."""
+    keys = tuple(_key_settings(k, i, env) for i, k in enumerate(raw.get("keys", [])))
+    labels = {key_tenant(k): f"key_{key_tenant(k)[:8]}" for k in api_keys}
+    labels.update({k.tenant: k.label for k in keys})
+    if len(set(labels.values())) != len(labels):
+        raise ConfigError("key labels must be unique")
+    webhooks = tuple(_webhook(w, i, env, labels) for i, w in enumerate(raw.get("webhooks", [])))
+    if len({w.name for w in webhooks}) != len(webhooks):
+        raise ConfigError("webhook names (default: the url) must be unique")
+    log_format = _setting(raw, env, "log_format", str, "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"log_format must be 'text' or 'json', not {log_format!r}")
+    otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    traces = bool(otlp) and not _flag(env.get("OTEL_SDK_DISABLED"), False) \
+        and env.get("OTEL_TRACES_EXPORTER", "otlp") != "none"  # fmt: skip
+    ops = OpsSettings(
+        webhooks=webhooks,
+        webhook_retry_initial_s=_setting(raw, env, "webhook_retry_initial_s", float, 5.0),
+        webhook_retry_max_s=_setting(raw, env, "webhook_retry_max_s", float, 72 * 3600.0),
+        webhook_timeout_s=_setting(raw, env, "webhook_timeout_s", float, 5.0),
+        metrics=_setting(raw, env, "metrics", bool, True),
+        access_log=_setting(raw, env, "access_log", bool, True),
+        log_format=log_format,
+        requests_per_minute=_setting(raw, env, "requests_per_minute", int, 0),
+        tokens_per_minute=_setting(raw, env, "tokens_per_minute", int, 0),
+        max_streams=_setting(raw, env, "max_streams", int, 0),
+        redis_url=_setting(raw, env, "redis_url", str, ""),
+        keys=keys,
+        labels=labels,
+        traces=traces,
+    )
+    if ops.webhook_retry_initial_s <= 0 or ops.webhook_timeout_s <= 0:
+        raise ConfigError("webhook_retry_initial_s and webhook_timeout_s must be > 0")
+    return ops

@@ -85,11 +85,18 @@ class RateLimited(RespdError):
 
 
 class UpstreamError(RespdError):
-    """The model backend failed. It ends a response as ``failed``; it is rarely an HTTP status."""
+    """The model backend failed. It ends a response as ``failed``; it is rarely an HTTP status.
+
+    ``kind`` classifies the failure for metrics and traces (``timeout``, ``connect``, ``http_503``, …).
+    """
 
     status = 502
     type = "server_error"
     default_code = "server_error"
+
+    def __init__(self, message: str, *, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ServerError(RespdError):

@@ -6,14 +6,17 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from respd.api import containers, context_window, conversations, files, responses, system, websocket
+from respd.api.access import AccessMiddleware
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
@@ -21,7 +24,11 @@ from respd.engine.runtime import Runtime
 from respd.errors import NotFound, RespdError, ServerError, envelope
 from respd.jobs.file_sweep import FileSweep
 from respd.jobs.worker import Worker
+from respd.ops import Operations
 from respd.store.store import Store
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("respd")
 
@@ -53,6 +60,8 @@ def routes() -> list[BaseRoute]:
         Route("/v1/responses", responses.create_response, methods=["POST"]),
         WebSocketRoute("/v1/responses", websocket.responses_socket),  # WebSocket mode, beside the POST
         Route("/healthz", system.healthz, methods=["GET"]),
+        Route("/readyz", system.readyz, methods=["GET"]),
+        Route("/metrics", system.metrics, methods=["GET"]),
         Route("/v1/models", system.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", system.get_model, methods=["GET"]),
         Route("/v1/responses/input_tokens", context_window.count_input_tokens, methods=["POST"]),
@@ -109,9 +118,13 @@ def file_routes() -> list[Route]:
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The respd application for ``settings``; the database opens (and migrates) at startup."""
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> Starlette:
+    """The respd application for ``settings``; the database opens (and migrates) at startup.
+
+    ``tracer_provider`` traces through a provider of the caller's (tests) instead of the ``OTEL_*`` one.
+    """
     runtime = Runtime(settings=settings, store=Store(settings.database_url))
+    ops = Operations(runtime, tracer_provider)
     worker = Worker(runtime)
     file_sweep = FileSweep(runtime.store)
 
@@ -119,6 +132,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.open()
         await worker.start()  # also ends, once their lease is over, what dead replicas left running
+        ops.start()
         file_sweep.start()
         # What startup made (modules, the schema, a loaded model's objects) lives as long as the process:
         # moved out of the collector's generations, a full collection no longer walks ~100k objects
@@ -128,15 +142,18 @@ def create_app(settings: Settings) -> Starlette:
         yield
         # uvicorn has given open streams their grace period; background jobs get theirs, then go back
         await worker.drain(settings.drain_s)
+        await ops.stop()
         await file_sweep.stop()
         await runtime.close()
 
     app = Starlette(
         routes=routes(),
         lifespan=lifespan,
+        middleware=[Middleware(AccessMiddleware, ops=settings.ops, metrics=runtime.metrics)],
         exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.runtime = runtime
     app.state.worker = worker
     app.state.keys = KeyRing(settings.api_keys)
+    app.state.limiter = ops.limiter
     return app

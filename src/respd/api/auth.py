@@ -4,11 +4,11 @@ and each key is its own tenant; without keys everything belongs to one anonymous
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from starlette.requests import HTTPConnection
 
+from respd.config import key_tenant
 from respd.errors import AuthenticationFailed
 
 
@@ -16,7 +16,7 @@ class KeyRing:
     """The configured keys, and the tenant each maps to."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
-        self._tenants = {k: hashlib.sha256(k.encode()).hexdigest()[:32] for k in keys}
+        self._tenants = {k: key_tenant(k) for k in keys}
 
     @property
     def enabled(self) -> bool:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from respd.api.auth import KeyRing
 from respd.engine.runtime import Runtime
 from respd.jobs.worker import Worker
+from respd.ratelimit.limiter import RateLimiter
 
 
 def runtime_of(request: HTTPConnection) -> Runtime:
@@ -23,10 +24,18 @@ def worker_of(request: HTTPConnection) -> Worker:
     return worker
 
 
+def limiter_of(request: HTTPConnection) -> RateLimiter | None:
+    """The rate limiter, or None when no key has a limit."""
+    limiter: RateLimiter | None = request.app.state.limiter
+    return limiter
+
+
 def tenant_of(request: HTTPConnection) -> str:
     """The tenant of the caller; raises 401 when keys are configured and this one is missing or wrong."""
     keys: KeyRing = request.app.state.keys
-    return keys.tenant(request)
+    tenant = keys.tenant(request)
+    request.scope.setdefault("state", {})["tenant"] = tenant  # the access log's key label
+    return tenant
 
 
 class JSONResponse(Response):

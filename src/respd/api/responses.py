@@ -11,7 +11,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from respd.api.context import json_response, runtime_of, tenant_of, worker_of
+from respd.api.access import note_response
+from respd.api.context import json_response, limiter_of, runtime_of, tenant_of, worker_of
 from respd.api.deferred import DeferredJSONResponse
 from respd.api.pagination import check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
@@ -36,17 +37,41 @@ async def create_response(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await request.body()
     req = parse_body(CreateResponse, body)
-    run = await prepare(rt, req, tenant)
-    headers = {OMITTED_TOOLS_HEADER: ",".join(run.tools.omitted)} if run.tools.omitted else {}
+    limiter = limiter_of(request)
+    headers: dict[str, str] = {}
+    slot = None
+    if limiter is None:
+        run = await prepare(rt, req, tenant)
+    else:
+        admitted = await limiter.admit(tenant, stream=bool(req.stream))
+        headers, slot = admitted.headers, admitted.slot
+        try:
+            run = await prepare(rt, req, tenant)
+        except BaseException:
+            limiter.release(slot)
+            raise
+    note_response(request, run.id, run.route.name, req.conversation_id)
+    if run.tools.omitted:
+        headers[OMITTED_TOOLS_HEADER] = ",".join(run.tools.omitted)
+    frames: AsyncGenerator[bytes, None]
     if req.background:
         # a durable job now; the client may watch it (and drop off) or come back for it later
-        await worker_of(request).accept(run, body)
-        if req.stream:
-            return EventStreamResponse(_followed_frames(request, run.id, -1, req.obfuscate), headers=headers)
-        return Response(run.snapshot_json, media_type="application/json", headers=headers)
-    if req.stream:
-        return EventStreamResponse(_live_frames(run, req.obfuscate), headers=headers)
-    return DeferredJSONResponse(_final_json(run), headers=headers)
+        try:
+            await worker_of(request).accept(run, body)
+        except BaseException:
+            if limiter is not None:
+                limiter.release(slot)
+            raise
+        if not req.stream:
+            return Response(run.snapshot_json, media_type="application/json", headers=headers)
+        frames = _followed_frames(request, run.id, -1, req.obfuscate)
+    elif req.stream:
+        frames = _live_frames(run, req.obfuscate)
+    else:
+        return DeferredJSONResponse(_final_json(run), headers=headers)
+    if limiter is not None and slot is not None:
+        frames = limiter.guard(slot, frames)  # the key's stream slot is held until the stream ends
+    return EventStreamResponse(frames, headers=headers)
 
 
 async def _final_json(run: Run) -> bytes:

@@ -1,4 +1,4 @@
-"""``/v1/models`` and ``/healthz``."""
+"""``/v1/models``, ``/healthz`` (liveness), ``/readyz`` (readiness) and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from respd.api.context import json_response, runtime_of, tenant_of
+from respd.api.context import json_response, runtime_of, tenant_of, worker_of
 from respd.errors import NotFound
+from respd.store.migrate import current_revision, head_revision
+from respd.telemetry.metrics import CONTENT_TYPE_LATEST
 
 _STARTED = int(time.time())  # a model without a configured `created` shows when this server started
 
@@ -39,3 +41,28 @@ async def healthz(request: Request) -> Response:
     except Exception as exc:
         return json_response({"status": "unavailable", "database": str(exc)}, status=503)
     return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when this replica should get traffic: its database answers, the schema is at this code's newest
+    revision, and it is not shutting down; 503 (with what is wrong) otherwise. ``/healthz`` is liveness."""
+    rt = runtime_of(request)
+    checks: dict[str, str] = {}
+    try:
+        current = await current_revision(rt.store.engine)
+        head = head_revision()
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if current == head else f"at {current}, expected {head}"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {exc}"
+    checks["accepting"] = "no: shutting down" if worker_of(request).stopping else "ok"
+    ready = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ready" if ready else "unavailable", **checks}, status=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """The Prometheus text format (``metrics = false``: 404)."""
+    m = runtime_of(request).metrics
+    if m is None:
+        raise NotFound("Metrics are turned off (metrics = false).")
+    return Response(await m.exposition(), media_type=CONTENT_TYPE_LATEST)

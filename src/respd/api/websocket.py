@@ -26,13 +26,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from respd.api.context import json_response, runtime_of, tenant_of
+from respd.api.context import json_response, limiter_of, runtime_of, tenant_of
 from respd.api.sse import obfuscated
 from respd.engine.connection_memory import ConnectionMemory
 from respd.engine.prepare import prepare
 from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.errors import InvalidRequest, RateLimited, RespdError, ServerError, Unsupported, envelope
+from respd.telemetry import tracing
 from respd.wire.request import CreateResponse
 from respd.wire.validation import parse_body, to_invalid_request
 
@@ -188,7 +189,11 @@ class Session:
             stream_id = env.stream_id  # from here on, errors too carry the lane
             _check_type(env)
             create = _create(msg, env)
+            limiter = limiter_of(self.ws)
+            if limiter is not None:
+                await limiter.admit(self.tenant, stream=False)  # a request; the connection is not a stream slot
             run = await prepare(self.rt, create.req, self.tenant, local=self.memory.chain)
+            tracing.annotate_response(run.id, run.route.name, create.req.conversation_id)
             run.generate = create.generate
         except RespdError as exc:
             await self._send(error_event(exc, stream_id))

@@ -180,7 +180,7 @@ def _upstream(exc: BaseException) -> UpstreamError:
     if isinstance(exc, UpstreamError):
         return exc
     log.error("the local model failed", exc_info=exc)
-    return UpstreamError(f"The local model failed: {type(exc).__name__}: {exc}".rstrip(": ") + ".")
+    return UpstreamError(f"The local model failed: {type(exc).__name__}: {exc}".rstrip(": ") + ".", kind="local_model")
 
 
 def _check_input(request: ModelRequest) -> None:

@@ -33,6 +33,7 @@ from respd.backends.token_estimate import estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
+from respd.telemetry.tracing import TRACEPARENT
 
 if TYPE_CHECKING:
     from respd.backends.llama_prompt import ChatPrompt
@@ -79,7 +80,7 @@ class OpenAIChatBackend:
                 message = await _error_message(reply)
             finally:
                 reply.close()
-            raise UpstreamError(message)
+            raise UpstreamError(message, kind=f"http_{reply.status}")
         return reply
 
     async def aclose(self) -> None:
@@ -135,6 +136,9 @@ class OpenAIChatBackend:
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "*/*", "Accept-Encoding": "identity",
                    "User-Agent": USER_AGENT}  # fmt: skip
+        traceparent = TRACEPARENT.get()
+        if traceparent:
+            headers["traceparent"] = traceparent
         key = self.route.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -160,11 +164,11 @@ class OpenAIChatBackend:
             async with await self._post(body) as reply:
                 answer = orjson.loads(await reply.read())
         except (HttpError, orjson.JSONDecodeError) as exc:
-            raise UpstreamError(_describe(exc)) from exc
+            raise UpstreamError(_describe(exc), kind=_kind(exc)) from exc
         usage = answer.get("usage") if isinstance(answer, dict) else None
         tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         if not isinstance(tokens, int):
-            raise UpstreamError("The model upstream did not report how many tokens the prompt is.")
+            raise UpstreamError("The model upstream did not report how many tokens the prompt is.", kind="malformed")
         return TokenCount(tokens, exact=True)
 
     async def generate(
@@ -180,7 +184,15 @@ class OpenAIChatBackend:
                 else:
                     yield _read_json(await reply.read(), calls)
         except (HttpError, orjson.JSONDecodeError) as exc:
-            raise UpstreamError(_describe(exc)) from exc
+            raise UpstreamError(_describe(exc), kind=_kind(exc)) from exc
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, ReadTimeout):
+        return "timeout"
+    if isinstance(exc, ConnectFailed):
+        return "connect"
+    return "malformed" if isinstance(exc, orjson.JSONDecodeError) else "connection"
 
 
 def _describe(exc: BaseException) -> str:
@@ -247,7 +259,7 @@ def _message_deltas(choice: dict[str, Any], msg: dict[str, Any], calls: CallDeco
 def _read_json(raw: bytes, calls: CallDecoder) -> list[Delta]:
     body = orjson.loads(raw)
     if not isinstance(body, dict) or not body.get("choices"):
-        raise UpstreamError("The model upstream sent a completion without choices.")
+        raise UpstreamError("The model upstream sent a completion without choices.", kind="malformed")
     choice = body["choices"][0]
     out: list[Delta] = []
     _message_deltas(choice, choice.get("message") or {}, calls, out)
@@ -301,5 +313,5 @@ async def _read_stream(resp: Reply, calls: CallDecoder) -> AsyncIterator[list[De
         if done:
             break
     if finish is None:
-        raise UpstreamError("The model upstream closed the stream before it finished.")
+        raise UpstreamError("The model upstream closed the stream before it finished.", kind="stream_cut")
     yield [*calls.flush(), finish]

@@ -25,6 +25,8 @@ from respd.engine.tools import Binding, ToolPlan
 from respd.ids import new_id
 from respd.store import hosted_calls
 from respd.store.store import Store
+from respd.telemetry import tracing
+from respd.telemetry.metrics import Metrics
 from respd.tools.base import Call, HostedTool, Outcome, Source, ToolContext, ToolError
 from respd.tools.citations import Citations
 from respd.tools.registry import Registry
@@ -50,8 +52,10 @@ class Hosted:
     """The hosted side of one run."""
 
     def __init__(self, registry: Registry, plan: ToolPlan, *, settings: Settings, tenant: str, response_id: str,
-                 include: Iterable[str], max_calls: int | None, max_steps: int) -> None:  # fmt: skip
+                 include: Iterable[str], max_calls: int | None, max_steps: int,
+                 metrics: Metrics | None = None) -> None:  # fmt: skip
         self.registry = registry
+        self._metrics = metrics  # hosted tool calls by tool and outcome
         self.plan = plan
         self._settings = settings
         self._tenant = tenant
@@ -125,15 +129,24 @@ class Hosted:
         ctx = ToolContext(self._settings, self._tenant, self._response_id, self._include, cite)
         if UNPREPARED in call.config:
             return tool.failed(call, str(call.config[UNPREPARED])), []
-        try:
-            return await asyncio.wait_for(tool.run(call, ctx), tool.timeout_s), cited
-        except ToolError as exc:
-            return tool.failed(call, str(exc)), []
-        except TimeoutError:
-            return tool.failed(call, f"The call took longer than {tool.timeout_s:g} seconds and was stopped."), []
-        except Exception:
-            log.exception("hosted tool %s failed inside respd (response %s)", tool.item_type, self._response_id)
-            return tool.failed(call, "The tool failed inside the server."), []
+        name = tool.item_type.removesuffix("_call")  # web_search
+        with tracing.tool_span(name, call.item_id) as span:
+            try:
+                outcome = await asyncio.wait_for(tool.run(call, ctx), tool.timeout_s)
+            except ToolError as exc:
+                outcome, cited = tool.failed(call, str(exc)), []
+            except TimeoutError:
+                outcome = tool.failed(call, f"The call took longer than {tool.timeout_s:g} seconds and was stopped.")
+                cited = []
+            except Exception:
+                log.exception("hosted tool %s failed inside respd (response %s)", tool.item_type, self._response_id)
+                outcome, cited = tool.failed(call, "The tool failed inside the server."), []
+            status = str(outcome.item.get("status", "completed"))
+            if span is not None and status != "completed":
+                tracing.fail_span(span, status, outcome.output[:200])
+        if self._metrics is not None:
+            self._metrics.tool_calls.labels(name, status).inc()
+        return outcome, cited
 
     # -- what the model reads back ----------------------------------------------------------------
     def is_hosted(self, item: dict[str, Any]) -> bool:

@@ -11,9 +11,11 @@ from typing import Any
 
 import orjson
 
+from respd.config import OpsSettings
 from respd.engine.resume import read_log
 from respd.store.batch import Batch
 from respd.store.store import Store
+from respd.webhooks import events as webhooks
 
 log = logging.getLogger("respd.recovery")
 
@@ -24,10 +26,12 @@ def _close_items(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**item, "status": "incomplete"} if item.get("status") == "in_progress" else item for item in output]
 
 
-async def end_logged(store: Store, tenant: str, response_id: str, status: str, message: str | None = None) -> None:
+async def end_logged(store: Store, tenant: str, response_id: str, status: str, message: str | None = None,
+                     ops: OpsSettings | None = None) -> None:  # fmt: skip
     """End ``response_id`` as ``failed`` (with ``message``) or ``cancelled`` from its logged state.
 
-    Its job, if any, ends in the same transaction. Does nothing when the log already ended.
+    Its job, if any, ends in the same transaction, and so do the webhook deliveries ``ops`` configures. Does
+    nothing when the log already ended.
     """
     rows = await store.events_after(response_id, -1)
     batch = Batch()
@@ -46,12 +50,14 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
         events.append({"type": f"response.{status}", "sequence_number": seq, "response": final})
         batch.log(response_id, [(ev["sequence_number"], orjson.dumps(ev)) for ev in events])
         batch.end_response(response_id, tenant, status, orjson.dumps(final), final["output"], background=True)
+        if ops is not None:
+            webhooks.announce(batch, ops, tenant, response_id, status)
     await store.writer.commit(batch)
 
 
-async def end_orphans(store: Store, orphans: list[tuple[str, str]]) -> None:
+async def end_orphans(store: Store, orphans: list[tuple[str, str]], ops: OpsSettings | None = None) -> None:
     """End foreground responses ``(tenant, id)`` whose replica died as ``failed``: their client went with it."""
     for tenant, rid in orphans:
-        await end_logged(store, tenant, rid, "failed", STOPPED)
+        await end_logged(store, tenant, rid, "failed", STOPPED, ops)
     if orphans:
         log.warning("ended %d responses left running by a replica that stopped", len(orphans))

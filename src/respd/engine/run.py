@@ -31,8 +31,9 @@ from respd.engine.tools import Binding, ToolPlan
 from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store import conversations, hosted_calls
-from respd.store.batch import Batch, ResponseHead
+from respd.store.batch import Batch, Op, ResponseHead
 from respd.tools.base import Call, Outcome
+from respd.webhooks import events as webhooks
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -97,7 +98,8 @@ class Run:
                             owner=None if self.background else rt.replica_id)  # fmt: skip
         self.recorder = Recorder(rt, head, inputs, store=self.store, stream=stream, row_written=logged is not None)
         self.hosted = Hosted(rt.tools, tools, settings=rt.settings, tenant=tenant, response_id=self.id,
-                             include=req.include or (), max_calls=req.max_tool_calls, max_steps=MAX_STEPS)  # fmt: skip
+                             include=req.include or (), max_calls=req.max_tool_calls, max_steps=MAX_STEPS,
+                             metrics=rt.metrics)  # fmt: skip
         if tools.hosted:
             self.emitter.annotate = self.hosted.citations.annotations
         self._indices: dict[str, int] = {}  # hosted call item id → its output index, while it runs
@@ -105,6 +107,7 @@ class Run:
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.place: Place | None = None  # this run's place at a backend with limited room
         self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
+        self.started = time.monotonic()
 
     @property
     def snapshot_json(self) -> bytes:
@@ -327,8 +330,15 @@ class Run:
     async def _end(self, unpublished: Sequence[Frame]) -> None:
         self.release_admission()
         self.final = self.emitter.response
+        ops: list[Op] = []  # what shares the terminal commit: no crash can end the response without them
         append = self._conversation_append()
-        await self.recorder.end(self.final, unpublished, [append] if append is not None else ())
+        if append is not None:
+            ops.append(append)
+        announce = webhooks.deliveries_op(self.rt.settings.ops, self.tenant, self.id, self.final["status"])
+        if announce is not None:
+            ops.append(announce)  # its webhook deliveries; this replica's sender is woken by rt.ended
+        await self.recorder.end(self.final, unpublished, ops)
+        self.rt.ended(self.tenant, self.route.name, self.final, time.monotonic() - self.started)
 
     def _conversation_append(self) -> conversations.Append | None:
         """This turn for its conversation, if it joins one; ``store: false`` does not keep it out (nor does

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from respd.backends.base import Backend
 from respd.backends.openai_chat import OpenAIChatBackend
@@ -14,7 +16,13 @@ from respd.sandbox.containers import Containers
 from respd.sandbox.detect import find_sandbox
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
+from respd.telemetry import tracing
+from respd.telemetry.instrumented import InstrumentedBackend
+from respd.telemetry.metrics import Metrics
 from respd.tools.registry import Registry
+
+# Told of every response that ends in this process: (tenant, model, the final Response, seconds it ran).
+EndHook = Callable[[str, str, dict[str, Any], float], None]
 
 
 def make_backend(route: ModelRoute) -> Backend:
@@ -42,11 +50,21 @@ class Runtime:
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
+    metrics: Metrics | None = None  # None: metrics are off
+    end_hooks: list[EndHook] = field(default_factory=list)
 
     def backend(self, route: ModelRoute) -> Backend:
         if route.name not in self.backends:
-            self.backends[route.name] = make_backend(route)
+            backend = make_backend(route)
+            if self.metrics is not None or tracing.tracer() is not None:
+                backend = InstrumentedBackend(backend, route, self.metrics)
+            self.backends[route.name] = backend
         return self.backends[route.name]
+
+    def ended(self, tenant: str, model: str, final: dict[str, Any], seconds: float) -> None:
+        """A response ended here (its terminal event is durable): metrics, rate limits' token counts."""
+        for hook in self.end_hooks:
+            hook(tenant, model, final, seconds)
 
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)

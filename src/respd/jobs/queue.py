@@ -146,3 +146,15 @@ class JobQueue:
     async def forget_others(self) -> None:
         """SQLite: one process owns the database, so every other replica row is a previous, dead run."""
         await self._run(delete(replicas).where(replicas.c.id != self.replica_id))
+
+
+async def job_counts(store: Store) -> tuple[int, int]:
+    """Background jobs in the database: ``(queued, running)`` (running: owned by a replica, live or not yet
+    taken over)."""
+
+    def work(conn: Connection) -> tuple[int, int]:
+        rows = conn.execute(select(jobs.c.owner.is_(None), func.count()).group_by(jobs.c.owner.is_(None))).all()
+        counts = {bool(queued): int(n) for queued, n in rows}
+        return counts.get(True, 0), counts.get(False, 0)
+
+    return await store.transact(work)

@@ -23,6 +23,7 @@ from respd.errors import RateLimited, RespdError
 from respd.jobs.queue import Job, JobQueue
 from respd.store.signals import CANCEL, JOBS
 from respd.store.writer import Batch
+from respd.telemetry import tracing
 from respd.wire.request import CreateResponse
 from respd.wire.validation import parse_body
 
@@ -80,6 +81,11 @@ class Worker:
         if not self.rt.store.is_sqlite:  # other replicas: take them now
             await self.rt.store.writer.commit(Batch(notices=[(JOBS, "")]))
 
+    @property
+    def stopping(self) -> bool:
+        """Shutting down: no new work is taken (readiness fails)."""
+        return self._stopping
+
     # -- accepting --------------------------------------------------------------------------------
     async def accept(self, run: Run, request_body: bytes) -> None:
         """Make ``run`` a durable job (committed before this returns); start it here if there is room."""
@@ -109,6 +115,7 @@ class Worker:
         self._wake.set()  # room for another job
 
     async def _execute(self, run: Run) -> None:
+        tracing.annotate_response(run.id, run.route.name, run.req.conversation_id)  # for its model turns' spans
         try:
             async with contextlib.aclosing(run.events()) as events:
                 async for _ in events:
@@ -128,21 +135,21 @@ class Worker:
                 return
             logged = read_log(rows)
             if logged.ended or job.cancel_requested:
-                await end_logged(self.rt.store, job.tenant, rid, "cancelled")
+                await end_logged(self.rt.store, job.tenant, rid, "cancelled", ops=self.rt.settings.ops)
                 return
             if job.attempts > MAX_ATTEMPTS:
                 message = f"The server stopped {MAX_ATTEMPTS} times while generating this response; gave up."
-                await end_logged(self.rt.store, job.tenant, rid, "failed", message)
+                await end_logged(self.rt.store, job.tenant, rid, "failed", message, self.rt.settings.ops)
                 return
             req = parse_body(CreateResponse, job.request.encode())
             try:
                 run = await prepare(self.rt, req, job.tenant, logged=logged)
             except RespdError as exc:  # e.g. its previous response was deleted while it waited
-                await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message)
+                await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message, self.rt.settings.ops)
                 return
         except asyncio.CancelledError:
             if not self._stopping:
-                await end_logged(self.rt.store, job.tenant, rid, "cancelled")
+                await end_logged(self.rt.store, job.tenant, rid, "cancelled", ops=self.rt.settings.ops)
             raise
         if job.attempts > 1:
             log.warning("taking over background response %s (attempt %d)", rid, job.attempts)
@@ -162,7 +169,7 @@ class Worker:
             return
         job = await self.queue.claim_job(rid)
         if job is not None:
-            await end_logged(self.rt.store, tenant, rid, "cancelled")
+            await end_logged(self.rt.store, tenant, rid, "cancelled", ops=self.rt.settings.ops)
             return
         has_job, _owner = await self.queue.owner_of(rid)
         if has_job:
@@ -181,7 +188,7 @@ class Worker:
                     for job in await self.queue.claim(room):
                         self._spawn(job.response_id, self._take(job))
                 if rounds % sweep_every == 0:
-                    await end_orphans(self.rt.store, await self.queue.claim_orphans())
+                    await end_orphans(self.rt.store, await self.queue.claim_orphans(), self.rt.settings.ops)
             except Exception:
                 log.exception("claiming background work failed; retrying")
             rounds += 1

@@ -6,7 +6,7 @@ same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -99,6 +99,66 @@ conversation_items = Table(
     Column("item_id", String(128), nullable=False),
     Column("body", Text, nullable=False),
     Index("ix_conversation_items_item", "conversation_id", "item_id"),
+)
+
+# -- operations: webhook deliveries and rate-limit counts (docs/OPERATIONS.md) -------------------------------
+
+# One row per (finished response, matching endpoint), written in the transaction of the response's terminal
+# event. ``state``: pending | delivered | failed (given up). A replica claims a due pending row by moving
+# ``next_attempt_at`` past its attempt's deadline (its lease on the attempt) and naming itself ``owner``.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(80), primary_key=True),  # wh_…: the webhook-id header, the same on every attempt
+    Column("event_id", String(80), nullable=False),  # evt_…: the body's id
+    Column("event_type", String(32), nullable=False),
+    Column("response_id", String(80), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("endpoint", String(256), nullable=False),  # the configured endpoint's name (its secret is found by it)
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),  # the event JSON, exactly as signed and sent
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # milliseconds
+    Column("next_attempt_at", BigInteger, nullable=False),  # milliseconds
+    Column("owner", String(80), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_response", "response_id"),
+)
+
+# Every attempt of every delivery, for inspection (``respd webhooks show``).
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", String(80), primary_key=True),
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
+    Column("started_at", BigInteger, nullable=False),  # milliseconds
+    Column("duration_ms", Integer, nullable=False),
+    Column("status", Integer, nullable=True),  # the receiver's HTTP status; null when there was no answer
+    Column("error", Text, nullable=True),
+    Column("replica", String(80), nullable=False),
+)
+
+# Rate limits without Redis: requests and tokens per key and Unix minute, and the stream slots held now.
+rate_limit_windows = Table(
+    "rate_limit_windows",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # Unix minute
+    Column("requests", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+)
+
+rate_limit_streams = Table(
+    "rate_limit_streams",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),  # seconds; renewed while the stream runs
+    Index("ix_rate_limit_streams_tenant", "tenant"),
 )
 
 # Uploaded files (``/v1/files``). A file is ``uploading`` while its bytes arrive (invisible to the API),

@@ -25,7 +25,8 @@ log = logging.getLogger("respd.signals")
 JOBS = "respd_jobs"  # a background job was queued (payload unused)
 CANCEL = "respd_cancel"  # payload: the response id to stop
 EVENTS = EVENTS_CHANNEL  # payload: comma-separated ids of responses with newly committed events
-CHANNELS = (JOBS, CANCEL, EVENTS)
+WEBHOOKS = "respd_webhooks"  # webhook deliveries were added (payload unused)
+CHANNELS = (JOBS, CANCEL, EVENTS, WEBHOOKS)
 
 
 class Signals:

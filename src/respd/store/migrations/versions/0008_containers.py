@@ -1,14 +1,14 @@
 """code interpreter containers and their files
 
 Revision ID: 0008_containers
-Revises: 0009_hosted_calls
+Revises: 0006_ops
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_containers"
-down_revision = "0009_hosted_calls"
+down_revision = "0006_ops"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""What an operator watches respd by: Prometheus metrics, OpenTelemetry traces, the access log."""
