@@ -35,7 +35,8 @@ _NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search
                          "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
                          "web_search_call", "file_search", "file_search_call", "computer_use_preview", "computer_call",
                          "local_shell", "local_shell_call", "shell", "shell_call", "apply_patch",
-                         "apply_patch_call", "mcp", "mcp_list_tools", "mcp_call", "mcp_approval_request"}  # fmt: skip
+                         "apply_patch_call", "mcp", "mcp_list_tools", "mcp_call", "mcp_approval_request", "code_interpreter",
+                         "code_interpreter_call"}  # fmt: skip
 
 
 def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:

@@ -144,9 +144,10 @@ BUILTINS = [{"type": "web_search", "external_web_access": True}, {"type": "code_
 
 
 def test_builtin_tools_are_left_out_and_named(server: RespdServer, fake: FakeUpstream) -> None:
+    # web_search has no provider configured here; code_interpreter runs in the sandbox (docs/CODE_INTERPRETER.md)
     r = post(server, {"model": "test-model", "input": "x", "tools": [WEATHER, *BUILTINS]})
-    assert r.status_code == 200 and r.headers["respd-omitted-tools"] == "web_search,code_interpreter"
-    assert [t["function"]["name"] for t in fake.requests[-1]["body"]["tools"]] == ["weather"]
+    assert r.status_code == 200 and r.headers["respd-omitted-tools"] == "web_search"
+    assert [t["function"]["name"] for t in fake.requests[-1]["body"]["tools"]] == ["weather", "python"]
     check_error(post(server, {"model": "test-model", "input": "x", "tools": BUILTINS,
                               "tool_choice": {"type": "web_search_preview"}}), 400, param="tool_choice")  # fmt: skip
 

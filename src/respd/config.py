@@ -33,6 +33,7 @@ from typing import Any
 
 from respd.errors import InvalidRequest
 from respd.outbound import OutboundPolicy, OutboundRefused
+from respd.sandbox.settings import SandboxConfigError, SandboxSettings, load_sandbox_settings
 from respd.tools.mcp.servers import McpServerConfig, parse_servers
 
 BACKENDS = ("openai", "llama_cpp")
@@ -122,6 +123,7 @@ class Settings:
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     # MCP servers the operator vets, reached by connector_id (``[[mcp_servers]]``, respd.tools.mcp.servers).
     mcp_servers: tuple[McpServerConfig, ...] = ()
+    code_interpreter: SandboxSettings = field(default_factory=SandboxSettings)  # [code_interpreter]: the sandbox
     ops: OpsSettings = field(default_factory=lambda: OpsSettings())  # webhooks, metrics, logs, rate limits
     # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
     # respd to fetch (only from hosts the outbound policy allows).
@@ -243,6 +245,7 @@ def load_settings(
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=check_webhook_urls(ops, _outbound(raw, env)),
         mcp_servers=_mcp_servers(raw),
+        code_interpreter=_sandbox_settings(raw, env),
         fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
         sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
@@ -294,6 +297,13 @@ def _mcp_servers(raw: dict[str, Any]) -> tuple[McpServerConfig, ...]:
     try:
         return parse_servers(raw.get("mcp_servers", []))
     except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _sandbox_settings(raw: dict[str, Any], env: dict[str, str]) -> SandboxSettings:
+    try:
+        return load_sandbox_settings(raw.get("code_interpreter", {}), env)
+    except SandboxConfigError as exc:
         raise ConfigError(str(exc)) from None
 
 

@@ -155,6 +155,8 @@ def test_builtin_tools_without_executor_are_left_out(
     assert out["text"] == "I cannot search here, but here is what I know."
     (create,) = wire.creates()
     assert [t["type"] for t in create.body["tools"]] == ["web_search", "code_interpreter"]
-    assert create.headers["respd-omitted-tools"] == "web_search,code_interpreter"
-    assert "tools" not in fake.requests[0]["body"]
-    assert create.response()["tools"] == []
+    # web_search has no provider configured here; code_interpreter runs in respd's sandbox, so the model is
+    # offered its python function
+    assert create.headers["respd-omitted-tools"] == "web_search"
+    assert [t["function"]["name"] for t in fake.requests[0]["body"]["tools"]] == ["python"]
+    assert [t["type"] for t in create.response()["tools"]] == ["code_interpreter"]

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from respd.api import (
+    containers,
     context_window,
     conversations,
     files,
@@ -84,6 +85,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/responses/{response_id}/input_tokens", context_window.count_stored_input_tokens, methods=["GET"]),
         Route("/v1/responses/{response_id}/compact", context_window.compact_response, methods=["POST"]),
         *conversation_routes(),
+        *container_routes(),
         *file_routes(),
         *vector_store_routes(),
     ]
@@ -100,6 +102,21 @@ def conversation_routes() -> list[Route]:
         Route(base + "/items", c.create_items, methods=["POST"]),
         Route(base + "/items/{item_id}", c.get_item, methods=["GET"]),
         Route(base + "/items/{item_id}", c.delete_item, methods=["DELETE"]),
+    ]
+
+
+def container_routes() -> list[Route]:
+    c, base = containers, "/v1/containers/{container_id}"
+    return [
+        Route("/v1/containers", c.create_container, methods=["POST"]),
+        Route("/v1/containers", c.list_containers, methods=["GET"]),
+        Route(base, c.get_container, methods=["GET"]),
+        Route(base, c.delete_container, methods=["DELETE"]),
+        Route(base + "/files", c.create_file, methods=["POST"]),
+        Route(base + "/files", c.list_files, methods=["GET"]),
+        Route(base + "/files/{file_id}", c.get_file, methods=["GET"]),
+        Route(base + "/files/{file_id}", c.delete_file, methods=["DELETE"]),
+        Route(base + "/files/{file_id}/content", c.get_file_content, methods=["GET"]),
     ]
 
 

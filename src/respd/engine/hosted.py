@@ -34,6 +34,7 @@ from respd.tools.registry import Registry
 log = logging.getLogger("respd.hosted")
 
 Numbered = list[tuple[int, dict[str, Any]]]  # a call's cited sources: (number, source as JSON)
+UNPREPARED = "_unprepared"  # in a prepared config: why the tool could not be set up for this response
 NOT_RERUN = ("The server running this call stopped before it finished, and the call was not run again "
              "because it may have had effects.")  # fmt: skip
 
@@ -118,6 +119,21 @@ class Hosted:
                 asked.append(admitted)
         return run, asked
 
+    async def prepare(self, previous_response_id: str | None) -> None:
+        """Each tool's set-up for this response (:meth:`HostedTool.prepare`), once, before the first model
+        turn; its calls then get the prepared config. A tool that cannot be set up fails each of its calls."""
+        ctx = ToolContext(self._settings, self._tenant, self._response_id, self._include, lambda _: 0,
+                          previous_response_id)  # fmt: skip
+        prepared: dict[int, Binding] = {}
+        for name, binding in list(self.plan.hosted.items()):
+            if id(binding) not in prepared:
+                try:
+                    config = await binding.tool.prepare(binding.config, ctx)
+                except ToolError as exc:
+                    config = {**binding.config, UNPREPARED: str(exc)}
+                prepared[id(binding)] = Binding(binding.tool, config)
+            self.plan.hosted[name] = prepared[id(binding)]
+
     def binding_of(self, tool: HostedTool) -> Binding | None:
         """The request's configuration of ``tool`` (for a call in flight when its run was taken over)."""
         return next((b for b in self.plan.hosted.values() if b.tool is tool), None)
@@ -139,6 +155,8 @@ class Hosted:
             return n
 
         ctx = ToolContext(self._settings, self._tenant, self._response_id, self._include, cite)
+        if UNPREPARED in call.config:
+            return tool.failed(call, str(call.config[UNPREPARED])), []
         name = tool.item_type.removesuffix("_call")  # web_search
         with tracing.tool_span(name, call.item_id) as span:
             try:

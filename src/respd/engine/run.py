@@ -207,6 +207,8 @@ class Run:
         """The model's turns and the hosted calls between them, until the model answers, calls a client's
         tool, or may call no more (see docs/HOSTED_TOOLS.md)."""
         em = self.emitter
+        if self.hosted.plan.hosted:
+            await self.hosted.prepare(self.req.previous_response_id)
         first = point is None or not em.response["output"]
         prefill = point.prefill if point is not None else None
         if point is not None and point.in_flight:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from respd.engine.live import LiveHub
 from respd.ids import new_id
 from respd.retrieval.embedder import make_embedder
 from respd.retrieval.search import Retrieval
+from respd.sandbox.containers import Containers
+from respd.sandbox.detect import find_sandbox
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
 from respd.telemetry import tracing
@@ -46,6 +49,7 @@ class Runtime:
     hub: LiveHub = field(init=False)
     retrieval: Retrieval = field(init=False)  # vector store search (and the embedder ingestion shares)
     tools: Registry = field(init=False)  # the hosted tools configured here
+    containers: Containers = field(init=False)  # code_interpreter's containers; their sandbox, if one was found
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
@@ -70,9 +74,23 @@ class Runtime:
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
         self.retrieval = Retrieval(self.store, make_embedder(self.settings.embeddings))
         self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
+        self.containers = Containers(self.store, self.settings.code_interpreter)
 
     async def open(self) -> None:
-        await self.store.open()
+        # the sandbox probe starts a process and waits for it: it runs while the database opens
+        probe = asyncio.get_running_loop().create_task(find_sandbox(self.settings.code_interpreter))
+        try:
+            await self.store.open()
+        except BaseException:
+            probe.cancel()
+            raise
+        sandbox = await probe
+        if sandbox is not None:
+            from respd.tools.code_interpreter import CodeInterpreter  # it runs code in these containers
+
+            self.containers.enable(sandbox)
+            self.tools.add(CodeInterpreter(self.containers))
+        await self.containers.start()
         for route in self.settings.models:
             backend = self.backend(route)
             if backend.abilities.loading:
@@ -81,6 +99,7 @@ class Runtime:
                 await backend.load()
 
     async def close(self) -> None:
+        await self.containers.close()
         await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()

@@ -306,3 +306,41 @@ hosted_calls = Table(
     Column("sources", Text, nullable=True),
     Index("ix_hosted_calls_response", "response_id"),
 )
+
+# Code interpreter containers (``/v1/containers``). ``status`` is running until the container has been idle
+# for ``expires_minutes`` (then expired: the row stays as a snapshot of its metadata, its files go). ``origin``
+# is the response for which the code_interpreter tool made the container (``container: {"type": "auto"}``):
+# later responses of that chain use it again.
+containers = Table(
+    "containers",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_us", BigInteger, nullable=False),  # microseconds: list order
+    Column("last_active_at", BigInteger, nullable=False),
+    Column("expires_minutes", Integer, nullable=False),
+    Column("memory_limit", String(8), nullable=False),
+    Column("origin", String(80), nullable=True),
+    Index("ix_containers_tenant_created", "tenant", "created_us"),
+    Index("ix_containers_origin", "origin"),
+    Index("ix_containers_status_active", "status", "last_active_at"),  # the expiry sweep
+)
+
+# A container's files: what is under its /mnt/data, kept here so they outlive its sandbox process (which
+# may be stopped, killed by a limit, or lost with its server) and are written back into the next one.
+# ``mtime_ns`` is the file's modification time in the sandbox when it was last copied, to see changes.
+container_files = Table(
+    "container_files",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("container_id", String(80), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("source", String(16), nullable=False),  # "user" (uploaded) | "assistant" (written by code)
+    Column("created_us", BigInteger, nullable=False),  # microseconds: list order
+    Column("bytes", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ux_container_files_path", "container_id", "path", unique=True),
+)

@@ -54,20 +54,22 @@ class Source:
     source *n* by writing ``[n]`` (see :mod:`respd.tools.citations`), and the answer's ``output_text``
     gets the annotation :meth:`annotation` makes for it."""
 
-    kind: str  # "url" (url_citation) | "file" (file_citation)
+    kind: str  # "url" (url_citation) | "file" (file_citation) | "container_file" (container_file_citation)
     title: str
     url: str = ""
     file_id: str = ""
     filename: str = ""
     text: str = ""  # what the model is shown of it (a snippet, a chunk)
+    container_id: str = ""  # a container file's container
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "title": self.title, "url": self.url, "file_id": self.file_id,
-                "filename": self.filename, "text": self.text}  # fmt: skip
+                "filename": self.filename, "text": self.text, "container_id": self.container_id}  # fmt: skip
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Source:
-        return cls(**{k: str(raw.get(k) or "") for k in ("kind", "title", "url", "file_id", "filename", "text")})
+        keys = ("kind", "title", "url", "file_id", "filename", "text", "container_id")
+        return cls(**{k: str(raw.get(k) or "") for k in keys})
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class ToolContext:
     # Registers a source the answer may cite; returns its number, which the call's output shows the model
     # as ``[n]`` (numbers are unique across the response chain).
     cite: Callable[[Source], int]
+    previous_response_id: str | None = None  # the response this one continues (a chain's resources)
 
 
 class HostedTool(Protocol):
@@ -113,6 +116,12 @@ class HostedTool(Protocol):
     def functions(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The function tools the model is offered for this config (neutral tool dicts: ``{"type":
         "function", "name", "namespace": None, "description", "parameters", "strict"}``)."""
+        ...
+
+    async def prepare(self, config: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        """Once per run, before the first model turn: the config its calls get, with what the response needs
+        set up (code_interpreter: the container, found or made). Raise :class:`ToolError` when it cannot be:
+        every call then fails with that message. The Response's ``tools`` keep the configured form."""
         ...
 
     def start(self, call: Call) -> tuple[Item, list[Progress]]:

@@ -55,6 +55,9 @@ class Citations:
 
 
 def _annotation(source: Source, start: int, end: int) -> dict[str, Any]:
+    if source.kind == "container_file":
+        return {"type": "container_file_citation", "container_id": source.container_id, "file_id": source.file_id,
+                "filename": source.filename, "start_index": start, "end_index": end}  # fmt: skip
     if source.kind == "file":
         return {"type": "file_citation", "file_id": source.file_id, "filename": source.filename, "index": start}
     return {"type": "url_citation", "url": source.url, "title": source.title, "start_index": start,

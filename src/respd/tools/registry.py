@@ -44,6 +44,13 @@ class Registry:
         if tools:
             log.info("hosted tools: %s", ", ".join(sorted(self.by_type)))
 
+    def add(self, tool: HostedTool) -> None:
+        """A tool that needs what the runtime sets up at startup (code_interpreter: a working sandbox)."""
+        for kind in tool.types:
+            self.by_type[kind] = tool
+        self.by_item[tool.item_type] = tool
+        log.info("hosted tools: %s", ", ".join(sorted(self.by_type)))
+
     def tool(self, tool_type: str) -> HostedTool | None:
         """The tool serving requests' ``tools[].type`` ``tool_type``, if configured."""
         return self.by_type.get(tool_type)

@@ -116,6 +116,9 @@ class WebSearch:
         return [{"type": "function", "name": FUNCTION, "namespace": None, "description": DESCRIPTION,
                  "parameters": PARAMETERS, "strict": None}]  # fmt: skip
 
+    async def prepare(self, config: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        return dict(config)  # nothing to set up per response
+
     def start(self, call: Call) -> tuple[Item, list[Progress]]:
         item = {"id": call.item_id, "type": self.item_type, "status": "in_progress",
                 "action": {"type": "search", "query": _query(call)}}  # fmt: skip

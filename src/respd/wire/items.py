@@ -198,7 +198,7 @@ class HostedCall(BaseModel):
 
 
 # Output item types of hosted tools that a client may send back as input.
-HOSTED_ITEM_TYPES = frozenset({"web_search_call", "file_search_call"})
+HOSTED_ITEM_TYPES = frozenset({"web_search_call", "file_search_call", "code_interpreter_call"})
 
 
 def _item_shape(value: dict[str, Any]) -> str:
@@ -228,6 +228,6 @@ InputItem = tagged(
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(
     {
-        "image_generation_call", "code_interpreter_call", "program", "program_output",
+        "image_generation_call", "program", "program_output",
     }
 )  # fmt: skip
