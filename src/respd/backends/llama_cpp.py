@@ -36,6 +36,7 @@ log = logging.getLogger("respd.llama")
 # filled into the request before the run starts, so the response reports what was used.
 DEFAULT_TOP_K = 20
 DRY_MULTIPLIER = 0.8  # the repetition guard on free text (see llama_sampling)
+REPEAT_PENALTY = 1.1
 
 
 class _Place(Admission):
@@ -232,6 +233,7 @@ def _job(request: ModelRequest, route: ModelRoute, engine: LlamaEngine, constrai
         frequency_penalty=request.frequency_penalty or 0.0,
         presence_penalty=request.presence_penalty or 0.0,
         dry_multiplier=DRY_MULTIPLIER,
+        repeat_penalty=REPEAT_PENALTY,
     )
     # a request without max_output_tokens stops at the route's cap (ending incomplete), never runs away
     messages = cm.to_messages(request.instructions, request.items)

@@ -37,7 +37,9 @@ class Sampling:
     min_p: float
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
-    dry_multiplier: float = 0.0  # 0: no repetition guard (it applies to free text only, never under a grammar)
+    # the repetition guard, on free text only (under a grammar, JSON repeats keys and punctuation by design):
+    repeat_penalty: float = 1.0  # 1: none; on the last PENALTY_LAST_N tokens
+    dry_multiplier: float = 0.0  # 0: none
 
 
 def _chain(steps: list[Any]) -> Any:
@@ -55,11 +57,13 @@ def _dry(vocab: Any, multiplier: float) -> Any:
 
 def _steps(s: Sampling, grammar: Any | None, vocab: Any = None) -> list[Any]:
     steps = []
-    if vocab is not None and s.dry_multiplier > 0:
+    guard = vocab is not None  # free text: the repetition guard applies
+    if guard and s.dry_multiplier > 0:
         steps.append(_dry(vocab, s.dry_multiplier))
-    if s.frequency_penalty or s.presence_penalty:
+    repeat = s.repeat_penalty if guard else 1.0
+    if s.frequency_penalty or s.presence_penalty or repeat != 1.0:
         # this binding declares an extra leading argument; last_n goes in both so either reading is right
-        steps.append(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, PENALTY_LAST_N, 1.0,
+        steps.append(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, PENALTY_LAST_N, repeat,
                                                             s.frequency_penalty, s.presence_penalty))  # fmt: skip
     if grammar is not None:
         steps.append(grammar)
