@@ -6,17 +6,18 @@ import asyncio
 from pathlib import Path
 
 from respd.ids import new_id
+from respd.store.batch import Batch, ResponseHead
 from respd.store.store import Store
-from respd.store.writer import Batch, log_row
 
 BODY = "x" * 6000  # about what one non-streamed response's event log takes
 
 
 def _response_batch() -> Batch:
     rid = new_id("resp")
-    row = {"id": rid, "tenant": "t", "status": "completed", "model": "m", "created_at": 1, "updated_at": 1,
-           "previous_response_id": None, "background": False, "owner": None, "body": "{}"}  # fmt: skip
-    return Batch(responses=[row], events=[log_row(rid, [(0, BODY.encode())])])
+    batch = Batch()
+    batch.new_response(ResponseHead(rid, "t", "m", 1, None, False, None), "completed", b"{}", [])
+    batch.log(rid, [(0, BODY.encode())])
+    return batch
 
 
 def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ A config file looks like::
     path = "/models/qwen2.5-7b-instruct-q4_k_m.gguf"   # omit for the bundled default model
     n_ctx = 8192
 
-With no ``[[models]]`` at all, respd serves the bundled default model (:mod:`respd.backends.bundled`).
+With no ``[[models]]`` at all, respd serves the bundled default model, :data:`DEFAULT_MODEL`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from respd.backends.bundled import BUNDLED
 from respd.errors import InvalidRequest
+from respd.outbound import OutboundPolicy
 
 BACKENDS = ("openai", "llama_cpp")
+# The model served when the config names none: the GGUF bundled with respd (respd.backends.bundled), run in
+# process. Its name lives here so that reading settings loads no backend.
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
 class ConfigError(ValueError):
@@ -106,6 +109,8 @@ class Settings:
     max_background: int = 32
     max_queued: int = 10_000
     drain_s: float = 10.0
+    # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name`` (or one of its aliases), or a 400 naming ``model``."""
@@ -189,7 +194,7 @@ def _with_defaults(route: ModelRoute) -> ModelRoute:
 
 def default_models() -> tuple[ModelRoute, ...]:
     """What respd serves when the config names no model: the bundled model, run in-process."""
-    return (_with_defaults(ModelRoute(name=BUNDLED.name, backend="llama_cpp")),)
+    return (_with_defaults(ModelRoute(name=DEFAULT_MODEL, backend="llama_cpp")),)
 
 
 def _flag(env_value: str | None, default: Any) -> bool:
@@ -236,8 +241,23 @@ def load_settings(
         log_level=env.get("RESPD_LOG_LEVEL") or raw.get("log_level", "info"),
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
+        outbound=_outbound(raw, env),
         **_job_settings(raw, env),
     )
+
+
+def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:
+    allow = list(raw.get("outbound_allow", []))
+    if not isinstance(raw.get("outbound_allow", []), list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("outbound_allow must be a list of host or host:port patterns")
+    allow += [a.strip() for a in env.get("RESPD_OUTBOUND_ALLOW", "").split(",") if a.strip()]
+    try:
+        return OutboundPolicy(
+            allow=tuple(dict.fromkeys(allow)),
+            public=_flag(env.get("RESPD_OUTBOUND_PUBLIC"), raw.get("outbound_public", True)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"outbound_allow: {exc}") from None
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

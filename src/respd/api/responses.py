@@ -121,7 +121,9 @@ async def delete_response(request: Request) -> Response:
         # stop its run first, so that nothing is written for it after it is gone
         await worker_of(request).cancel(tenant_of(request), rid)
         await _wait_terminal(rt, tenant_of(request), rid, row)
-    await rt.store.writer.commit(Batch(deletes=[(tenant_of(request), rid)]))
+    batch = Batch()
+    batch.delete_response(tenant_of(request), rid)
+    await rt.store.writer.commit(batch)
     return json_response({"id": rid, "object": "response", "deleted": True})
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
@@ -107,20 +107,39 @@ class ModelRequest:
     user: str | None = None
     stream: bool = True
     # Continue this unfinished assistant text instead of starting a new answer (a run taken over after a
-    # crash); only sent to a backend whose ``prefill`` attribute is true.
+    # crash); only sent to a backend whose abilities include ``prefill``.
     prefill: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Abilities:
+    """What a backend can do beyond running a turn; the engine reads these instead of probing the backend.
+
+    ``admission``: the backend has limited room (a local model serves one request at a time, with a bounded
+    queue), so a run asks :meth:`Backend.admit` for a place before any event of its response exists: a full
+    queue is an HTTP 429 and a request the model cannot read a 400, never a failed response.
+    ``prefill``: the model continues an unfinished assistant message (:attr:`ModelRequest.prefill`), so a
+    background response taken over after a crash goes on from its partial output.
+    ``loading``: the model is loaded into this process (:meth:`Backend.load`, at startup).
+    """
+
+    admission: bool = False
+    prefill: bool = False
+    loading: bool = False
 
 
 class Backend(Protocol):
     """A model that can run one turn."""
+
+    abilities: Abilities
 
     def generate(
         self, request: ModelRequest, admission: Admission | None = None
     ) -> AsyncGenerator[Delta | list[Delta], None]:
         """Yield the turn's deltas; end with :class:`Usage` (when known) and one :class:`Finish`.
 
-        ``admission`` is what :meth:`Admitting.admit` returned for ``request``, if the backend admits: what it
-        prepared there (e.g. a local model's grammar) is used, not prepared again.
+        ``admission`` is what :meth:`admit` returned for ``request``, if the backend admits: what it prepared
+        there (e.g. a local model's grammar) is used, not prepared again.
 
         A list yields deltas that arrived together (one network read); the client gets them in one write.
 
@@ -145,26 +164,21 @@ class Backend(Protocol):
         """Release pooled connections or model memory."""
         ...
 
+    def admit(self, request: ModelRequest) -> Admission | None:
+        """Reserve a place for ``request`` or raise a :class:`respd.errors.RespdError` (``abilities.admission``);
+        a backend without limited room returns None."""
+        ...
+
+    async def load(self) -> object:
+        """Load the model into this process now rather than at its first turn (``abilities.loading``)."""
+        ...
+
 
 class Admission:
-    """A request's place at a backend, held from admission until its run ends (see :class:`Admitting`).
+    """A request's place at a backend, held from admission until its run ends (see :meth:`Backend.admit`).
 
     A backend's own subclass carries what it prepared while admitting, for :meth:`Backend.generate`.
     """
 
     def release(self) -> None:
         """Give the place back. Idempotent."""
-
-
-@runtime_checkable
-class Admitting(Protocol):
-    """A backend with limited room (a local model serves one request at a time, with a bounded queue).
-
-    The run asks it for a place before any event of the response exists, so that a full queue is an HTTP
-    429 (:class:`respd.errors.RateLimited`) and a request the model cannot read is a 400, never a failed
-    response.
-    """
-
-    def admit(self, request: ModelRequest) -> Admission:
-        """Reserve a place for ``request`` or raise a :class:`respd.errors.RespdError`."""
-        ...

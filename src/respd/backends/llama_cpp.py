@@ -22,7 +22,7 @@ from typing import Any
 from respd.backends import chat_messages as cm
 from respd.backends import llama_grammars as grammars
 from respd.backends import tool_calls as tc
-from respd.backends.base import Admission, Delta, ModelRequest, TextDelta, TokenCount
+from respd.backends.base import Abilities, Admission, Delta, ModelRequest, TextDelta, TokenCount
 from respd.backends.llama_engine import LlamaEngine, default_slots
 from respd.backends.llama_job import Done, Job
 from respd.backends.llama_sampling import Sampling
@@ -60,6 +60,8 @@ class _Place(Admission):
 
 class LlamaCppBackend:
     """Runs turns on a local GGUF model, several at once."""
+
+    abilities = Abilities(admission=True, loading=True)
 
     def __init__(self, route: ModelRoute) -> None:
         self.route = route

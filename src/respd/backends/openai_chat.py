@@ -16,6 +16,7 @@ import orjson
 
 from respd.backends import chat_messages as cm
 from respd.backends.base import (
+    Abilities,
     Admission,
     Delta,
     Finish,
@@ -53,7 +54,8 @@ class OpenAIChatBackend:
     def __init__(self, route: ModelRoute) -> None:
         self.route = route
         self._http: HttpClient | None = None
-        self.prefill = route.prefill  # the upstream continues a final assistant message (vLLM, llama.cpp)
+        # prefill: the upstream continues a final assistant message (vLLM, llama.cpp), when the route says so
+        self.abilities = Abilities(prefill=route.prefill)
         self._chat_prompt: ChatPrompt | None = None  # the route's tokenizer GGUF, loaded at its first count
 
     async def _tokenizer(self) -> ChatPrompt:
@@ -83,6 +85,12 @@ class OpenAIChatBackend:
     async def aclose(self) -> None:
         if self._http is not None:
             self._http.close()
+
+    def admit(self, request: ModelRequest) -> Admission | None:
+        return None  # an upstream queues (or refuses) requests itself
+
+    async def load(self) -> None:
+        return None  # nothing to load: the model lives upstream
 
     def payload(self, req: ModelRequest) -> dict[str, Any]:
         """The Chat Completions request body for ``req``."""

@@ -7,14 +7,13 @@ stored row updated — so readers and followers cannot tell the difference, exce
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import orjson
 
 from respd.engine.resume import read_log
+from respd.store.batch import Batch
 from respd.store.store import Store
-from respd.store.writer import Batch, item_rows, log_row
 
 log = logging.getLogger("respd.recovery")
 
@@ -31,12 +30,11 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
     Its job, if any, ends in the same transaction. Does nothing when the log already ended.
     """
     rows = await store.events_after(response_id, -1)
-    batch = Batch(finished_jobs=[response_id])
-    if rows:
-        logged = read_log(rows)
-        if logged.ended:
-            await store.writer.commit(batch)
-            return
+    batch = Batch()
+    logged = read_log(rows) if rows else None
+    if logged is None or logged.ended:
+        batch.finish_job(response_id)
+    else:
         seq = logged.next_seq
         final = {**logged.response, "status": status, "output": _close_items(logged.response["output"])}
         events: list[dict[str, Any]] = []
@@ -46,10 +44,8 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
                            "param": None})  # fmt: skip
             seq += 1
         events.append({"type": f"response.{status}", "sequence_number": seq, "response": final})
-        batch.events.append(log_row(response_id, [(ev["sequence_number"], orjson.dumps(ev)) for ev in events]))
-        batch.items += item_rows(response_id, tenant, "output", final["output"])
-        batch.updates.append({"id": response_id, "status": status, "updated_at": int(time.time()),
-                              "body": orjson.dumps(final).decode()})  # fmt: skip
+        batch.log(response_id, [(ev["sequence_number"], orjson.dumps(ev)) for ev in events])
+        batch.end_response(response_id, tenant, status, orjson.dumps(final), final["output"], background=True)
     await store.writer.commit(batch)
 
 

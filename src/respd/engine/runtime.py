@@ -49,13 +49,11 @@ class Runtime:
     async def open(self) -> None:
         await self.store.open()
         for route in self.settings.models:
-            if route.backend == "llama_cpp":
+            backend = self.backend(route)
+            if backend.abilities.loading:
                 # load local models at startup: the first request should not wait for it, and a bad
                 # GGUF path or digest should stop the server now, not fail a response later
-                backend = self.backend(route)
-                load = getattr(backend, "load", None)
-                if load is not None:
-                    await load()
+                await backend.load()
 
     async def close(self) -> None:
         for backend in self.backends.values():

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from respd.backends.base import Admitting, TokenCount
+from respd.backends.base import TokenCount
 from respd.engine import compaction, context, window
 from respd.engine.checks import check_request
 from respd.engine.emitter import usage_object
@@ -71,7 +71,7 @@ async def compact(rt: Runtime, tenant: str, req: CreateResponse) -> dict[str, An
     backend = rt.backend(run.route)
     request = run.model_request()
     await window.fit(backend, request, truncation="disabled")
-    place = backend.admit(request) if isinstance(backend, Admitting) else None
+    place = backend.admit(request) if backend.abilities.admission else None
     try:
         done = await compaction.compact(backend, request)
     finally:

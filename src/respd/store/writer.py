@@ -18,13 +18,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# Batch, Op and Sql are re-exported: the unit of a write lives in respd.store.batch
+from respd.store.batch import Batch as Batch
+from respd.store.batch import Op as Op
+from respd.store.batch import Params
+from respd.store.batch import Sql as Sql
 from respd.store.schema import jobs, response_events, response_items, responses
 
 log = logging.getLogger("respd.store")
@@ -37,70 +40,6 @@ log = logging.getLogger("respd.store")
 # saving measured below the benchmark's noise.) A response's first rows are not held back (``submit(urgent=True)``).
 LINGER_S = 0.003
 SQLITE_LINGER_S = 0.05
-
-Params = Mapping[str, Any]
-
-
-class Sql(Protocol):
-    """The open transaction of a batch, on whichever database: SQL text with ``:name`` parameters."""
-
-    def execute(self, sql: str, params: Params | Sequence[Params]) -> list[tuple[Any, ...]]:
-        """Run ``sql`` once (a mapping; returns its rows) or once per mapping of a sequence (returns ``[]``)."""
-        ...
-
-
-class Op(Protocol):
-    """A write that needs more than plain rows (e.g. reads a counter it then bumps), run inside the batch."""
-
-    def apply(self, sql: Sql) -> None: ...
-
-
-@dataclass(slots=True)
-class Batch:
-    """Rows to write in one go. Inserts run before updates, then ``ops`` in order, deletes last.
-
-    ``events`` are event-log rows (:func:`log_row`: consecutive events of one response, one row). ``jobs``
-    are new background jobs; ``finished_jobs`` the response ids whose job ends with this batch. ``notices``
-    are ``(channel, payload)`` signals sent once the batch is committed (see :mod:`respd.store.signals`).
-    """
-
-    responses: list[dict[str, Any]] = field(default_factory=list)
-    items: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    deletes: list[tuple[str, str]] = field(default_factory=list)  # (tenant, response_id)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-    finished_jobs: list[str] = field(default_factory=list)
-    notices: list[tuple[str, str]] = field(default_factory=list)
-    ops: list[Op] = field(default_factory=list)
-
-    def extend(self, other: Batch) -> None:
-        self.responses += other.responses
-        self.items += other.items
-        self.events += other.events
-        self.updates += other.updates
-        self.deletes += other.deletes
-        self.jobs += other.jobs
-        self.finished_jobs += other.finished_jobs
-        self.notices += other.notices
-        self.ops += other.ops
-
-
-def item_rows(response_id: str, tenant: str, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``response_items`` rows for a response's ``kind`` ("input" | "output") items, in order."""
-    return [
-        {"response_id": response_id, "kind": kind, "position": i, "tenant": tenant,
-         "item_id": item.get("id") or "", "body": orjson.dumps(item).decode()}
-        for i, item in enumerate(items)
-    ]  # fmt: skip
-
-
-def log_row(response_id: str, events: Sequence[tuple[int, bytes]]) -> dict[str, Any]:
-    """The ``response_events`` row of consecutive events ``(sequence_number, JSON)`` of one response: one JSON
-    document per line."""
-    return {"response_id": response_id, "seq": events[0][0], "last_seq": events[-1][0],
-            "body": b"\n".join(data for _, data in events).decode()}  # fmt: skip
-
 
 EVENTS_CHANNEL = "respd_events"  # payload: ids of responses with newly committed events, comma-separated
 _NOTICE_MAX = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes

@@ -1,0 +1,123 @@
+"""Recording a run's events: each serialized once, logged, published to followers, handed to the writer.
+
+The :class:`Recorder` is the one way out of a run. It turns events into their JSON (a lifecycle event's
+snapshot serialized once, and kept: the last one is the stored body and the non-streamed answer), keeps the
+log not yet written, hands this process's followers each batch of frames, and gives the writer whole
+batches through :class:`respd.store.batch.Batch`'s domain methods. It never shapes a row itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from respd.engine.fold import Event, Response
+from respd.engine.runtime import Runtime
+from respd.store.batch import Batch, Op, ResponseHead
+
+Frame = tuple[Event, bytes]  # an event and its JSON
+
+
+class Recorder:
+    """Where one response's events go."""
+
+    __slots__ = ("_logged", "_row_written", "_status", "head", "inputs", "rt", "snapshot_json", "store", "stream")
+
+    def __init__(
+        self,
+        rt: Runtime,
+        head: ResponseHead,
+        inputs: list[dict[str, Any]],
+        *,
+        store: bool,
+        stream: bool,
+        row_written: bool,
+    ) -> None:
+        self.rt = rt
+        self.head = head
+        self.inputs = inputs
+        self.store = store  # a stored response: logged, and followed through the live hub
+        self.stream = stream  # events go to the writer as they come, not only at the end
+        self.snapshot_json = b""  # the JSON of the newest lifecycle snapshot (at the end: the final Response)
+        self._status = ""  # that snapshot's status
+        self._logged: list[tuple[int, bytes]] = []  # events (sequence number, JSON) not yet handed to the writer
+        self._row_written = row_written  # the response's row exists (or is in a batch handed to the writer)
+
+    # -- events -----------------------------------------------------------------------------------
+    def record(self, ev: Event) -> bytes:
+        """``ev``'s JSON; kept for the log when the response is stored."""
+        if "response" in ev:
+            # A lifecycle event is mostly its snapshot: serialize that once, and keep the last one, which
+            # is the stored row's body and the non-streamed answer.
+            self.snapshot_json = orjson.dumps(ev["response"])
+            self._status = ev["response"]["status"]
+            head = {k: v for k, v in ev.items() if k != "response"}
+            data = orjson.dumps(head)[:-1] + b',"response":' + self.snapshot_json + b"}"
+        else:
+            data = orjson.dumps(ev)
+        if self.store:
+            self._logged.append((ev["sequence_number"], data))
+        return data
+
+    def record_all(self, events: list[Event]) -> list[Frame]:
+        """Record ``events``, hand them to followers, and (streaming) to the writer without waiting."""
+        frames = [(ev, self.record(ev)) for ev in events]
+        self.publish(frames)
+        if self.stream and self.store and self._logged:
+            first = not self._row_written
+            self.rt.store.writer.submit(self.batch(None), urgent=first)
+        return frames
+
+    def publish(self, frames: Sequence[Frame]) -> None:
+        """Hand recorded events to this process's followers (a stored response's only)."""
+        if self.store:
+            self.rt.hub.publish(self.head.id, [(ev["sequence_number"], data) for ev, data in frames])
+
+    # -- batches ----------------------------------------------------------------------------------
+    def batch(self, final: Response | None) -> Batch:
+        """The log recorded since the last batch, the response's row if not yet written, and its end if
+        ``final`` (the terminal Response) is given."""
+        head = self.head
+        batch = Batch()
+        batch.log(head.id, self._logged)
+        self._logged = []
+        inserted = False
+        if not self._row_written:
+            batch.new_response(head, self._status, self.snapshot_json, self.inputs)
+            self._row_written = inserted = True
+        if final is not None:
+            batch.end_response(head.id, head.tenant, final["status"], self.snapshot_json, final["output"],
+                               inserted=inserted, background=head.background)  # fmt: skip
+        return batch
+
+    def accept(self, events: list[Event], request_body: bytes, owner: str | None) -> Batch:
+        """The rows that accept this response as a background job, for one transaction: the queued response,
+        its log so far and the job (so no crash can leave a queued response without its job)."""
+        self.publish([(ev, self.record(ev)) for ev in events])
+        batch = self.batch(None)
+        batch.new_job(self.head.id, self.head.tenant, request_body, owner)
+        return batch
+
+    # -- the live channel and the end -------------------------------------------------------------
+    def open(self) -> None:
+        if self.store:
+            self.rt.hub.open(self.head.id)
+
+    async def detach(self) -> None:
+        """The run stops without ending the response (its job goes back to the queue): write what it made."""
+        if self.store:
+            await self.rt.store.writer.commit(self.batch(None))
+            self.rt.hub.close(self.head.id)
+
+    async def end(self, final: Response, unpublished: Sequence[Frame], ops: Sequence[Op] = ()) -> None:
+        """Commit the response's end with ``ops`` (work that must share the terminal transaction), then hand
+        followers the terminal events: they see them only once durable, like the run's own client."""
+        batch = self.batch(final) if self.store else Batch()
+        batch.ops += ops
+        if self.store or ops:
+            await self.rt.store.writer.commit(batch, alone=self.rt.running == 1)
+        if self.store:
+            self.publish(unpublished)
+            self.rt.hub.close(self.head.id)
