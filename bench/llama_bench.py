@@ -252,7 +252,7 @@ def report(res: Results, args: argparse.Namespace, load: tuple[float, float]) ->
         "| second turn | time to first token | prompt tokens reused |",
         "|---|---|---|",
         f"| KV cache kept from turn 1 | {warm * 1000:.0f} ms | {_median([float(n) for n in res.cached['warm']]):.0f} |",
-        f"| another conversation in between (saved cache restored) | {inter * 1000:.0f} ms | {_median([float(n) for n in res.cached['interleaved']]):.0f} |",
+        f"| another conversation in between (kept in its slot, or a saved cache restored) | {inter * 1000:.0f} ms | {_median([float(n) for n in res.cached['interleaved']]):.0f} |",
         f"| cold (no cache) | {cold * 1000:.0f} ms | {_median([float(n) for n in res.cached['cold']]):.0f} |",
         "",
         f"Cache reuse makes the second turn's first token {cold / warm:.1f}x sooner ({cold / inter:.1f}x with a "
