@@ -174,6 +174,9 @@ class LlamaEngine:
             try:
                 self._start(job)
             except Exception as exc:  # a job that cannot start fails alone
+                if job.sampler is not None:
+                    job.sampler.close()
+                    job.sampler = None
                 job.emit(Done(exc))
         return True
 
