@@ -15,6 +15,7 @@ else
   python3 -m uv sync --frozen --no-dev -v 2>&1 | awk -v t0="$start" '
     /\[[0-9]+\/[0-9]+\] / { match($0, /\[[0-9]+\/[0-9]+\]/); step = substr($0, RSTART, RLENGTH)
                             n = split($0, w, "/"); printf "respd: building llama.cpp %s %s\n", step, w[n]; fflush(); next }
+    /^DEBUG/ { next }
     /^(Resolved|Prepared|Installed|Built|Building|Uninstalled|Audited)|rror/ { print; fflush() }'
   echo "respd: installed in $((SECONDS - start)) s" >&2
 fi
