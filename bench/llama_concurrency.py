@@ -4,7 +4,8 @@ engine and against llama.cpp's own ``llama-server``, same model, threads and slo
     bash bench/build_llama_server.sh        # once: builds llama-server from the llama.cpp llama-cpp-python ships
     uv run python bench/llama_concurrency.py [--tokens 64] [--rounds 3] [--levels 1,2,4,8] [--no-readme]
 
-Three servers run side by side on the bundled GGUF (Qwen2.5-Coder-0.5B-Instruct Q4_K_M), each with every core:
+Three servers run side by side on the bundled GGUF (Qwen2.5-Coder-0.5B-Instruct Q4_K_M), with the same threads
+(`--threads`, default every core):
 
 * **respd** (``respd serve``, SQLite, store on), route ``batched``: the default slot count;
 * **respd**, route ``serial``: ``slots = 1``, requests one at a time (what respd did before batching);
@@ -190,11 +191,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--levels", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8])
     p.add_argument("--slots", type=int, default=default_slots(), help="slots on both servers (respd's default)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads on both servers (default every core; on a machine busy with other work, fewer)")
     p.add_argument("--llama-server", default="", help="the binary (default: built by bench/build_llama_server.sh)")
     p.add_argument("--no-readme", action="store_true")
     args = p.parse_args()
     binary = args.llama_server or subprocess.check_output(["bash", str(BENCH / "build_llama_server.sh")], text=True).strip()
-    threads = os.cpu_count() or 1
+    threads = args.threads
     res: dict[str, dict[int, list[tuple[float, float]]]] = {s: {c: [] for c in args.levels} for s in ("batched", "serial", "server")}
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
