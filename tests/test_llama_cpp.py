@@ -42,6 +42,7 @@ CONFIG = f"""
 name = "{MODEL}"
 backend = "llama_cpp"   # no path: the bundled model
 n_ctx = 4096
+n_threads = 1
 slots = 4               # four run at once,
 max_queue = 2           # two wait, the seventh is refused
 max_output_tokens = 200 # the cap on an answer whose request sets none
