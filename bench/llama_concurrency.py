@@ -67,6 +67,10 @@ def _post_stream(port: int, path: str, body: dict[str, Any], delta: bytes) -> tu
     return start, first, time.perf_counter(), last
 
 
+# respd's repetition guard on free text (respd/backends/llama_sampling.py), asked of llama-server too, so both
+# sample alike: the same answers, the same sampler work per token
+SAME_GUARD = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2, "dry_penalty_last_n": 1024,
+              "repeat_penalty": 1.1, "repeat_last_n": 64}  # fmt: skip
 Sent = tuple[float, float, float, int]  # start, first token, end, output tokens
 
 
@@ -82,7 +86,7 @@ def respd_request(port: int, model: str, k: int, tokens: int) -> Sent:
 
 def server_request(port: int, k: int, tokens: int) -> Sent:
     body = {"messages": [{"role": "user", "content": _prompt(k)}], "temperature": 0, "max_tokens": tokens,
-            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+            "stream": True, "stream_options": {"include_usage": True}, **SAME_GUARD}  # fmt: skip
     start, first, end, last = _post_stream(port, "/v1/chat/completions", body, b'"content":"')
     return start, first, end, json.loads(last[6:])["usage"]["completion_tokens"]
 
