@@ -261,13 +261,14 @@ def report(res: Results, args: argparse.Namespace, load: tuple[float, float]) ->
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
+def write_readme(text: str, start: str = START, end: str = END) -> None:
+    """Put ``text`` between the ``start`` and ``end`` markers of bench/README.md (appended if missing)."""
     readme = README.read_text()
-    if START in readme and END in readme:
-        head, rest = readme.split(START, 1)
-        readme = head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1]
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        readme = head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1]
     else:
-        readme = readme.rstrip("\n") + f"\n\n{START}\n{text}\n{END}\n"
+        readme = readme.rstrip("\n") + f"\n\n{start}\n{text}\n{end}\n"
     README.write_text(readme)
 
 

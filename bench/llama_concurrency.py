@@ -43,8 +43,10 @@ from respd.backends import llama_load
 from respd.backends.bundled import bundled_path
 from respd.backends.llama_engine import default_slots
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama_bench import write_readme  # bench/ is not a package: this directory is on sys.path
+
 BENCH = Path(__file__).resolve().parent
-README = BENCH / "README.md"
 START, END = "<!-- llama-concurrency:start -->", "<!-- llama-concurrency:end -->"
 N_CTX = 2048  # per slot, on every side
 
@@ -183,16 +185,6 @@ def report(res: dict[str, dict[int, list[tuple[float, float]]]], args: argparse.
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    if START in readme and END in readme:
-        head, rest = readme.split(START, 1)
-        readme = head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-    else:
-        readme = readme.rstrip("\n") + f"\n\n{START}\n{text}\n{END}\n"
-    README.write_text(readme)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=64, help="output tokens per request")
@@ -239,7 +231,7 @@ def main() -> None:
     text = report(res, args, args.slots, threads, (load0, os.getloadavg()[0]))
     print(text)
     if not args.no_readme:
-        write_readme(text)
+        write_readme(text, START, END)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ n_ctx = 4096
 n_threads = 1           # on a shared machine 1 thread degrades far less than 2 (1.5 against 0.2 tok/s measured under load)
 slots = 4               # four run at once,
 max_queue = 2           # two wait, the seventh is refused
-max_output_tokens = 200 # the cap on an answer whose request sets none
+max_output_tokens = 64  # the cap on an answer whose request sets none
 aliases = ["gpt-4o-mini"]
 """
 
@@ -191,7 +191,7 @@ def test_an_answer_without_max_output_tokens_stops_at_the_cap(llm: openai.OpenAI
                              input="Write a long, detailed essay on the history of the Roman Empire, century by century.")  # fmt: skip
     assert r.status == "incomplete" and r.incomplete_details is not None
     assert r.incomplete_details.reason == "max_output_tokens" and r.max_output_tokens is None
-    assert r.usage is not None and r.usage.output_tokens == 200  # the route's max_output_tokens
+    assert r.usage is not None and r.usage.output_tokens == 64  # the route's max_output_tokens
 
 
 def test_json_schema_output_validates(llm: openai.OpenAI) -> None:
