@@ -29,8 +29,11 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not (k == "usage" and v is None)}
 
 
-# Open Responses has no custom, namespace or tool search tools (nor their calls); its check sees the rest.
-_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call"}
+# Open Responses has no custom, namespace or tool search tools, nor hosted ones (nor their calls); its check
+# sees the rest.
+_NOT_IN_OPENRESPONSES = {"custom", "namespace", "custom_tool_call", "tool_search", "tool_search_call",
+                         "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
+                         "web_search_call", "file_search", "file_search_call"}  # fmt: skip
 
 
 def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:

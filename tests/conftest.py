@@ -8,6 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.fake_searxng import FakeSearxng
 from tests.fake_upstream import FakeUpstream
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 
@@ -26,6 +27,19 @@ def fake() -> Iterator[FakeUpstream]:
 def _reset_fake(request: pytest.FixtureRequest) -> None:
     if "fake" in request.fixturenames:
         request.getfixturevalue("fake").reset()
+
+
+@pytest.fixture(scope="session")
+def searxng() -> Iterator[FakeSearxng]:
+    """A fake SearXNG instance for web_search (reset before each test that uses it)."""
+    with FakeSearxng() as fake_search:
+        yield fake_search
+
+
+@pytest.fixture(autouse=True)
+def _reset_searxng(request: pytest.FixtureRequest) -> None:
+    if "searxng" in request.fixturenames:
+        request.getfixturevalue("searxng").reset()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 It speaks the OpenAI Chat Completions wire format the way OpenAI / vLLM do (JSON and SSE), answers with
 scripted ``Reply`` objects in FIFO order (or echoes the last user message), records every request, and
-notices when its client (respd) goes away before an answer is complete.
+notices when its client (respd) goes away before an answer is complete. A scripted entry may also be a
+function of the request body that returns the ``Reply``: a later turn of a multi-turn exchange can answer
+from what it was sent (a hosted tool's results, say).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -46,6 +48,14 @@ class Reply:
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; expected one of {sorted(FAULTS)}")
+
+
+Scripted = Reply | Callable[[dict[str, Any]], Reply]  # a reply, or one made from the request body
+
+
+def tool_messages(body: dict[str, Any]) -> list[str]:
+    """The contents of the ``tool`` messages of a chat request, in order (what tools gave the model)."""
+    return [m["content"] for m in body.get("messages", ()) if isinstance(m, dict) and m.get("role") == "tool"]
 
 
 class Headers(dict[str, str]):
@@ -167,6 +177,24 @@ class _Answer:
         return out
 
 
+def serve_until_stopped(loop: asyncio.AbstractEventLoop, runner: Callable[[], web.AppRunner | None]) -> None:
+    """A test server's thread: run ``loop`` until it is stopped, then clean up everything on it (the app's
+    ``runner``, and requests still being answered)."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        app = runner()
+        if app is not None:
+            loop.run_until_complete(app.cleanup())
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
 class FakeUpstream:
     """A Chat Completions server on 127.0.0.1 with a scripted FIFO of replies. Use ``start``/``stop`` or ``with``."""
 
@@ -174,7 +202,7 @@ class FakeUpstream:
         self.models = list(models)
         self._shutdown_timeout = shutdown_timeout
         self._cond = threading.Condition()
-        self._script: list[Reply] = []
+        self._script: list[Scripted] = []
         self._requests: list[dict[str, Any]] = []
         self._disconnects = 0
         self._generation = 0  # bumped by reset(): late disconnects of older requests are not counted
@@ -226,21 +254,8 @@ class FakeUpstream:
         self.stop()
 
     def _serve(self) -> None:
-        """The server thread: run the loop until ``stop``, then clean up everything on it."""
-        loop = self._loop
-        assert loop is not None
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
+        assert self._loop is not None
+        serve_until_stopped(self._loop, lambda: self._runner)
 
     async def _setup(self) -> int:
         app = web.Application()
@@ -255,8 +270,9 @@ class FakeUpstream:
 
     # -- scripting and inspection (thread-safe) ----------------------------------------------------------------
 
-    def script(self, *replies: Reply) -> None:
-        """Queue replies; each chat completion request takes the next one (then falls back to echo)."""
+    def script(self, *replies: Scripted) -> None:
+        """Queue replies; each chat completion request takes the next one (then falls back to echo). A
+        callable is called with the request body, in the server's thread, and returns the reply."""
         with self._cond:
             self._script.extend(replies)
 
@@ -311,9 +327,10 @@ class FakeUpstream:
             return web.json_response(error_body(400, "'messages' is a required property"), status=400)
         with self._cond:
             self._requests.append({"body": body, "headers": Headers(request.headers.items()), "path": request.path})
-            reply = self._script.pop(0) if self._script else None
+            scripted = self._script.pop(0) if self._script else None
             generation = self._generation
             self._cond.notify_all()
+        reply = scripted(body) if callable(scripted) else scripted
         if reply is None:
             last_user = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
             reply = Reply(text="echo: " + (_text_of(last_user[-1].get("content")) if last_user else ""))

@@ -37,6 +37,20 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     assert s.database_url == f"sqlite+aiosqlite:///{tmp_path / 'respd.db'}"
 
 
+def test_file_settings(tmp_path: Path) -> None:
+    s = load_settings(env={})
+    assert (s.max_file_bytes, s.fetch_file_urls) == (512 * 1024 * 1024, False)
+    cfg = tmp_path / "files.toml"
+    cfg.write_text("max_file_bytes = 1000\nfetch_file_urls = true\n")
+    s = load_settings(str(cfg), env={})
+    assert (s.max_file_bytes, s.fetch_file_urls) == (1000, True)
+    s = load_settings(str(cfg), env={"RESPD_MAX_FILE_BYTES": "2000", "RESPD_FETCH_FILE_URLS": "false"})
+    assert (s.max_file_bytes, s.fetch_file_urls) == (2000, False)
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ConfigError, match="max_file_bytes"):
+            load_settings(env={"RESPD_MAX_FILE_BYTES": bad})
+
+
 @pytest.mark.parametrize(
     "bad",
     ['[[models]]\nbackend="openai"\nbase_url="http://x"', '[[models]]\nname="a"\nbackend="magic"',

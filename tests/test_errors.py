@@ -27,7 +27,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
      "input[0].content[0].text", "invalid_type"),
     ("role value", {**OK, "input": [{"role": "robot", "content": "x"}]}, "input[0].role", "invalid_value"),
     ("item type", {**OK, "input": [{"type": "nonsense"}]}, "input[0].type", "invalid_value"),
-    ("unsupported item type", {**OK, "input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type",
+    ("unsupported item type", {**OK, "input": [{"type": "computer_call", "id": "cu_1"}]}, "input[0].type",
      "unsupported_parameter"),
     ("tool without name", {**OK, "tools": [{"type": "function"}]}, "tools[0].name", "missing_required_parameter"),
     ("tool_choice names missing tool", {**OK, "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice", None),
@@ -40,8 +40,11 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
     ("missing input", {"model": "test-model"}, "input", "missing_required_parameter"),
     ("unknown model", {**OK, "model": "no-such-model"}, "model", "model_not_found"),
     ("background without store", {**OK, "background": True, "store": False}, "background", None),
-    ("input_file unsupported", {**OK, "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-     "input[0].content[0]", "unsupported_parameter"),
+    ("input_file without a file", {**OK, "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
+     "input[0].content[0]", None),
+    ("input_file by URL, not allowed", {**OK, "input": [{"role": "user", "content": [
+        {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}]}, "input[0].content[0].file_url",
+     "unsupported_parameter"),
     ("json_schema name", {**OK, "text": {"format": {"type": "json_schema", "name": "bad name!", "schema": {}}}},
      "text.format.name", None),
 ]  # fmt: skip

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,17 @@ class Settings:
     drain_s: float = 10.0
     # What respd may reach on a user's behalf (tools, webhooks, file URLs): public hosts, plus these patterns.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    # Files: the largest upload in bytes (OpenAI's 512 MB); whether an input_file may name a file_url for
+    # respd to fetch (only from hosts the outbound policy allows).
+    max_file_bytes: int = 512 * 1024 * 1024
+    fetch_file_urls: bool = False
+    # The config file's tables that configure parts beyond the core, by name (``[web_search]``, …): each hosted
+    # tool reads and checks its own (respd.tools), so adding a tool needs no change here.
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The config table ``[name]``, empty when the file has none."""
+        return self.sections.get(name, {})
 
     def model(self, name: str) -> ModelRoute:
         """The route for ``name`` (or one of its aliases), or a 400 naming ``model``."""
@@ -242,7 +254,10 @@ def load_settings(
         strict_tools=_flag(env.get("RESPD_STRICT_TOOLS"), raw.get("strict_tools", False)),
         secret_key=env.get("RESPD_SECRET_KEY") or raw.get("secret_key"),
         outbound=_outbound(raw, env),
+        fetch_file_urls=_flag(env.get("RESPD_FETCH_FILE_URLS"), raw.get("fetch_file_urls", False)),
+        sections={k: v for k, v in raw.items() if isinstance(v, dict)},
         **_job_settings(raw, env),
+        **_file_settings(raw, env),
     )
 
 
@@ -258,6 +273,19 @@ def _outbound(raw: dict[str, Any], env: dict[str, str]) -> OutboundPolicy:
         )
     except ValueError as exc:
         raise ConfigError(f"outbound_allow: {exc}") from None
+
+
+def _file_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    value = env.get("RESPD_MAX_FILE_BYTES") or raw.get("max_file_bytes")
+    if value is None:
+        return {}
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_file_bytes must be a whole number of bytes, not {value!r}") from None
+    if limit <= 0:
+        raise ConfigError("max_file_bytes must be > 0")
+    return {"max_file_bytes": limit}
 
 
 def _job_settings(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

@@ -55,6 +55,20 @@ class NotFound(RespdError):
     type = "invalid_request_error"
 
 
+class TooLarge(RespdError):
+    """413: the body (an uploaded file) is over the configured limit; reading stopped there."""
+
+    status = 413
+    type = "invalid_request_error"
+    default_code = "file_too_large"
+
+
+class UnreadableFile(InvalidRequest):
+    """400: a file whose text cannot be extracted (an unsupported type, a damaged or encrypted PDF, a scan)."""
+
+    default_code = "unsupported_file"
+
+
 class RateLimited(RespdError):
     """429: too many requests queued; the client should come back after ``retry_after`` seconds."""
 

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import start_server
+from tests.fake_searxng import FakeSearxng
 from tests.fake_upstream import FakeUpstream
 from tests.servers import RespdServer, write_config
+from tests.test_web_search import web_config
 from tests.wire_recorder import WireRecorder
 
 JS = Path(__file__).parent.parent / "js"
@@ -49,13 +51,30 @@ def wire(respd: RespdServer) -> Iterator[WireRecorder]:
         yield recorder
 
 
+@pytest.fixture(scope="session")
+def respd_web(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream, searxng: FakeSearxng) -> Iterator[RespdServer]:
+    """respd like ``respd``, with hosted web search on the fake SearXNG."""
+    tmp = tmp_path_factory.mktemp("respd-clients-web")
+    config = web_config(tmp / "respd.toml", fake.base_url, searxng.base_url, f'api_keys = ["{API_KEY}"]\n')
+    server = start_server(tmp, config, f"sqlite:///{tmp / 'respd.db'}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wire_web(respd_web: RespdServer) -> Iterator[WireRecorder]:
+    """:func:`wire` in front of ``respd_web``."""
+    with WireRecorder(respd_web.url) as recorder:
+        yield recorder
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed client test names the requests respd answered wrongly (the client's own error may not)."""
     report: pytest.TestReport = yield
-    recorder = getattr(item, "funcargs", {}).get("wire")
+    recorder = getattr(item, "funcargs", {}).get("wire") or getattr(item, "funcargs", {}).get("wire_web")
     if report.failed and isinstance(recorder, WireRecorder):
         wrong = [f"{e.problem()}: {e.describe()}" for e in recorder.wrong()]
         report.sections.append(("requests respd answered wrongly", "\n\n".join(wrong) or "none"))

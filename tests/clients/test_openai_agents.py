@@ -10,11 +10,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents import Agent, ModelSettings, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    ModelSettings,
+    OpenAIResponsesModel,
+    Runner,
+    WebSearchTool,
+    function_tool,
+    set_tracing_disabled,
+)
 from openai import AsyncOpenAI
 
 from tests.clients.conftest import API_KEY
-from tests.fake_upstream import FakeUpstream, Reply
+from tests.fake_searxng import FakeSearxng
+from tests.fake_upstream import FakeUpstream, Reply, tool_messages
 from tests.wire_recorder import Exchange, WireRecorder
 
 asked: list[str] = []
@@ -27,7 +36,7 @@ def get_weather(city: str) -> str:
     return f"It is sunny and 22C in {city}."
 
 
-def run_agent(wire: WireRecorder, body: Callable[[Agent[Any]], Awaitable[Any]]) -> Any:
+def run_agent(wire: WireRecorder, body: Callable[[Agent[Any]], Awaitable[Any]], tools: list[Any] | None = None) -> Any:
     """Run ``body(agent)`` on a fresh event loop, with an agent whose model is served by respd."""
     set_tracing_disabled(True)  # traces would go to OpenAI: nothing leaves this machine
 
@@ -35,7 +44,7 @@ def run_agent(wire: WireRecorder, body: Callable[[Agent[Any]], Awaitable[Any]]) 
         client = AsyncOpenAI(base_url=wire.url + "/v1", api_key=API_KEY, max_retries=0, timeout=30)
         try:
             agent: Agent[Any] = Agent(name="Forecaster", instructions="Answer weather questions with the tool.",
-                                      tools=[get_weather], model=OpenAIResponsesModel("test-model", client),
+                                      tools=tools or [get_weather], model=OpenAIResponsesModel("test-model", client),
                                       model_settings=ModelSettings(include_usage=True))  # fmt: skip
             return await body(agent)
         finally:
@@ -111,3 +120,30 @@ def test_agent_streamed(wire: WireRecorder, fake: FakeUpstream) -> None:
     step1, step2 = wire.creates()
     assert step1.body["stream"] is True and step2.body["stream"] is True
     check_tool_turns(step1, step2, fake)
+
+
+def test_agent_with_hosted_web_search(wire_web: WireRecorder, fake: FakeUpstream, searxng: FakeSearxng) -> None:
+    """``WebSearchTool`` runs in respd: the search is one response's step; then a function call of the agent's
+    own, whose turn the SDK replays with the search call sent back by value."""
+    asked.clear()
+    search = {"id": "call_ws", "name": "web_search", "arguments": '{"query": "paris weather"}'}
+    weather = {"id": "call_fn", "name": "get_weather", "arguments": '{"city":"Paris"}'}
+    fake.script(Reply(tool_calls=[search]), Reply(tool_calls=[weather]), Reply(text="Sunny [1], 22C in Paris."))
+
+    async def body(agent: Agent[Any]) -> Any:
+        return await Runner.run(agent, "Weather in Paris?")
+
+    result = run_agent(wire_web, body, tools=[WebSearchTool(), get_weather])
+    assert result.final_output == "Sunny [1], 22C in Paris." and asked == ["Paris"]
+    assert searxng.queries == ["paris weather"]
+    first, second = wire_web.creates()
+    assert [t["type"] for t in first.body["tools"]] == ["web_search", "function"]
+    assert [i["type"] for i in first.response()["output"]] == ["web_search_call", "function_call"]
+    assert [i.get("type", "message") for i in second.body["input"]] == [
+        "message", "web_search_call", "function_call", "function_call_output"]  # fmt: skip
+    # the replayed search reads back to the model as the results it had, then the agent's tool output
+    assert "[1] Result 1 about paris weather" in tool_messages(fake.requests[-1]["body"])[0]
+    final = second.response()["output"][-1]["content"][0]
+    assert final["annotations"][0]["url"] == "https://example1.com/paris-weather"
+    assert [type(i).__name__ for i in result.new_items] == [
+        "ToolCallItem", "ToolCallItem", "ToolCallOutputItem", "MessageOutputItem"]  # fmt: skip

@@ -13,12 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from respd.api import context_window, conversations, responses, system, websocket
+from respd.api import context_window, conversations, files, responses, system, websocket
 from respd.api.auth import KeyRing
 from respd.api.context import json_response
 from respd.config import Settings
 from respd.engine.runtime import Runtime
 from respd.errors import NotFound, RespdError, ServerError, envelope
+from respd.jobs.file_sweep import FileSweep
 from respd.jobs.worker import Worker
 from respd.store.store import Store
 
@@ -63,6 +64,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/responses/{response_id}/input_tokens", context_window.count_stored_input_tokens, methods=["GET"]),
         Route("/v1/responses/{response_id}/compact", context_window.compact_response, methods=["POST"]),
         *conversation_routes(),
+        *file_routes(),
     ]
 
 
@@ -80,15 +82,28 @@ def conversation_routes() -> list[Route]:
     ]
 
 
+def file_routes() -> list[Route]:
+    f, one = files, "/v1/files/{file_id}"
+    return [
+        Route("/v1/files", f.create_file, methods=["POST"]),
+        Route("/v1/files", f.list_files, methods=["GET"]),
+        Route(one, f.get_file, methods=["GET"]),
+        Route(one, f.delete_file, methods=["DELETE"]),
+        Route(one + "/content", f.file_content, methods=["GET"]),
+    ]
+
+
 def create_app(settings: Settings) -> Starlette:
     """The respd application for ``settings``; the database opens (and migrates) at startup."""
     runtime = Runtime(settings=settings, store=Store(settings.database_url))
     worker = Worker(runtime)
+    file_sweep = FileSweep(runtime.store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.open()
         await worker.start()  # also ends, once their lease is over, what dead replicas left running
+        file_sweep.start()
         # What startup made (modules, the schema, a loaded model's objects) lives as long as the process:
         # moved out of the collector's generations, a full collection no longer walks ~100k objects
         # (~20 ms, a stall of every request in flight) to find that they are still alive.
@@ -97,6 +112,7 @@ def create_app(settings: Settings) -> Starlette:
         yield
         # uvicorn has given open streams their grace period; background jobs get theirs, then go back
         await worker.drain(settings.drain_s)
+        await file_sweep.stop()
         await runtime.close()
 
     app = Starlette(

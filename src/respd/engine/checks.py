@@ -44,15 +44,13 @@ def _check_input(req: CreateResponse) -> None:
     for i, item in enumerate(req.input):
         if isinstance(item, w.Message) and not isinstance(item.content, str):
             for j, part in enumerate(item.content):
-                where = f"input[{i}].content[{j}]"
-                if isinstance(part, w.InputFile):
-                    raise Unsupported("Input files are not supported by this server.", param=where)
-                if isinstance(part, w.InputImage) and not part.image_url:
-                    raise Unsupported(
-                        "Images by 'file_id' are not supported by this server; send 'image_url' "
-                        "(an http(s) URL or a data URL).",
-                        param=f"{where}.file_id",
+                if isinstance(part, w.InputImage) and not part.image_url and not part.file_id:
+                    raise InvalidRequest(
+                        "An input_image part needs 'image_url' (an http(s) URL or a data URL) or 'file_id'.",
+                        param=f"input[{i}].content[{j}]",
+                        code="missing_required_parameter",
                     )
+    # input_file parts (and images by file_id) are read before the run: respd.files.inputs
 
 
 def check_request(req: CreateResponse) -> None:

@@ -35,7 +35,8 @@ class ConnectionMemory:
         """Keep the chain that ends with ``run``'s output, once the run has ended."""
         if run.final is None:
             return
-        self._chains[run.id] = (run.store, run.history + run.inputs + run.final["output"])
+        # hosted calls as the model saw them: a store:false response's calls are recorded nowhere else
+        self._chains[run.id] = (run.store, run.hosted.recall(run.history + run.inputs + run.final["output"]))
         while len(self._chains) > self._limit:
             self._chains.popitem(last=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,8 +35,22 @@ class _Open:
         self.arguments = ""  # a tool search's JSON arguments so far: the item holds them parsed, at the end
 
 
+@dataclass(slots=True)
+class HostedRequest:
+    """A call the model made of a function that a hosted tool serves: held back from the stream (the tool's
+    own item stands for it) until the turn ends."""
+
+    name: str
+    arguments: str = ""
+
+
 class Emitter:
-    """Builds one response's events. Feed it deltas; it returns the events each one causes."""
+    """Builds one response's events. Feed it deltas; it returns the events each one causes.
+
+    A response may take several model turns (:meth:`next_turn`); calls of hosted tools' functions are not
+    streamed as function calls but collected (:meth:`take_hosted`), and the engine frames each as its
+    tool's item (:meth:`open_item`, :meth:`close_item`).
+    """
 
     def __init__(
         self,
@@ -55,7 +70,11 @@ class Emitter:
         self._usage: Usage | None = None
         self._finish: str | None = None
         self._compaction: tuple[int, str] | None = None  # (output index, id) of the open compaction item
-        self._spent: Usage | None = None  # a compaction pass's tokens, counted into the response's usage
+        self._spent: Usage | None = None  # earlier turns' and compaction passes' tokens, counted into usage
+        self._hosted_names: frozenset[str] = frozenset()  # functions of hosted tools offered this turn
+        self._hosted: dict[int, HostedRequest] = {}  # upstream tool-call index → a hosted call of this turn
+        self._items: dict[int, tuple[dict[str, Any], str]] = {}  # open hosted items: index → (item, stop status)
+        self.annotate: Callable[[str], list[dict[str, Any]]] | None = None  # an answer text's citations
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _emit(self, kind: str, **fields: Any) -> Event:
@@ -87,12 +106,15 @@ class Emitter:
         """Go on from a logged state (a queued job starting, or a job taken over): ``response.in_progress``.
 
         ``self.response`` is the fold of the log, ``seq`` the next sequence number, ``open_indices`` the
-        output items added but not done; they are reopened so that deltas or closing events can follow.
+        output items added but not done; they are reopened so that deltas or closing events can follow
+        (a hosted call's item only through :meth:`reopen_item`).
         """
         self.seq = seq
         for index in open_indices:
             item = self.response["output"][index]
-            kind = _KINDS.get(item.get("type", ""), "function")
+            kind = _KINDS.get(item.get("type", ""), "")
+            if not kind:
+                continue  # a hosted call's item: the run decides what becomes of it (reopen_item)
             if kind == "message":
                 parts = item.get("content") or [{"type": "output_text"}]
                 kind = "refusal" if parts[-1].get("type") == "refusal" else "text"
@@ -166,6 +188,66 @@ class Emitter:
                       u.cached_tokens + s.cached_tokens, u.reasoning_tokens + s.reasoning_tokens)  # fmt: skip
         return usage_object(u)
 
+    # -- turns and hosted calls -------------------------------------------------------------------
+    def next_turn(self, hosted_names: frozenset[str], max_calls: int | None) -> None:
+        """A new model turn begins: the last one's tokens count into usage; ``hosted_names`` are the functions
+        whose calls are hosted calls; the model may make ``max_calls`` calls in it (None: any)."""
+        self._add_spent(self._usage)
+        self._usage = None
+        self._finish = None
+        self._hosted_names = hosted_names
+        self._max_calls = max_calls
+
+    def take_hosted(self) -> tuple[list[HostedRequest], list[Event]]:
+        """The hosted calls of the turn that ended, in the order the model made them, and (when there are
+        any) the events that close the turn's other items (its client calls), which end before the hosted
+        calls' items begin."""
+        if not self._hosted:
+            return [], []
+        calls = [self._hosted[i] for i in sorted(self._hosted)]
+        self._hosted.clear()
+        return calls, self._close_all(incomplete=False)
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the last model turn stopped."""
+        return self._finish
+
+    def open_item(self, item: dict[str, Any], progress: list[tuple[str, dict[str, Any]]],
+                  stop_status: str) -> tuple[int, list[Event]]:  # fmt: skip
+        """A hosted call's item is added, then its own events (``…in_progress``); ``stop_status`` is its
+        status if the response stops before :meth:`close_item`."""
+        index = self._next_index()
+        events = [self._emit("response.output_item.added", output_index=index, item=item)]
+        events += [self._emit(kind, item_id=item["id"], output_index=index, **fields) for kind, fields in progress]
+        self._items[index] = (item, stop_status)
+        return index, events
+
+    def reopen_item(self, index: int, stop_status: str) -> None:
+        """A hosted call's item left open in a logged response, to be closed by this run."""
+        self._items[index] = (self.response["output"][index], stop_status)
+
+    def close_item(self, index: int, item: dict[str, Any], progress: list[tuple[str, dict[str, Any]]]) -> list[Event]:
+        """A hosted call's own closing events (``…completed``), then its item as done."""
+        self._items.pop(index, None)
+        events = [self._emit(kind, item_id=item["id"], output_index=index, **fields) for kind, fields in progress]
+        events.append(self._emit("response.output_item.done", output_index=index, item=item))
+        return events
+
+    def _close_items(self) -> list[Event]:
+        events = []
+        for index, (item, status) in sorted(self._items.items()):
+            events.append(self._emit("response.output_item.done", output_index=index, item={**item, "status": status}))
+        self._items.clear()
+        return events
+
+    def _add_spent(self, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        s, u = self._spent or Usage(), usage
+        self._spent = Usage(s.input_tokens + u.input_tokens, s.output_tokens + u.output_tokens,
+                            s.cached_tokens + u.cached_tokens, s.reasoning_tokens + u.reasoning_tokens)  # fmt: skip
+
     # -- compaction -------------------------------------------------------------------------------
     def compaction_started(self) -> list[Event]:
         """A compaction item opens (its content comes when done) and ``response.compaction.compacting``."""
@@ -179,7 +261,7 @@ class Emitter:
         """The compaction item's id, and its ``output_item.done`` with the sealed summary."""
         assert self._compaction is not None
         (index, item_id), self._compaction = self._compaction, None
-        self._spent = usage
+        self._add_spent(usage)
         item = {"id": item_id, "type": "compaction", "encrypted_content": encrypted_content}
         return item_id, [self._emit("response.output_item.done", output_index=index, item=item)]
 
@@ -231,9 +313,16 @@ class Emitter:
         events: list[Event] = []
         call = self._calls.get(d.index)
         if call is None:
-            if self._max_calls is not None and len(self._calls) >= self._max_calls:
+            hosted = self._hosted.get(d.index)
+            if hosted is not None:
+                hosted.arguments += d.arguments
+                return []
+            if self._max_calls is not None and len(self._calls) + len(self._hosted) >= self._max_calls:
                 return []
             events += self._close_open()
+            if d.kind == "function" and d.name in self._hosted_names and d.namespace is None:
+                self._hosted[d.index] = HostedRequest(d.name, d.arguments)
+                return events
             call = self._calls[d.index] = _Open(self._next_index(), d.kind, self._call_item(d))
             events.append(self._emit("response.output_item.added", output_index=call.index, item=dict(call.item)))
         if call.kind == "tool_search":  # the API streams no deltas for a tool search call, only the done item
@@ -266,15 +355,24 @@ class Emitter:
         return item
 
     def _close_part(self, cur: _Open) -> list[Event]:
-        part = dict(self._current(cur)["content"][cur.content_index])
         base = {"item_id": cur.item["id"], "output_index": cur.index, "content_index": cur.content_index}
+        cited = self._cite(cur, base) if cur.kind == "text" and self.annotate is not None else []
+        part = dict(self._current(cur)["content"][cur.content_index])
         if cur.kind == "text":
             done = self._emit("response.output_text.done", **base, text=part["text"], logprobs=part["logprobs"])
         elif cur.kind == "refusal":
             done = self._emit("response.refusal.done", **base, refusal=part["refusal"])
         else:
             done = self._emit("response.reasoning_text.done", **base, text=part["text"])
-        return [done, self._emit("response.content_part.done", **base, part=part)]
+        return [*cited, done, self._emit("response.content_part.done", **base, part=part)]
+
+    def _cite(self, cur: _Open, base: dict[str, Any]) -> list[Event]:
+        """``annotation.added`` for each citation of sources in the finished text part."""
+        assert self.annotate is not None
+        part = self._current(cur)["content"][cur.content_index]
+        first = len(part.get("annotations") or ())
+        return [self._emit("response.output_text.annotation.added", **base, annotation_index=first + i, annotation=a)
+                for i, a in enumerate(self.annotate(part["text"]))]  # fmt: skip
 
     def _summary(self, cur: _Open, text: str) -> list[Event]:
         where = {"item_id": cur.item["id"], "output_index": cur.index, "summary_index": 0}
@@ -322,7 +420,8 @@ class Emitter:
         return events
 
     def _close_all(self, *, incomplete: bool) -> list[Event]:
-        return self._close_open(incomplete=incomplete) + self._close_calls(incomplete=incomplete)
+        events = self._close_open(incomplete=incomplete) + self._close_calls(incomplete=incomplete)
+        return events + self._close_items() if self._items else events
 
 
 def _search_arguments(raw: str) -> Any:

@@ -84,6 +84,12 @@ def _text_delta(state: Response, ev: Event) -> Response:
     return state
 
 
+def _annotation_added(state: Response, ev: Event) -> Response:
+    part = _part_list(state, ev, "content")[ev["content_index"]]
+    part["annotations"] = [*(part.get("annotations") or ()), ev["annotation"]]
+    return state
+
+
 def _append_field(field: str) -> Callable[[Response, Event], Response]:
     def step(state: Response, ev: Event) -> Response:
         item = state["output"][ev["output_index"]]
@@ -103,6 +109,7 @@ _STEPS: dict[str, Callable[[Response, Event], Response]] = {
     "response.content_part.added": _set_part("content", "content_index"),
     "response.content_part.done": _set_part("content", "content_index"),
     "response.output_text.delta": _text_delta,
+    "response.output_text.annotation.added": _annotation_added,
     "response.refusal.delta": _append_text("content", "content_index", "refusal"),
     "response.reasoning_text.delta": _append_text("content", "content_index", "text"),
     "response.reasoning_summary_part.added": _set_part("summary", "summary_index"),

@@ -27,7 +27,7 @@ _ID_PREFIX = {
 
 Normalizable = (
     w.Message | w.FunctionCall | w.FunctionCallOutput | w.CustomToolCall | w.CustomToolCallOutput | w.Reasoning
-    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction
+    | w.ToolSearchCall | w.ToolSearchOutput | w.AdditionalTools | w.Compaction | w.HostedCall
 )  # fmt: skip
 
 
@@ -58,6 +58,8 @@ def _tool_search(item: w.ToolSearchCall | w.ToolSearchOutput) -> dict[str, Any]:
 
 def normalize(item: Normalizable) -> dict[str, Any]:
     """One validated input item (not an item_reference) in stored form."""
+    if isinstance(item, w.HostedCall):  # a hosted call's item, as the client has it
+        return {**item.model_dump(), "status": item.status or "completed"}
     kind = "message" if isinstance(item, w.Message) else item.type
     assert kind is not None
     d: dict[str, Any] = {"id": item.id or new_id(_ID_PREFIX[kind]), "type": kind}

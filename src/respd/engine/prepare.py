@@ -14,6 +14,7 @@ from respd.engine.run import Run
 from respd.engine.runtime import Runtime
 from respd.engine.tools import plan_tools
 from respd.errors import InvalidRequest
+from respd.files.inputs import FileReader, has_files
 from respd.wire.items import CompactionTrigger
 from respd.wire.request import CreateResponse
 
@@ -34,7 +35,7 @@ async def gather(
     assert req.model is not None
     route = rt.settings.model(req.model)
     req = with_route_sampling(req, route)
-    tools = plan_tools(req, strict=rt.settings.strict_tools)
+    tools = plan_tools(req, strict=rt.settings.strict_tools, registry=rt.tools)
     hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
     context.unseal_reasoning(rt.sealer, tenant, inputs)
@@ -42,7 +43,14 @@ async def gather(
     if req.conversation_id is not None:
         context.check_unique_ids(hist, inputs)
     run = Run(rt, req, tenant=tenant, route=route, history=hist, inputs=inputs, tools=tools, logged=logged)
-    run.context = compaction.expand(rt.sealer, tenant, hist, inputs)
+    seen = compaction.expand(rt.sealer, tenant, hist, inputs)
+    if has_files(seen):  # input_file / input_image by file_id: the model reads the files' text (data URLs)
+        earlier = "conversation" if req.conversation_id is not None else "previous_response_id"
+        seen = await FileReader(rt.store, rt.settings, tenant).open_context(seen, inputs, earlier)
+    if rt.tools.by_item:  # hosted calls in the context (or the log) are shown to the model as what it called and read
+        await run.hosted.load(rt.store, [*seen, *(logged.response["output"] if logged is not None else ())])
+        seen = run.hosted.recall(seen)
+    run.context = seen
     return run
 
 

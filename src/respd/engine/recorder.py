@@ -23,7 +23,8 @@ Frame = tuple[Event, bytes]  # an event and its JSON
 class Recorder:
     """Where one response's events go."""
 
-    __slots__ = ("_logged", "_row_written", "_status", "head", "inputs", "rt", "snapshot_json", "store", "stream")
+    __slots__ = ("_logged", "_ops", "_row_written", "_status", "head", "inputs", "rt", "snapshot_json", "store",
+                 "stream")  # fmt: skip
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class Recorder:
         self._status = ""  # that snapshot's status
         self._logged: list[tuple[int, bytes]] = []  # events (sequence number, JSON) not yet handed to the writer
         self._row_written = row_written  # the response's row exists (or is in a batch handed to the writer)
+        self._ops: list[Op] = []  # writes that go with the events recorded since the last batch
 
     # -- events -----------------------------------------------------------------------------------
     def record(self, ev: Event) -> bytes:
@@ -70,6 +72,17 @@ class Recorder:
             self.rt.store.writer.submit(self.batch(None), urgent=first)
         return frames
 
+    def attach(self, op: Op) -> None:
+        """A write that must commit with the events recorded so far (a hosted call's row with its item)."""
+        if self.store:
+            self._ops.append(op)
+
+    async def checkpoint(self) -> None:
+        """Make what was recorded so far durable now (a streamed or background response's: one that a
+        follower may read, or a replica take over, before it ends)."""
+        if self.store and self.stream:
+            await self.rt.store.writer.commit(self.batch(None), alone=self.rt.running == 1)
+
     def publish(self, frames: Sequence[Frame]) -> None:
         """Hand recorded events to this process's followers (a stored response's only)."""
         if self.store:
@@ -87,6 +100,9 @@ class Recorder:
         if not self._row_written:
             batch.new_response(head, self._status, self.snapshot_json, self.inputs)
             self._row_written = inserted = True
+        if self._ops:
+            batch.ops += self._ops
+            self._ops = []
         if final is not None:
             batch.end_response(head.id, head.tenant, final["status"], self.snapshot_json, final["output"],
                                inserted=inserted, background=head.background)  # fmt: skip

@@ -1,7 +1,14 @@
-"""Where a logged response stands, so that a run can go on from it (a queued job, or one taken over)."""
+"""Where a logged response stands, so that a run can go on from it (a queued job, or one taken over).
+
+A run taken over goes on from the last step boundary of its log: the end of a hosted call (its item done)
+or a hosted call in flight. What a model turn had streamed beyond that cannot be taken back, so the run
+goes on only when it can continue it: an unfinished answer that the backend can prefill. Anything else
+(a finished message whose turn may have gone on, a partial tool call) ends the response as failed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +31,13 @@ class Logged:
         return bool(self.response["output"])
 
     def prefill(self) -> str | None:
-        """The text to continue, when the whole output so far is one unfinished assistant message.
+        """The text to continue, when the output so far ends with an unfinished assistant message and every
+        item before it finished.
 
-        Anything else (a finished item, a tool call, reasoning) cannot be continued faithfully.
+        Anything else (a tool call, reasoning, a refusal) cannot be continued faithfully.
         """
         output = self.response["output"]
-        if len(output) != 1 or self.open_indices != [0]:
+        if not output or self.open_indices != [len(output) - 1]:
             return None
         item = output[0]
         parts = item.get("content") or []
@@ -37,6 +45,32 @@ class Logged:
             return None
         text: str = parts[0].get("text", "")
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """Where a run taken over goes on."""
+
+    done: int  # the first output items that are finished: the next model turn reads them
+    in_flight: list[int]  # hosted call items open at the end of the log (their calls had not returned)
+    prefill: str | None  # an unfinished answer to continue
+
+
+def resume_point(logged: Logged, is_hosted: Callable[[dict[str, Any]], bool]) -> Point | None:
+    """Where the run of ``logged`` goes on, or None when the log ends inside a model turn that cannot be."""
+    output = logged.response["output"]
+    still_open = set(logged.open_indices)
+    if not output:
+        return Point(0, [], None)
+    start = len(output)
+    while start > 0 and start - 1 in still_open and is_hosted(output[start - 1]):
+        start -= 1
+    if start < len(output) and still_open == set(range(start, len(output))):
+        return Point(start, list(range(start, len(output))), None)  # a step of hosted calls in flight
+    if not still_open and is_hosted(output[-1]):
+        return Point(len(output), [], None)  # after a finished step, before the next turn made anything
+    text = logged.prefill()
+    return Point(len(output) - 1, [], text) if text is not None else None
 
 
 def read_log(rows: list[tuple[int, bytes]]) -> Logged:

@@ -22,15 +22,17 @@ from respd.engine.admission import Place
 from respd.engine.context import REASONING
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event, Response
+from respd.engine.hosted import NOT_RERUN, Hosted, Numbered
 from respd.engine.model_request import RequestBuilder
 from respd.engine.recorder import Frame, Recorder
-from respd.engine.resume import Logged
+from respd.engine.resume import Logged, Point, resume_point
 from respd.engine.runtime import Runtime
-from respd.engine.tools import ToolPlan
+from respd.engine.tools import Binding, ToolPlan
 from respd.errors import UpstreamError
 from respd.ids import new_id
-from respd.store import conversations
+from respd.store import conversations, hosted_calls
 from respd.store.batch import Batch, ResponseHead
+from respd.tools.base import Call, Outcome
 from respd.wire.request import CreateResponse
 from respd.wire.response import new_response
 
@@ -39,6 +41,10 @@ log = logging.getLogger("respd.run")
 # A response that ran to its end adds its input and output to its conversation; one that failed or was
 # cancelled adds nothing, so a retried turn does not leave the user's message in it twice.
 JOINS_CONVERSATION = frozenset({"completed", "incomplete"})
+CLIENT_CALLS = frozenset({"function_call", "custom_tool_call", "tool_search_call"})  # calls the client answers
+# Steps of hosted calls one response may take when max_tool_calls does not bound them: a model that keeps
+# calling (small local models do) must answer after this many.
+MAX_STEPS = 16
 
 
 class Run:
@@ -90,6 +96,11 @@ class Run:
                             previous_response_id=req.previous_response_id, background=self.background,
                             owner=None if self.background else rt.replica_id)  # fmt: skip
         self.recorder = Recorder(rt, head, inputs, store=self.store, stream=stream, row_written=logged is not None)
+        self.hosted = Hosted(rt.tools, tools, settings=rt.settings, tenant=tenant, response_id=self.id,
+                             include=req.include or (), max_calls=req.max_tool_calls, max_steps=MAX_STEPS)  # fmt: skip
+        if tools.hosted:
+            self.emitter.annotate = self.hosted.citations.annotations
+        self._indices: dict[str, int] = {}  # hosted call item id → its output index, while it runs
         self.final: Response | None = None
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
         self.place: Place | None = None  # this run's place at a backend with limited room
@@ -132,12 +143,12 @@ class Run:
         try:
             try:
                 yield rec.record_all(self._opening())
-                prefill = self._prefill()
+                point = self._resume_point()
                 if self.compact:
                     yield rec.record_all(em.compaction_started())
                     yield rec.record_all(await self._compact())
                 if self.answer:
-                    async for batch in self._turn(prefill):
+                    async for batch in self._answer(point):
                         yield rec.record_all(batch)
                 terminal = em.finish()
             except UpstreamError as exc:
@@ -148,8 +159,8 @@ class Run:
                     self.release_admission()
                     await rec.detach()
                     raise
-                # The client left or the response was cancelled: stopped while awaiting the model, or closed
-                # while paused at a yield.
+                # The client left or the response was cancelled: stopped while awaiting the model or a tool,
+                # or closed while paused at a yield.
                 await self._end([(ev, rec.record(ev)) for ev in em.cancel()])
                 raise
             except Exception:
@@ -170,25 +181,76 @@ class Run:
             return self.emitter.resume(self.emitter.seq, [])
         return self.emitter.start()
 
-    def _prefill(self) -> str | None:
-        """The partial answer a run taken over goes on from; refuses (as a failed response) if it can't."""
+    def _resume_point(self) -> Point | None:
+        """Where a run taken over goes on (None: a fresh run); refuses (as a failed response) if it can't."""
         if self.logged is None or not self.logged.has_output:
             return None
-        prefill = self.logged.prefill() if self.rt.backend(self.route).abilities.prefill else None
-        if prefill is None:
+        point = resume_point(self.logged, self.hosted.is_hosted)
+        if point is None or (point.prefill is not None and not self.rt.backend(self.route).abilities.prefill):
             raise UpstreamError(_NOT_CONTINUABLE)
-        return prefill
+        output = self.emitter.response["output"]
+        self.hosted.made = sum(1 for item in output if self.hosted.is_hosted(item))
+        self.context = self.context + self.hosted.recall(output[: point.done])
+        return point
 
-    async def _turn(self, prefill: str | None) -> AsyncGenerator[list[Event], None]:
+    async def _answer(self, point: Point | None) -> AsyncGenerator[list[Event], None]:
+        """The model's turns and the hosted calls between them, until the model answers, calls a client's
+        tool, or may call no more (see docs/HOSTED_TOOLS.md)."""
+        em = self.emitter
+        first = point is None or not em.response["output"]
+        prefill = point.prefill if point is not None else None
+        if point is not None and point.in_flight:
+            rerun, stopped = self._taken_over(point.in_flight)
+            if stopped:
+                yield self._close_calls([(call, b.tool.failed(call, NOT_RERUN), []) for b, call in stopped])
+            async for batch in self._finish_calls(rerun):
+                yield batch
+            self.context = self.context + self.hosted.recall(em.response["output"][point.done :])
+        while True:
+            start = len(em.response["output"])
+            em.next_turn(self.hosted.names(), self._turn_calls())
+            async for batch in self._turn(self._turn_request(first, prefill)):
+                yield batch
+            if em.finish_reason in ("length", "content_filter"):
+                return  # cut short: its calls may be partial (the response ends incomplete)
+            requests, closing = em.take_hosted()
+            if not requests:
+                return
+            if closing:
+                yield closing
+            calls = self.hosted.bind(requests)
+            async for batch in self._start_calls(calls):
+                yield batch
+            async for batch in self._finish_calls(calls):
+                yield batch
+            made = em.response["output"][start:]
+            if any(item["type"] in CLIENT_CALLS for item in made):
+                return  # the response ends with the client's calls, as without hosted tools
+            self.context = self.context + self.hosted.recall(made)
+            first, prefill = False, None
+            self.hosted.steps += 1
+
+    def _turn_calls(self) -> int | None:
+        """How many calls the model may make in its next turn (``parallel_tool_calls``, ``max_tool_calls``)."""
+        if self.req.parallel_tool_calls is False:
+            return 1
+        if self.hosted.max_calls is None:
+            return None
+        return max(self.hosted.max_calls - self.hosted.made, 0)  # at 0 further calls are dropped
+
+    def _turn_request(self, first: bool, prefill: str | None) -> ModelRequest:
+        place = self.place
+        if first and place is not None and place.request is not None and prefill is None and not self.compact:
+            return place.request  # as admitted, not built again
+        tools, choice = self.tools.turn(first, self.hosted.may_call())
+        return self.builder.build(self.context, tools, choice, prefill)
+
+    async def _turn(self, request: ModelRequest) -> AsyncGenerator[list[Event], None]:
         """One model turn's events, in the batches its deltas came in."""
         if not self.generate:
             return
         backend = self.rt.backend(self.route)
         place = self.place
-        # as admitted, not built again, unless the context changed since
-        request = place.request if place is not None and prefill is None and not self.compact else None
-        if request is None:
-            request = self.model_request(prefill)
         deltas = place.generate(backend, request) if place is not None else backend.generate(request)
         em = self.emitter
         try:
@@ -199,6 +261,59 @@ class Run:
         finally:
             # closed at a yield (the client left): stop the model now, not when it is collected
             await deltas.aclose()
+
+    # -- hosted calls -----------------------------------------------------------------------------
+    async def _start_calls(self, calls: list[tuple[Binding, Call]]) -> AsyncGenerator[list[Event], None]:
+        """Each call's item added with its tool's opening events; durable before the calls run, so that a
+        run taken over knows which calls were in flight."""
+        events: list[Event] = []
+        for binding, call in calls:
+            item, progress = binding.tool.start(call)
+            index, opened = self.emitter.open_item(item, progress, binding.tool.interrupted_status)
+            self._indices[call.item_id] = index
+            self.hosted.remember(call, None)
+            events += opened
+        self.recorder.attach(hosted_calls.Started(self.id, self.tenant, [(c.item_id, c.name, c.arguments)
+                                                                        for _, c in calls]))  # fmt: skip
+        yield events
+        await self.recorder.checkpoint()
+
+    async def _finish_calls(self, calls: list[tuple[Binding, Call]]) -> AsyncGenerator[list[Event], None]:
+        """Run the calls, then close each item with its outcome; durable before the next model turn."""
+        if not calls:
+            return
+        outcomes = await self.hosted.run(calls, parallel=self.req.parallel_tool_calls is not False)
+        ended = [(call, outcome, cited) for (_, call), (outcome, cited) in zip(calls, outcomes, strict=True)]
+        yield self._close_calls(ended)
+        await self.recorder.checkpoint()
+
+    def _close_calls(self, ended: list[tuple[Call, Outcome, Numbered]]) -> list[Event]:
+        """Each call's closing events and item as done; its row gets what the model reads back."""
+        events: list[Event] = []
+        for call, outcome, _ in ended:
+            events += self.emitter.close_item(self._indices.pop(call.item_id), outcome.item, outcome.events)
+            self.hosted.remember(call, outcome.output)
+        self.recorder.attach(hosted_calls.Finished([(c.item_id, o.output, cited) for c, o, cited in ended]))
+        return events
+
+    def _taken_over(self, indices: list[int]) -> tuple[list[tuple[Binding, Call]], list[tuple[Binding, Call]]]:
+        """The calls in flight when the run's replica stopped: those to run again (their tool has no side
+        effects), and those ended as stopped (the model is told so)."""
+        rerun: list[tuple[Binding, Call]] = []
+        stopped: list[tuple[Binding, Call]] = []
+        output = self.emitter.response["output"]
+        for index in indices:
+            item = output[index]
+            tool = self.hosted.registry.of_item(item)
+            binding = self.hosted.binding_of(tool) if tool is not None else None
+            known = self.hosted.known.get(item["id"])
+            if binding is None or known is None:
+                raise UpstreamError(_NOT_CONTINUABLE)  # the request no longer has the tool, or no record of it
+            call = Call(item["id"], known.name, known.arguments, binding.config)
+            self._indices[call.item_id] = index
+            self.emitter.reopen_item(index, binding.tool.interrupted_status)
+            (rerun if binding.tool.rerunnable else stopped).append((binding, call))
+        return rerun, stopped
 
     async def _compact(self) -> list[Event]:
         """Summarize the context into the open compaction item; the model answers from the compacted one."""

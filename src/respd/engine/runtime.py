@@ -11,6 +11,7 @@ from respd.engine.live import LiveHub
 from respd.ids import new_id
 from respd.sealing import Sealer, load_key
 from respd.store.store import Store
+from respd.tools.registry import Registry
 
 
 def make_backend(route: ModelRoute) -> Backend:
@@ -33,6 +34,7 @@ class Runtime:
     store: Store
     sealer: Sealer = field(init=False)
     hub: LiveHub = field(init=False)
+    tools: Registry = field(init=False)  # the hosted tools configured here
     backends: dict[str, Backend] = field(default_factory=dict)
     replica_id: str = field(default_factory=lambda: new_id("replica"))  # this process, among those sharing the DB
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
@@ -45,6 +47,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.hub = LiveHub(on_open=self.store.signals.wake)
         self.sealer = Sealer(load_key(self.settings.secret_key, self.settings.data_dir))
+        self.tools = Registry(self)  # each tool's hosted_tool(host) reads what it needs of this process
 
     async def open(self) -> None:
         await self.store.open()
@@ -56,6 +59,7 @@ class Runtime:
                 await backend.load()
 
     async def close(self) -> None:
+        await self.tools.aclose()
         for backend in self.backends.values():
             await backend.aclose()
         await self.store.close()

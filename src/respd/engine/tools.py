@@ -4,9 +4,10 @@ A turn's tools are the request's ``tools`` plus those its input items bring (``a
 tools a client-run ``tool_search`` loaded). Namespaces are flattened here into one list of function and
 custom tools, each remembering its namespace; how a backend presents them to its model (a Chat Completions
 upstream has neither namespaces nor custom tools) is the backend's business. A client-run tool search is
-offered like a function named ``tool_search``. Built-in tools (web_search, file_search, a server-run
-tool_search, …) have no executor in respd: they are left out of what the model sees and named in
-``omitted``, or refused when ``strict``.
+offered like a function named ``tool_search``. A built-in tool (web_search, file_search, …) that a
+configured hosted tool serves (:mod:`respd.tools.registry`) is offered as the functions that tool shows the
+model; the others (and a server-run tool_search) have no executor here: they are left out of what the model
+sees and named in ``omitted``, or refused when ``strict``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from respd.errors import InvalidRequest, Unsupported
+from respd.tools.base import HostedTool
+from respd.tools.registry import Registry
 from respd.wire import items as w
 from respd.wire.request import (
     CreateResponse,
@@ -38,6 +41,14 @@ from respd.wire.tools import (
 log = logging.getLogger("respd.tools")
 
 
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A hosted tool as one request configured it."""
+
+    tool: HostedTool
+    config: dict[str, Any]
+
+
 @dataclass
 class ToolPlan:
     """Tools for one run."""
@@ -46,6 +57,29 @@ class ToolPlan:
     echo: list[dict[str, Any]] = field(default_factory=list)  # the Response's ``tools``
     omitted: list[str] = field(default_factory=list)  # built-in tool types nobody here can run
     choice: Any = None  # the tool_choice for the backend (a string or a neutral dict)
+    hosted: dict[str, Binding] = field(default_factory=dict)  # function name → the hosted tool it calls
+
+    def turn(self, first: bool, hosted: bool) -> tuple[list[dict[str, Any]], Any]:
+        """The tools and tool_choice of a model turn: the first as requested; later ones let the model answer
+        (a forced or required choice is ``auto`` after the first turn); without ``hosted``, hosted tools
+        are no longer offered (``max_tool_calls`` reached)."""
+        choice = self.choice if first else _relaxed(self.choice)
+        if hosted or not self.hosted:
+            return self.offered, choice
+        offered = [t for t in self.offered if not (t["namespace"] is None and t["name"] in self.hosted)]
+        if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+            choice = {**choice, "names": [n for n in choice["names"] if n not in self.hosted]}
+        elif isinstance(choice, dict) and choice.get("name") in self.hosted:
+            choice = "auto"
+        return offered, (choice if offered else None)
+
+
+def _relaxed(choice: Any) -> Any:
+    if choice == "required" or (isinstance(choice, dict) and choice.get("type") == "function"):
+        return "auto"
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return {**choice, "mode": "auto"}
+    return choice
 
 
 def _offer(tool: FunctionTool | CustomTool | ToolSearchTool, namespace: str | None) -> dict[str, Any]:
@@ -84,17 +118,33 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
             raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
     if isinstance(choice, ToolChoiceBuiltin):
-        raise Unsupported(f"Tool choice '{choice.type}' forces a tool this server cannot run.", param="tool_choice")
+        name = _hosted_function(plan, choice.type)
+        if name is None:
+            raise Unsupported(f"Tool choice '{choice.type}' forces a tool this server cannot run.",
+                              param="tool_choice")  # fmt: skip
+        return {"type": "function", "name": name}
     if isinstance(choice, ToolChoiceFunction | ToolChoiceCustom):
         wanted = [choice.name]
     else:
         wanted = [str(t.get("name")) for t in choice.tools if t.get("type") in ("function", "custom")]
+        wanted += [n for t in choice.tools if (n := _hosted_function(plan, str(t.get("type")))) is not None]
     for name in wanted:
         if name not in names:
             raise InvalidRequest(f"Tool choice '{name}' not found in 'tools' parameter.", param="tool_choice")
     if isinstance(choice, ToolChoiceAllowed):
         return {"type": "allowed_tools", "mode": choice.mode, "names": wanted}
     return {"type": choice.type, "name": choice.name}
+
+
+def _hosted_function(plan: ToolPlan, tool_type: str) -> str | None:
+    """The (first) function of the hosted tool serving ``tool_type`` in this request."""
+    for name, binding in plan.hosted.items():
+        if tool_type in binding.tool.types and binding.config.get("type") == tool_type:
+            return name
+    for name, binding in plan.hosted.items():
+        if tool_type in binding.tool.types:
+            return name
+    return None
 
 
 def _turn_tools(req: CreateResponse) -> Iterator[tuple[str, Tool, bool]]:
@@ -110,11 +160,33 @@ def _turn_tools(req: CreateResponse) -> Iterator[tuple[str, Tool, bool]]:
                 yield f"input[{i}].tools[{j}]", tool, False
 
 
-def plan_tools(req: CreateResponse, *, strict: bool) -> ToolPlan:
-    """Sort the turn's tools; raises a 400 for a built-in tool when ``strict``."""
+def _add_hosted(plan: ToolPlan, offered: dict[tuple[str | None, str], dict[str, Any]], tool: HostedTool,
+                raw: dict[str, Any], where: str, echoed: bool) -> None:  # fmt: skip
+    binding = Binding(tool, tool.configure(raw, where))
+    if echoed:
+        plan.echo.append(binding.config)
+    for offer in tool.functions(binding.config):
+        name = offer["name"]
+        if (None, name) in offered and name not in plan.hosted:
+            raise _name_taken(name, where)
+        if offered.setdefault((None, name), offer) is offer:  # the same tool twice: the first one's config wins
+            plan.hosted[name] = binding
+
+
+def _name_taken(name: str, where: str) -> InvalidRequest:
+    return InvalidRequest(f"Tool name '{name}' is used by a function and by a built-in tool of this request; "
+                          "rename the function.", param=where)  # fmt: skip
+
+
+def plan_tools(req: CreateResponse, *, strict: bool, registry: Registry | None = None) -> ToolPlan:
+    """Sort the turn's tools; raises a 400 for a built-in tool nobody here runs when ``strict``."""
     plan = ToolPlan()
     offered: dict[tuple[str | None, str], dict[str, Any]] = {}
     for where, tool, echoed in _turn_tools(req):
+        hosted = registry.tool(tool.type) if registry is not None and isinstance(tool, BuiltinTool) else None
+        if hosted is not None:
+            _add_hosted(plan, offered, hosted, tool.model_dump(), where, echoed)
+            continue
         if isinstance(tool, BuiltinTool) or (isinstance(tool, ToolSearchTool) and tool.execution != "client"):
             if strict:
                 raise Unsupported(f"Tool type '{tool.type}' is not supported by this server.", param=f"{where}.type")
@@ -126,6 +198,8 @@ def plan_tools(req: CreateResponse, *, strict: bool) -> ToolPlan:
         # A client replaying its history can bring one tool twice (in `tools` and in the tool_search_output
         # that loaded it); upstreams may refuse a repeated function name, so the first definition wins.
         for offer in _offers(tool):
+            if offer["namespace"] is None and offer["name"] in plan.hosted:
+                raise _name_taken(offer["name"], where)
             offered.setdefault((offer["namespace"], offer["name"]), offer)
     plan.offered = list(offered.values())
     if plan.omitted:

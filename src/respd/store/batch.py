@@ -118,7 +118,10 @@ class Batch:
             self.finished_jobs.append(response_id)
 
     def delete_response(self, tenant: str, response_id: str) -> None:
-        """A response, its items, log and job, gone."""
+        """A response, its items, log, job and hosted-tool calls, gone."""
+        from respd.store.hosted_calls import Deleted  # (that module's ops are written against this one)
+
+        self.ops.append(Deleted(response_id))
         self.deletes.append((tenant, response_id))
 
     # -- jobs -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -99,4 +99,53 @@ conversation_items = Table(
     Column("item_id", String(128), nullable=False),
     Column("body", Text, nullable=False),
     Index("ix_conversation_items_item", "conversation_id", "item_id"),
+)
+
+# Uploaded files (``/v1/files``). A file is ``uploading`` while its bytes arrive (invisible to the API),
+# ``processed`` once whole, and ``deleted`` between a delete and the removal of its bytes; ``updated_at``
+# (seconds) is an upload's heartbeat, so a sweep can tell an upload whose replica died from a slow one.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(80), primary_key=True),  # file-<creation second, hex><random>: sorts by created_at
+    Column("tenant", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("mime", String(256), nullable=False),  # the upload's Content-Type, as the client named it
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Index("ix_files_tenant_id", "tenant", "id"),  # listing, newest or oldest first
+    Index("ix_files_status", "status", "updated_at"),  # the sweep: deleted files, abandoned uploads
+    Index("ix_files_expires_at", "expires_at"),  # the sweep: expired files
+)
+
+# A file's bytes in pieces of :data:`respd.store.files.CHUNK_BYTES`, in order: written and read one piece
+# at a time, so no file is ever whole in memory, and every replica reads them from the database.
+file_chunks = Table(
+    "file_chunks",
+    metadata,
+    Column("file_id", String(80), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# The hosted-tool calls respd ran (web_search, file_search, …): what the model called and what it read back,
+# which the call's public output item does not hold. A later model turn, a run taken over after a crash and
+# a response continuing the chain read them to show the model its earlier calls. ``output`` is null while the
+# call runs; ``sources`` are the numbered sources it found (JSON ``[[n, source], …]``).
+hosted_calls = Table(
+    "hosted_calls",
+    metadata,
+    Column("item_id", String(128), primary_key=True),
+    Column("response_id", String(80), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("output", Text, nullable=True),
+    Column("sources", Text, nullable=True),
+    Index("ix_hosted_calls_response", "response_id"),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from respd.wire.base import MAX_TEXT, Wire, tagged
 from respd.wire.tools import Tool
@@ -174,6 +174,20 @@ class CompactionTrigger(Wire):
     type: Literal["compaction_trigger"]
 
 
+class HostedCall(BaseModel):
+    """A hosted tool's call item sent back by value (``web_search_call``, ``file_search_call``): kept as sent.
+    The model sees the call again as respd recorded it, or as its tool reads the item (respd.tools)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    status: str | None = None
+
+
+# Output item types of hosted tools that a client may send back as input.
+HOSTED_ITEM_TYPES = frozenset({"web_search_call", "file_search_call"})
+
+
 def _item_shape(value: dict[str, Any]) -> str:
     """An input item without ``type``: a message if it has a role, else an item reference."""
     return "message" if "role" in value else "item_reference"
@@ -193,14 +207,15 @@ InputItem = tagged(
     CompactionTrigger,
     ItemReference,
     default=_item_shape,
+    catch_all=(HostedCall, HOSTED_ITEM_TYPES),
 )
 
 # Item types of the spec's InputItem union that respd does not take yet: "not supported", not "invalid".
 KNOWN_ITEM_TYPES = frozenset(
     {
-        "file_search_call", "computer_call", "computer_call_output", "web_search_call",
-        "image_generation_call", "code_interpreter_call", "local_shell_call", "local_shell_call_output",
-        "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output", "mcp_list_tools",
-        "mcp_approval_request", "mcp_approval_response", "mcp_call", "program", "program_output",
+        "computer_call", "computer_call_output", "image_generation_call", "code_interpreter_call",
+        "local_shell_call", "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
+        "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response", "mcp_call",
+        "program", "program_output",
     }
 )  # fmt: skip

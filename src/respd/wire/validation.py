@@ -74,10 +74,12 @@ def _best(errors: list[ErrorDetails]) -> ErrorDetails:
     return max(errors, key=depth)
 
 
-def to_invalid_request(exc: ValidationError) -> InvalidRequest:
-    """The one 400 for a failed validation."""
+def to_invalid_request(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    """The one 400 for a failed validation (of the part of a request at ``prefix``, if given)."""
     err = _best(exc.errors())
     path = param_path(err["loc"])
+    if prefix:
+        path = f"{prefix}.{path}" if path else prefix
     kind = err["type"]
     value = err.get("input")
     if kind == "json_invalid":

@@ -1,0 +1,169 @@
+"""One run's hosted tools: what the model may still call, running the calls, and what the model reads back.
+
+The engine sees a hosted call three ways. The model made it as a call of a plain function (the tool's
+:meth:`~respd.tools.base.HostedTool.functions`). The client sees the tool's own output item
+(``web_search_call``). A later model turn, a run taken over after a crash, and a response continuing the
+chain see it again as the function call and its output: :meth:`Hosted.recall` turns each hosted item of a
+context back into that pair, from the row the store keeps for it (:mod:`respd.store.hosted_calls`), or,
+for an item respd holds no record of (sent back by value), from what the tool makes of the item itself.
+So backends only ever see ``function_call``/``function_call_output`` items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from respd.config import Settings
+from respd.engine.emitter import HostedRequest
+from respd.engine.tools import Binding, ToolPlan
+from respd.ids import new_id
+from respd.store import hosted_calls
+from respd.store.store import Store
+from respd.tools.base import Call, HostedTool, Outcome, Source, ToolContext, ToolError
+from respd.tools.citations import Citations
+from respd.tools.registry import Registry
+
+log = logging.getLogger("respd.hosted")
+
+Numbered = list[tuple[int, dict[str, Any]]]  # a call's cited sources: (number, source as JSON)
+NOT_RERUN = ("The server running this call stopped before it finished, and the call was not run again "
+             "because it may have had effects.")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """What the model called and read back, for a call the store holds."""
+
+    name: str
+    arguments: Any
+    output: str | None  # None: the call had not finished
+
+
+class Hosted:
+    """The hosted side of one run."""
+
+    def __init__(self, registry: Registry, plan: ToolPlan, *, settings: Settings, tenant: str, response_id: str,
+                 include: Iterable[str], max_calls: int | None, max_steps: int) -> None:  # fmt: skip
+        self.registry = registry
+        self.plan = plan
+        self._settings = settings
+        self._tenant = tenant
+        self._response_id = response_id
+        self._include = frozenset(include)
+        self.max_calls = max_calls  # max_tool_calls: hosted calls the response may make
+        self.made = 0  # hosted calls made so far
+        self.steps = 0  # model turns that made hosted calls
+        self.max_steps = max_steps
+        self.citations = Citations()
+        self.known: dict[str, Recalled] = {}  # item id → the stored call
+        self._names = frozenset(plan.hosted)
+
+    # -- what the model may call ------------------------------------------------------------------
+    def may_call(self) -> bool:
+        """Whether hosted tools are still offered (``max_tool_calls``, and the server's bound on steps, not
+        reached)."""
+        under = self.max_calls is None or self.made < self.max_calls
+        return bool(self.plan.hosted) and under and self.steps < self.max_steps
+
+    def names(self) -> frozenset[str]:
+        """The functions whose calls are hosted calls (never streamed as function calls: once hosted tools
+        are no longer offered, a call of one is dropped, as further calls past ``max_tool_calls`` are)."""
+        return self._names
+
+    def bind(self, requests: Sequence[HostedRequest]) -> list[tuple[Binding, Call]]:
+        """The calls the model made, each with its tool and a new item id."""
+        out = []
+        for request in requests:
+            binding = self.plan.hosted[request.name]
+            item_id = new_id(binding.tool.id_prefix)
+            out.append((binding, Call(item_id, request.name, _arguments(request.arguments), binding.config)))
+        self.made += len(out)
+        return out
+
+    def binding_of(self, tool: HostedTool) -> Binding | None:
+        """The request's configuration of ``tool`` (for a call in flight when its run was taken over)."""
+        return next((b for b in self.plan.hosted.values() if b.tool is tool), None)
+
+    # -- running ----------------------------------------------------------------------------------
+    async def run(self, calls: Sequence[tuple[Binding, Call]], *, parallel: bool) -> list[tuple[Outcome, Numbered]]:
+        """Run ``calls`` (at once when ``parallel``); a call that fails becomes its tool's failed outcome."""
+        if parallel and len(calls) > 1:
+            return list(await asyncio.gather(*(self._run_one(b, c) for b, c in calls)))
+        return [await self._run_one(b, c) for b, c in calls]
+
+    async def _run_one(self, binding: Binding, call: Call) -> tuple[Outcome, Numbered]:
+        tool = binding.tool
+        cited: Numbered = []
+
+        def cite(source: Source) -> int:
+            n = self.citations.add(source)
+            cited.append((n, source.as_json()))
+            return n
+
+        ctx = ToolContext(self._settings, self._tenant, self._response_id, self._include, cite)
+        try:
+            return await asyncio.wait_for(tool.run(call, ctx), tool.timeout_s), cited
+        except ToolError as exc:
+            return tool.failed(call, str(exc)), []
+        except TimeoutError:
+            return tool.failed(call, f"The call took longer than {tool.timeout_s:g} seconds and was stopped."), []
+        except Exception:
+            log.exception("hosted tool %s failed inside respd (response %s)", tool.item_type, self._response_id)
+            return tool.failed(call, "The tool failed inside the server."), []
+
+    # -- what the model reads back ----------------------------------------------------------------
+    def is_hosted(self, item: dict[str, Any]) -> bool:
+        return self.registry.of_item(item) is not None
+
+    async def load(self, store: Store, items: Iterable[dict[str, Any]]) -> None:
+        """Read the stored calls behind the hosted items of ``items`` (a context, a logged output)."""
+        ids = [item["id"] for item in items if self.registry.of_item(item) is not None]
+        if not ids:
+            return
+        for item_id, row in (await hosted_calls.read(store.engine, self._tenant, ids)).items():
+            self.known[item_id] = Recalled(row.name, row.arguments, row.output)
+            for n, source in row.sources:
+                self.citations.put(n, Source.from_json(source))
+
+    def remember(self, call: Call, output: str | None) -> None:
+        self.known[call.item_id] = Recalled(call.name, call.arguments, output)
+
+    def recall(self, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``items`` as the model sees them: each hosted call item as a function call and its output."""
+        out: list[dict[str, Any]] = []
+        for item in items:
+            tool = self.registry.of_item(item)
+            if tool is None:
+                out.append(item)
+                continue
+            known = self.known.get(item["id"])
+            if known is not None and known.output is not None:
+                name, arguments, output = known.name, known.arguments, known.output
+            else:
+                name, arguments, output = tool.recall(item)
+            out += call_pair(item["id"], name, arguments, output)
+        return out
+
+
+def call_pair(item_id: str, name: str, arguments: Any, output: str) -> list[dict[str, Any]]:
+    """A hosted call as the neutral items a backend reads: the model's function call and its result."""
+    args = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+    return [
+        {"id": item_id, "type": "function_call", "call_id": item_id, "name": name, "arguments": args,
+         "status": "completed"},
+        {"id": item_id + "_output", "type": "function_call_output", "call_id": item_id, "output": output,
+         "status": "completed"},
+    ]  # fmt: skip
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        return raw
