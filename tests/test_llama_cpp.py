@@ -27,9 +27,9 @@ from respd.backends import llama_grammars as grammars
 from respd.backends import llama_load
 from respd.backends.base import ModelRequest
 from respd.backends.bundled import BUNDLED, bundled_path
-from respd.backends.llama_cpp import LlamaCppBackend
+from respd.backends.llama_cpp import LlamaCppBackend, _answered
 from respd.backends.llama_slots import StateCache
-from respd.backends.llama_tools import BrokenCall, Call, CallScanner, CallStarted, Text
+from respd.backends.llama_tools import BrokenCall, Call, CallScanner, CallStarted, Text, parse_call
 from respd.config import ConfigError, ModelRoute, load_settings
 from respd.errors import InvalidRequest, RateLimited
 from tests.checks import check_error, check_event, check_response, sse_events
@@ -428,6 +428,16 @@ def test_scanner_takes_a_bare_json_call_only_for_a_tool_at_the_start() -> None:
     other = _scan(['{"name": "Ada", "age": 3}'], {"get_weather"})
     assert "".join(p.text for p in other if isinstance(p, Text)) == '{"name": "Ada", "age": 3}'
     assert _scan(["```python\nprint(1)\n```"], {"f"}) == [Text("```python\nprint(1)\n```")]
+
+
+def test_a_call_closed_by_a_fence_parses_and_answered_calls_are_this_turns() -> None:
+    assert parse_call('{"name": "f", "arguments": {"a": 1}}\n```') == Call("f", '{"a":1}')
+    call = {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    done = {"type": "function_call_output", "call_id": "c1", "output": "18"}
+    user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather?"}]}
+    assert _answered([user, call, done]) == {("get_weather", '{"city":"Paris"}')}
+    assert _answered([call, done, user]) == frozenset()  # a new question: earlier calls may be made again
+    assert _answered([user, call]) == frozenset()  # not answered yet
 
 
 def test_grammars_for_each_mode() -> None:
