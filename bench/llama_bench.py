@@ -252,7 +252,7 @@ def report(res: Results, args: argparse.Namespace, load: tuple[float, float]) ->
         "| second turn | time to first token | prompt tokens reused |",
         "|---|---|---|",
         f"| KV cache kept from turn 1 | {warm * 1000:.0f} ms | {_median([float(n) for n in res.cached['warm']]):.0f} |",
-        f"| another conversation in between (saved cache restored) | {inter * 1000:.0f} ms | {_median([float(n) for n in res.cached['interleaved']]):.0f} |",
+        f"| another conversation in between (kept in its slot, or a saved cache restored) | {inter * 1000:.0f} ms | {_median([float(n) for n in res.cached['interleaved']]):.0f} |",
         f"| cold (no cache) | {cold * 1000:.0f} ms | {_median([float(n) for n in res.cached['cold']]):.0f} |",
         "",
         f"Cache reuse makes the second turn's first token {cold / warm:.1f}x sooner ({cold / inter:.1f}x with a "
@@ -261,13 +261,14 @@ def report(res: Results, args: argparse.Namespace, load: tuple[float, float]) ->
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
+def write_readme(text: str, start: str = START, end: str = END) -> None:
+    """Put ``text`` between the ``start`` and ``end`` markers of bench/README.md (appended if missing)."""
     readme = README.read_text()
-    if START in readme and END in readme:
-        head, rest = readme.split(START, 1)
-        readme = head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1]
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        readme = head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1]
     else:
-        readme = readme.rstrip("\n") + f"\n\n{START}\n{text}\n{END}\n"
+        readme = readme.rstrip("\n") + f"\n\n{start}\n{text}\n{end}\n"
     README.write_text(readme)
 
 

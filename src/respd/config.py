@@ -23,6 +23,7 @@ With no ``[[models]]`` at all, respd serves the bundled default model, :data:`DE
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tomllib
@@ -70,8 +71,15 @@ class ModelRoute:
     n_threads: int = 0  # CPU threads for generation; 0 means every core of the machine
     n_batch: int = 512  # prompt tokens evaluated per step
     chat_template: str = ""  # a Jinja chat template used instead of the one inside the GGUF
-    max_queue: int = 16  # requests that may wait for the model behind the running one; more get 429
+    slots: int = 0  # requests generated at once (continuous batching); 0 means two per core, 2 to 8
+    max_queue: int = 16  # requests that may wait for a slot; more get 429
     cache_mb: int = 256  # memory for saved KV caches, so a conversation's next turn skips its shared prefix
+    max_output_tokens: int = 0  # llama_cpp: the cap on an answer whose request sets none (0: the default cap)
+    # Sampling for requests that set none (reported in the response); llama_cpp's defaults suit small models.
+    temperature: float | None = None
+    top_p: float | None = None
+    # other names clients may use for this model (e.g. "gpt-4o-mini" for a local model)
+    aliases: tuple[str, ...] = ()
 
     @property
     def target_model(self) -> str:
@@ -142,9 +150,9 @@ class Settings:
         return self.sections.get(name, {})
 
     def model(self, name: str) -> ModelRoute:
-        """The route for ``name``, or a 400 naming ``model``."""
+        """The route for ``name`` (or one of its aliases), or a 400 naming ``model``."""
         for route in self.models:
-            if route.name == name:
+            if route.name == name or name in route.aliases:
                 return route
         raise InvalidRequest(
             f"The model '{name}' does not exist or you do not have access to it.",
@@ -178,7 +186,12 @@ def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
         raise ConfigError(f"models[{index}]: unknown keys {sorted(unknown)}")
     if "name" not in raw:
         raise ConfigError(f"models[{index}]: 'name' is required")
-    route = ModelRoute(**raw)
+    if "aliases" in raw:
+        aliases = raw["aliases"]
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+            raise ConfigError(f"models[{index}]: aliases must be a list of model names")
+        raw = {**raw, "aliases": tuple(aliases)}
+    route = _with_defaults(ModelRoute(**raw))
     if route.backend not in BACKENDS:
         raise ConfigError(f"models[{index}]: backend must be one of {BACKENDS}, not {route.backend!r}")
     if route.backend == "openai" and not route.base_url:
@@ -187,14 +200,38 @@ def _model_route(raw: dict[str, Any], index: int) -> ModelRoute:
         raise ConfigError(f"models[{index}]: tokenizer must be a GGUF file, for backend 'openai'")
     if route.backend == "llama_cpp" and route.path and not Path(route.path).is_file():
         raise ConfigError(f"models[{index}]: no GGUF file at path {route.path!r}")
-    if min(route.n_ctx, route.n_threads, route.max_queue, route.cache_mb) < 0 or route.n_batch < 1:
-        raise ConfigError(f"models[{index}]: n_ctx, n_threads, max_queue and cache_mb must be >= 0, n_batch >= 1")
+    if min(route.n_ctx, route.n_threads, route.max_queue, route.cache_mb, route.slots, route.max_output_tokens) < 0 \
+            or route.n_batch < 1:  # fmt: skip
+        raise ConfigError(f"models[{index}]: n_ctx, n_threads, slots, max_queue, cache_mb and max_output_tokens "
+                          "must be >= 0, n_batch >= 1")  # fmt: skip
+    if not (route.temperature is None or 0 <= route.temperature <= 2) or not (
+        route.top_p is None or 0 <= route.top_p <= 1
+    ):
+        raise ConfigError(f"models[{index}]: temperature must be within 0..2, top_p within 0..1")
     return route
+
+
+# A local model's defaults: sampling for small instruct models (Qwen2.5's own), and an answer cap so that a
+# request without max_output_tokens cannot hold a slot for minutes (~70 s of writing on 2 cores).
+LOCAL_TEMPERATURE = 0.7
+LOCAL_TOP_P = 0.8
+LOCAL_MAX_OUTPUT_TOKENS = 2048
+
+
+def _with_defaults(route: ModelRoute) -> ModelRoute:
+    if route.backend != "llama_cpp":
+        return route
+    return dataclasses.replace(
+        route,
+        temperature=LOCAL_TEMPERATURE if route.temperature is None else route.temperature,
+        top_p=LOCAL_TOP_P if route.top_p is None else route.top_p,
+        max_output_tokens=route.max_output_tokens or LOCAL_MAX_OUTPUT_TOKENS,
+    )
 
 
 def default_models() -> tuple[ModelRoute, ...]:
     """What respd serves when the config names no model: the bundled model, run in-process."""
-    return (ModelRoute(name=DEFAULT_MODEL, backend="llama_cpp"),)
+    return (_with_defaults(ModelRoute(name=DEFAULT_MODEL, backend="llama_cpp")),)
 
 
 def _flag(env_value: str | None, default: Any) -> bool:
@@ -221,9 +258,9 @@ def load_settings(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {config_path}: {exc}") from exc
     models = tuple(_model_route(m, i) for i, m in enumerate(raw.get("models", []))) or default_models()
-    names = [m.name for m in models]
+    names = [n for m in models for n in (m.name, *m.aliases)]
     if len(names) != len(set(names)):
-        raise ConfigError("model names must be unique")
+        raise ConfigError("model names and aliases must be unique")
     keys = list(raw.get("api_keys", []))
     if env.get("RESPD_API_KEYS"):
         keys += [k.strip() for k in env["RESPD_API_KEYS"].split(",") if k.strip()]

@@ -26,7 +26,9 @@ def _model(route_name: str, created: int) -> dict[str, object]:
 async def list_models(request: Request) -> Response:
     tenant_of(request)
     models = runtime_of(request).settings.models
-    return json_response({"object": "list", "data": [_model(m.name, m.created) for m in models]})
+    # an alias is listed as a model of its own: clients that check the list find the name they use
+    data = [_model(name, m.created) for m in models for name in (m.name, *m.aliases)]
+    return json_response({"object": "list", "data": data})
 
 
 @operation("Retrieve a model")
@@ -34,8 +36,8 @@ async def get_model(request: Request) -> Response:
     tenant_of(request)
     name = request.path_params["model"]
     for m in runtime_of(request).settings.models:
-        if m.name == name:
-            return json_response(_model(m.name, m.created))
+        if m.name == name or name in m.aliases:
+            return json_response(_model(name, m.created))
     raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
 
 

@@ -1,42 +1,42 @@
 """The ``llama_cpp`` backend: a GGUF model run inside respd with llama-cpp-python.
 
-One model instance serves one request at a time. Requests wait their turn in FIFO order (an asyncio lock);
-the queue is bounded by :meth:`LlamaCppBackend.admit`, which the run calls before any event exists, so a
-full queue is a 429 with Retry-After. A waiting request whose client goes away is cancelled out of the
-queue. Generation runs on one worker thread (:class:`~respd.backends.llama_engine.LlamaEngine`); its deltas
-cross to the event loop through an asyncio queue, and cancelling the iteration sets the turn's stop flag,
-which the worker checks between tokens (and between prompt batches).
+Several requests run at once, one per slot of the model's context (continuous batching, see
+:class:`~respd.backends.llama_engine.LlamaEngine`); more wait in FIFO order. The number that may run or wait
+is bounded by :meth:`LlamaCppBackend.admit`, which the run calls before any event exists, so a full queue is
+a 429 with Retry-After. Deltas cross from the engine's worker thread to the event loop through an asyncio
+queue; closing the iteration (a cancel, a client gone) sets the job's stop flag, and its slot is free for
+the next request at the engine's next step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from respd.backends import chat_messages as cm
 from respd.backends import llama_grammars as grammars
 from respd.backends import tool_calls as tc
 from respd.backends.base import Abilities, Admission, Delta, ModelRequest, TextDelta, TokenCount
-from respd.backends.llama_engine import LlamaEngine, Turn
+from respd.backends.llama_engine import LlamaEngine, default_slots
+from respd.backends.llama_job import Done, Job
 from respd.backends.llama_sampling import Sampling
 from respd.config import ModelRoute
 from respd.errors import InvalidRequest, RateLimited, Unsupported, UpstreamError
 
 log = logging.getLogger("respd.llama")
 
-# Sampling when the request leaves it unset: what Qwen2.5 and most small instruct models are tuned for
-# (the API's own default, temperature 1, makes a sub-1B model ramble).
-DEFAULT_TEMPERATURE = 0.7
-DEFAULT_TOP_P = 0.8
+# Sampling when neither the request nor the route sets it: what Qwen2.5 and most small instruct models are
+# tuned for (the API's own default, temperature 1, makes a sub-1B model ramble). The route's values are
+# filled into the request before the run starts, so the response reports what was used.
 DEFAULT_TOP_K = 20
-
-_END = object()  # the worker has returned
+DRY_MULTIPLIER = 0.8  # the repetition guard on free text (see llama_sampling)
+REPEAT_PENALTY = 1.1
 
 
 class _Place(Admission):
@@ -59,30 +59,31 @@ class _Place(Admission):
 
 
 class LlamaCppBackend:
-    """Runs turns on a local GGUF model, one at a time."""
+    """Runs turns on a local GGUF model, several at once."""
 
     abilities = Abilities(admission=True, loading=True)
 
     def __init__(self, route: ModelRoute) -> None:
         self.route = route
+        self.slots = route.slots or default_slots()
         self.admitted = 0  # running + waiting requests that hold a place
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{route.name}")
         self._engine: LlamaEngine | None = None
-        self._turn_lock: asyncio.Lock | None = None
+        self._loading: asyncio.Task[LlamaEngine] | None = None
         self._turn_s = 5.0  # moving average of a turn's duration, for Retry-After
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def load(self) -> LlamaEngine:
-        """Load the model (once) on the worker thread."""
+        """Load the model (once), off the event loop."""
         if self._engine is None:
-            self._engine = await asyncio.get_running_loop().run_in_executor(self._pool, LlamaEngine, self.route)
+            if self._loading is None:
+                self._loading = asyncio.ensure_future(asyncio.to_thread(LlamaEngine, self.route))
+            self._engine = await asyncio.shield(self._loading)
         return self._engine
 
     async def aclose(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
-            await asyncio.get_running_loop().run_in_executor(self._pool, engine.close)
-        self._pool.shutdown(wait=False)
+            await asyncio.to_thread(engine.close)
 
     # -- counting ---------------------------------------------------------------------------------
     def context_window(self) -> int | None:
@@ -103,25 +104,21 @@ class LlamaCppBackend:
 
     # -- admission --------------------------------------------------------------------------------
     def admit(self, request: ModelRequest) -> Admission:
-        """A place in the queue, or 429 when it is full; 400 for input this model cannot take."""
+        """A place (a slot, or the queue behind the slots), or 429 when all are taken; 400 for input this
+        model cannot take."""
         _check_input(request)
         try:
             constraints = _constraints(request)
         except grammars.GrammarError as exc:
             raise InvalidRequest(str(exc), param=exc.param, code="invalid_value") from None
-        if self.admitted > self.route.max_queue:
-            wait = max(1, math.ceil(self._turn_s * self.admitted))
+        if self.admitted >= self.slots + self.route.max_queue:
+            wait = max(1, math.ceil(self._turn_s * (self.admitted - self.slots + 1) / self.slots))
             raise RateLimited(
                 f"The model '{self.route.name}' is busy: {self.admitted} requests are running or waiting for it. "
                 f"Retry after {wait} seconds.",
                 retry_after=wait,
             )
         return _Place(self, constraints)
-
-    def _lock(self) -> asyncio.Lock:
-        if self._turn_lock is None:  # created inside the running loop
-            self._turn_lock = asyncio.Lock()
-        return self._turn_lock
 
     # -- generation -------------------------------------------------------------------------------
     async def generate(
@@ -134,36 +131,40 @@ class LlamaCppBackend:
                 constraints = _constraints(request)
             except grammars.GrammarError as exc:
                 raise UpstreamError(str(exc)) from None
-        async with self._lock():  # FIFO; a cancelled waiter leaves the queue
-            engine = await self.load()
-            loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            turn = _turn(request, constraints, lambda d: loop.call_soon_threadsafe(queue.put_nowait, d))
-            started = time.monotonic()
-            job = loop.run_in_executor(self._pool, engine.run, turn)
-            job.add_done_callback(lambda _: queue.put_nowait(_END))
-            try:
-                async for deltas in _drain(queue):
-                    yield deltas[0] if len(deltas) == 1 else deltas
-                failure = job.exception()
-                if failure is not None:
-                    raise _upstream(failure) from failure
-            finally:
-                turn.stop.set()
-                if not job.done():
-                    # the worker stops within a token; wait, so the next turn never overlaps this one
-                    with contextlib.suppress(BaseException):
-                        await asyncio.shield(job)
-                self._turn_s = 0.8 * self._turn_s + 0.2 * (time.monotonic() - started)
+        engine = await self.load()
+        messages, shown = _prompt(request)
+        prompt = await asyncio.to_thread(engine.prompt_tokens, messages, shown)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        job = _job(request, self.route, engine, constraints, prompt, _emitter(loop, queue))
+        engine.submit(job)
+        started = time.monotonic()
+        try:
+            async for deltas in _drain(queue):
+                yield deltas[0] if len(deltas) == 1 else deltas
+        finally:
+            if not job.stop.is_set():
+                job.stop.set()
+                engine.wake()  # a waiting job leaves the queue now; a running one frees its slot at the next step
+            self._turn_s = 0.8 * self._turn_s + 0.2 * (time.monotonic() - started)
+
+
+def _emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> Callable[[Delta | Done], None]:
+    def emit(item: Delta | Done) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed (shutdown): nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    return emit
 
 
 async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[list[Delta]]:
-    """Deltas as they come; what piled up meanwhile comes as one batch, adjacent texts joined."""
+    """Deltas as they come; what piled up meanwhile comes as one batch, adjacent texts joined. Raises the
+    job's error at its end."""
     while True:
         items = [await queue.get()]
         while not queue.empty():
             items.append(queue.get_nowait())
-        done = items[-1] is _END
+        done = items[-1] if isinstance(items[-1], Done) else None
         batch: list[Delta] = []
         for item in items[:-1] if done else items:
             if isinstance(item, TextDelta) and batch and isinstance(batch[-1], TextDelta):
@@ -172,7 +173,9 @@ async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[list[Delta]]:
                 batch.append(item)
         if batch:
             yield batch
-        if done:
+        if done is not None:
+            if done.error is not None:
+                raise _upstream(done.error) from done.error
             return
 
 
@@ -223,23 +226,60 @@ def _prompt(request: ModelRequest) -> tuple[list[dict[str, Any]], list[dict[str,
     return cm.to_messages(request.instructions, request.items), shown
 
 
-def _turn(request: ModelRequest, constraints: grammars.Constraints, emit: Any) -> Turn:
-    messages, shown = _prompt(request)
+def _job(request: ModelRequest, route: ModelRoute, engine: LlamaEngine, constraints: grammars.Constraints,
+         prompt: list[int], emit: Callable[[Delta | Done], None]) -> Job:  # fmt: skip
     sampling = Sampling(
-        temp=DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
-        top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
+        temp=request.temperature if request.temperature is not None else route.temperature or 0.0,
+        top_p=request.top_p if request.top_p is not None else route.top_p or 1.0,
         top_k=DEFAULT_TOP_K,
         min_p=0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         presence_penalty=request.presence_penalty or 0.0,
+        dry_multiplier=DRY_MULTIPLIER,
+        repeat_penalty=REPEAT_PENALTY,
     )
-    return Turn(
-        messages=messages,
-        tools=shown,
+    # a request without max_output_tokens stops at the route's cap (ending incomplete), never runs away
+    messages = cm.to_messages(request.instructions, request.items)
+    return Job(
+        prompt=prompt,
         decoder=tc.CallDecoder(request.tools),
         constraints=constraints,
         parallel=request.parallel_tool_calls is not False,
-        max_tokens=request.max_output_tokens,
+        max_tokens=request.max_output_tokens or route.max_output_tokens or 1 << 30,
         sampling=sampling,
         emit=emit,
+        answered=_answered(request.items),
+        text_prompt=(lambda: engine.prompt_tokens(_answer_from_results(messages), [])) if request.tools else None,
     )
+
+
+# The note a text answer after a useless tool call is written under (see LlamaEngine._answer_in_text).
+TEXT_NOTE = ("The tool results are above. Answer the user's last message in plain sentences, using those results. "
+             "Do not call tools.")
+
+
+def _answer_from_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with :data:`TEXT_NOTE` added to the system message."""
+    if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{TEXT_NOTE}"}, *messages[1:]]
+    return [{"role": "system", "content": TEXT_NOTE}, *messages]
+
+
+def _answered(items: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """The function calls of the current turn (since the last user message) that have their output, as
+    (name the model uses, compact JSON arguments)."""
+    outputs = set()
+    calls = []
+    for item in reversed(items):
+        kind = item.get("type")
+        if kind == "message" and item.get("role") == "user":
+            break
+        if kind == "function_call_output":
+            outputs.add(item.get("call_id"))
+        elif kind == "function_call" and item.get("call_id") in outputs:
+            try:
+                args = json.dumps(json.loads(item.get("arguments") or "{}"), ensure_ascii=False, separators=(",", ":"))
+            except ValueError:
+                continue
+            calls.append((tc.flat_name(item.get("namespace"), item["name"]), args))
+    return frozenset(calls)

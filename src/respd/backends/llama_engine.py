@@ -1,119 +1,105 @@
-"""A loaded GGUF model and its one context: prompt rendering, prefix reuse, and the token loop.
+"""A loaded GGUF model and its one context, run by continuous batching: several requests at once.
 
-Everything here is synchronous and runs on the backend's single worker thread (a llama.cpp context is not
-thread-safe); :mod:`respd.backends.llama_cpp` queues requests in front of it and carries the deltas to the
-event loop. The KV cache persists between turns: a prompt that extends what the context already holds (the
-next turn of a ``previous_response_id`` chain) only evaluates its new tokens, and the context of another
-conversation is set aside in a bounded :class:`StateCache` before it is overwritten.
+As llama.cpp's own server does with parallel slots: the context holds one sequence per slot in a unified KV
+cache, and every step is one ``llama_decode`` of a batch that advances each running request by one token
+and reads a chunk of any prompt still being read; a new request joins at the next step, and a cancelled one
+leaves it at once. Each request samples from its own logits with its own sampler (its grammar, when its
+output is constrained). Everything touching the context runs on one worker thread (a llama.cpp context is
+not thread-safe); :mod:`respd.backends.llama_cpp` queues requests in front of it and carries the deltas to
+the event loop. Which slot a prompt goes to and what it reuses: :mod:`respd.backends.llama_slots`.
 """
 
 from __future__ import annotations
 
-import bisect
-import codecs
 import ctypes
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
-import numpy as np
 
-from respd.backends import llama_grammars as grammars
 from respd.backends import llama_load
-from respd.backends import tool_calls as tc
-from respd.backends.base import Delta, Finish, FinishReason, TextDelta, Usage
+from respd.backends.base import Finish, FinishReason, Usage
 from respd.backends.bundled import bundled_path, verify
+from respd.backends.llama_grammars import TEXT_START, Constraints
+from respd.backends.llama_job import Done, Job, Output
 from respd.backends.llama_prompt import ChatPrompt
-from respd.backends.llama_sampling import Sampler, Sampling, grammar_compiles
-from respd.backends.llama_tools import Call, CallScanner, CallStarted, Piece, Text
+from respd.backends.llama_sampling import Sampler, grammar_compiles
+from respd.backends.llama_slots import Slot, SlotTable
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
-from respd.ids import new_id
 
 log = logging.getLogger("respd.llama")
 
-MIN_SAVED_TOKENS = 64  # a context shorter than this is cheaper to re-read than to save and restore
-PROMPT_CHUNK = 128  # prompt tokens read between checks for a cancelled request (~0.5 s on 2 cores)
+# Prompt tokens read in a step while other requests are generating: a bigger chunk reads a prompt a little
+# faster but holds every running answer for its duration (~0.5 s for 128 tokens on 2 cores).
+PROMPT_CHUNK = 128
 MAX_CHECKED_GRAMMARS = 256  # grammars remembered as parsed; beyond, the memory starts over
 
-@dataclass(slots=True)
-class Turn:
-    """One request, prepared on the event loop for the worker thread."""
 
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]]  # Chat Completions tools offered to the template ([] when none)
-    decoder: tc.CallDecoder  # maps called names back to the request's tools
-    constraints: grammars.Constraints
-    parallel: bool
-    max_tokens: int | None
-    sampling: Sampling
-    emit: Callable[[Delta], None]  # thread-safe hand-off to the event loop
-    stop: threading.Event = field(default_factory=threading.Event)
+def default_slots() -> int:
+    """Requests run at once when the config does not say: two per core, 2 to 8 (measured in bench/README.md)."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
-def _lcp(a: Any, b: Any) -> int:
-    """Length of the longest common prefix of two token sequences (lists, tuples or arrays)."""
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(np.asarray(a[:n], dtype=np.int64) != np.asarray(b[:n], dtype=np.int64))
-    return int(differ[0]) if differ.size else n
+class _Batch:
+    """A ``llama_batch`` filled in place, one sequence id per token."""
 
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.raw = llama_cpp.llama_batch_init(size, 0, 1)
+        self.n = 0
 
-class StateCache:
-    """Saved KV caches of set-aside conversations, least recently used first out, bounded in bytes."""
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> None:
+        raw, i = self.raw, self.n
+        raw.token[i], raw.pos[i], raw.n_seq_id[i], raw.logits[i] = token, pos, 1, logits
+        raw.seq_id[i][0] = seq
+        self.n = raw.n_tokens = i + 1
 
-    def __init__(self, capacity_bytes: int) -> None:
-        self.capacity = capacity_bytes
-        self._entries: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
-        self._size = 0
-
-    def put(self, tokens: tuple[int, ...], state: bytes) -> None:
-        """Keep ``state`` (the KV cache after ``tokens``); drop entries it extends, then the oldest."""
-        if len(state) > self.capacity:
-            return
-        for key in [k for k in self._entries if tokens[: len(k)] == k]:
-            self._size -= len(self._entries.pop(key))
-        self._entries[tokens] = state
-        self._size += len(state)
-        while self._size > self.capacity:
-            _, old = self._entries.popitem(last=False)
-            self._size -= len(old)
-
-    def best(self, prompt: list[int]) -> tuple[tuple[int, ...], bytes] | None:
-        """The saved entry sharing the longest prefix with ``prompt`` (it becomes the most recently used)."""
-        best: tuple[int, tuple[int, ...]] | None = None
-        for key in self._entries:
-            n = _lcp(key, prompt)
-            if n and (best is None or n > best[0]):
-                best = (n, key)
-        if best is None:
-            return None
-        self._entries.move_to_end(best[1])
-        return best[1], self._entries[best[1]]
+    def free(self) -> None:
+        llama_cpp.llama_batch_free(self.raw)
 
 
 class LlamaEngine:
-    """One GGUF model with one context. Not thread-safe: one worker thread drives it."""
+    """One GGUF model with one context of ``slots`` sequences, driven by one worker thread."""
 
     def __init__(self, route: ModelRoute) -> None:
         path = self._model_file(route)
         threads = route.n_threads or os.cpu_count() or 1
         t0 = time.monotonic()
-        self.llm = llama_load.load(str(path), n_ctx=route.n_ctx, n_batch=route.n_batch, n_ubatch=route.n_batch,
-                                   n_threads=threads, n_threads_batch=threads, verbose=False)  # fmt: skip
-        self.n_ctx = self.llm.n_ctx()
+        # The Llama object holds the weights, vocabulary and chat template; its own context is a token one.
+        # The context that runs requests is made below, with one sequence per slot.
+        self.llm = llama_load.load(str(path), n_ctx=256, n_batch=32, n_ubatch=32, n_threads=threads,
+                                   n_threads_batch=threads, verbose=False)  # fmt: skip
+        self.n_ctx = route.n_ctx or self.llm._model.n_ctx_train()  # one request's window
+        self.n_slots = route.slots or default_slots()
+        params = llama_cpp.llama_context_default_params()
+        # Every slot may fill the whole window: the unified KV cache has room for all of them at once.
+        params.n_ctx = self.n_ctx * self.n_slots
+        params.n_batch = params.n_ubatch = max(route.n_batch, self.n_slots)  # a step holds a token of each slot
+        params.n_seq_max = self.n_slots
+        params.kv_unified = True
+        params.n_threads = params.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(self.llm._model.model, params)
+        if not self.ctx:
+            raise UpstreamError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {route.name!r}.")
+        self.vocab = self.llm._model.vocab
         self.prompt = ChatPrompt(self.llm, route.chat_template, f"model {route.name!r}")
-        self.cache = StateCache(route.cache_mb << 20)
+        self.table = SlotTable(self.ctx, self.n_slots, route.cache_mb << 20)
+        self._batch = _Batch(params.n_batch)
         self._pieces: dict[int, bytes] = {}
         self._checked: set[str] = set()  # grammars llama.cpp has parsed
-        log.info("loaded %s (%s) in %.1fs: n_ctx=%d threads=%d", route.name, path, time.monotonic() - t0,
-                 self.n_ctx, threads)  # fmt: skip
+        self._waiting: deque[Job] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"llama-{route.name}", daemon=True)
+        self._thread.start()
+        log.info("loaded %s (%s) in %.1fs: n_ctx=%d slots=%d threads=%d", route.name, path, time.monotonic() - t0,
+                 self.n_ctx, self.n_slots, threads)  # fmt: skip
 
     @staticmethod
     def _model_file(route: ModelRoute) -> Path:
@@ -126,181 +112,208 @@ class LlamaEngine:
         return path
 
     def close(self) -> None:
-        """Free the model and its context."""
+        """Stop the worker (running jobs end without a Finish) and free the context and the model."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        self._batch.free()
+        llama_cpp.llama_free(self.ctx)
         self.llm.close()
 
-    # -- prompt -----------------------------------------------------------------------------------
+    # -- the event loop's side --------------------------------------------------------------------
     def prompt_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
-        """The turn's prompt as tokens (see :class:`ChatPrompt`): safe beside a running turn."""
+        """The turn's prompt as tokens (see :class:`ChatPrompt`): safe on any thread."""
         return self.prompt.tokens(messages, tools)
 
-    # -- context ----------------------------------------------------------------------------------
-    def _save_state(self) -> bytes:
-        ctx = self.llm._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buf = (ctypes.c_uint8 * size)()
-        n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        return ctypes.string_at(buf, n)
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; it starts in the first free slot, in order. Its deltas and :class:`Done` go to
+        ``job.emit``; setting ``job.stop`` ends it at the next step (no Finish)."""
+        if len(job.prompt) >= self.n_ctx:
+            raise UpstreamError(f"The input is {len(job.prompt)} tokens, more than this model's context window "
+                                f"of {self.n_ctx} tokens.")  # fmt: skip
+        with self._wake:
+            self._waiting.append(job)
+            self._wake.notify()
 
-    def _load_state(self, tokens: tuple[int, ...], state: bytes) -> None:
-        llm = self.llm
-        llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
-        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(state), 0) != len(state):
-            raise RuntimeError("could not restore a saved KV cache")
-        llm.input_ids[: len(tokens)] = tokens
-        llm.n_tokens = len(tokens)
+    def wake(self) -> None:
+        """Have the worker look at stop flags now (a cancelled job that waits is dropped at once)."""
+        with self._wake:
+            self._wake.notify()
 
-    def prepare_context(self, prompt: list[int], stop: threading.Event) -> int:
-        """Make the context hold ``prompt[:-1]``, reusing what it (or the state cache) has; returns the
-        number of prompt tokens not evaluated again. The last token is left for sampling, which needs fresh
-        logits from it. Stops early (between chunks of the prompt) once ``stop`` is set."""
-        llm = self.llm
-        live = min(_lcp(llm.input_ids[: llm.n_tokens], prompt), len(prompt) - 1)
-        if llm.n_tokens - live >= MIN_SAVED_TOKENS and self.cache.capacity:
-            # another conversation is about to overwrite this one: set its KV cache aside
-            self.cache.put(tuple(llm.input_ids[: llm.n_tokens].tolist()), self._save_state())
-        reused = live
-        saved = self.cache.best(prompt) if self.cache.capacity else None
-        if saved is not None:
-            key, state = saved
-            n = min(_lcp(key, prompt), len(prompt) - 1)
-            if n > live + MIN_SAVED_TOKENS // 4:
-                self._load_state(key, state)
-                reused = n
-        llm.n_tokens = reused
-        llm._ctx.kv_cache_seq_rm(-1, reused, -1)
-        rest = prompt[reused:-1]
-        for i in range(0, len(rest), PROMPT_CHUNK):
-            if stop.is_set():
-                break
-            llm.eval(rest[i : i + PROMPT_CHUNK])
-        return reused
+    # -- the worker thread ------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while self._next_jobs():
+                self._step()
+        finally:
+            for slot in self.table.busy():
+                self._end(slot, UpstreamError("The local model was shut down."))
+            for job in self._waiting:
+                job.emit(Done(UpstreamError("The local model was shut down.")))
 
-    # -- generation -------------------------------------------------------------------------------
-    def _piece(self, token: int) -> bytes:
-        piece = self._pieces.get(token)
-        if piece is None:
-            buf = ctypes.create_string_buffer(256)
-            n = llama_cpp.llama_token_to_piece(self.llm._model.vocab, token, buf, len(buf), 0, False)
-            piece = self._pieces[token] = buf.raw[: max(n, 0)]
-        return piece
+    def _next_jobs(self) -> bool:
+        """Start waiting jobs in free slots; wait while there is nothing to do. False once closing."""
+        with self._wake:
+            while True:
+                if self._closing:
+                    return False
+                for job in [j for j in self._waiting if j.stop.is_set()]:
+                    self._waiting.remove(job)
+                    job.emit(Done())
+                for slot in self.table.busy():
+                    if slot.job is not None and slot.job.stop.is_set():
+                        self._end(slot)
+                starting: list[Job] = []
+                while self._waiting and len(starting) < len(self.table.free()):
+                    starting.append(self._waiting.popleft())
+                if starting or self.table.busy():
+                    break
+                self._wake.wait()
+        for job in starting:
+            try:
+                self._start(job)
+            except Exception as exc:  # a job that cannot start fails alone
+                if job.sampler is not None:
+                    job.sampler.close()
+                    job.sampler = None
+                job.emit(Done(exc))
+        return True
 
-    def run(self, turn: Turn) -> None:
-        """Generate the turn, handing each delta to ``turn.emit``; ends with Usage and Finish (unless stopped)."""
-        prompt = self.prompt_tokens(turn.messages, turn.tools)
-        if len(prompt) >= self.n_ctx:
-            raise UpstreamError(
-                f"The input is {len(prompt)} tokens, more than this model's context window of {self.n_ctx} tokens."
-            )
-        cached = self.prepare_context(prompt, turn.stop)
-        if turn.stop.is_set():
-            return
-        out = _Output(turn)
-        grammar = turn.constraints.answer
-        reason: FinishReason | None = None
-        while reason is None:
-            reason, started = self._sample(prompt, grammar, turn, out)
-            if started is not None:
-                # The model began a call on its own: write it again from its start, under the call grammar.
-                out.rewind(started)
-                grammar = turn.constraints.bare if started.bare else turn.constraints.tagged
-        if turn.stop.is_set():
-            return
-        out.close()
-        turn.emit(Usage(input_tokens=len(prompt), output_tokens=len(out.tokens), cached_tokens=cached))
-        turn.emit(Finish(out.finish_reason(reason)))
+    def _start(self, job: Job) -> None:
+        job.output = Output(job)
+        self._set_grammar(job, job.constraints.answer)
+        self.table.place(job)
 
-    def _check_grammar(self, grammar: str) -> None:
-        if grammar not in self._checked:
-            if not grammar_compiles(self.llm._model.vocab, grammar):
+    def _set_grammar(self, job: Job, grammar: str | None) -> None:
+        if grammar is not None and grammar not in self._checked:
+            if not grammar_compiles(self.vocab, grammar):
                 raise UpstreamError("The output constraint could not be compiled to a grammar.")
             if len(self._checked) >= MAX_CHECKED_GRAMMARS:
                 self._checked.clear()
             self._checked.add(grammar)
+        if job.sampler is not None:
+            job.sampler.close()
+        job.sampler, job.grammar = Sampler(self.vocab, job.sampling, grammar), grammar
 
-    def _sample(
-        self, prompt: list[int], grammar: str | None, turn: Turn, out: _Output
-    ) -> tuple[FinishReason | None, CallStarted | None]:
-        """Generate after ``prompt`` and the output so far, until the turn ends (a reason) or the model
-        begins a call that must be written again under a grammar (its start)."""
-        llm = self.llm
-        vocab = llm._model.vocab
-        watch = grammar is None and turn.constraints.tagged is not None
-        if grammar is not None:
-            self._check_grammar(grammar)
-        tokens = prompt + out.tokens
-        # the context holds all but the last of `tokens` (prefix reuse); evaluating the rest gives fresh logits
-        kept = min(_lcp(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
-        llm.n_tokens = kept
-        llm.eval(tokens[kept:])
-        sampler = Sampler(vocab, turn.sampling, grammar)
-        try:
-            while True:
-                token = sampler.sample(llm.ctx)
-                if turn.stop.is_set() or llama_cpp.llama_vocab_is_eog(vocab, token):
-                    return "stop", None
-                started = out.feed(token, self._piece(token))
-                if turn.max_tokens is not None and len(out.tokens) >= turn.max_tokens:
-                    return "length", None
-                if llm.n_tokens + 1 >= self.n_ctx:
-                    return "length", None
-                if started is not None and watch:
-                    return None, started
-                llm.eval([token])
-        finally:
-            sampler.close()
+    def _step(self) -> None:
+        """One decode: a token of every generating slot, then prompt chunks as room allows; then sampling."""
+        batch, busy = self._batch, self.table.busy()
+        batch.n = batch.raw.n_tokens = 0
+        generating = [s for s in busy if len(s.pending) == 1]
+        reading = [s for s in busy if len(s.pending) > 1]
+        room = batch.size - len(generating)
+        if generating:
+            room = min(room, PROMPT_CHUNK)
+        sampled: list[tuple[Slot, int]] = []
+        taken: list[tuple[Slot, int]] = []
+        for slot in generating + reading:
+            n = len(slot.pending) if slot in generating else min(len(slot.pending), room)
+            if n <= 0:
+                continue
+            if slot not in generating:
+                room -= n
+            base, last = len(slot.cached), n == len(slot.pending)
+            for k in range(n):
+                batch.add(slot.pending[k], base + k, slot.seq, last and k == n - 1)
+            taken.append((slot, n))
+            if last:
+                sampled.append((slot, batch.n - 1))
+        rc = llama_cpp.llama_decode(self.ctx, batch.raw)
+        if rc != 0:
+            for slot, _ in taken:
+                self.table.clear(slot)
+                self._end(slot, UpstreamError(f"The local model failed to evaluate the batch (llama_decode: {rc})."))
+            return
+        for slot, n in taken:
+            slot.cached.extend(slot.pending[:n])
+            del slot.pending[:n]
+        for slot, index in sampled:
+            try:
+                self._advance(slot, index)
+            except Exception as exc:  # one request's failure is its own
+                self._end(slot, exc)
 
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(256)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            piece = self._pieces[token] = buf.raw[: max(n, 0)]
+        return piece
 
-class _Output:
-    """The turn's output so far: its tokens, their text split into answer text and tool calls, emitted."""
+    def _advance(self, slot: Slot, index: int) -> None:
+        """Sample the slot's next token and take it into its output; finish the job when it is done."""
+        job = slot.job
+        assert job is not None and job.output is not None
+        out = job.output
+        token = job.sampler.sample(self.ctx, index)
+        if job.stop.is_set():
+            self._end(slot)
+            return
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            self._finish(slot, "stop")
+            return
+        started = out.feed(token, self._piece(token))
+        if job.grammar is TEXT_START:
+            self._set_grammar(job, None)  # the text has begun; the rest is free
+        if started is not None and job.grammar is None and job.constraints.tagged is not None:
+            # The model began a call on its own: write it again from its start, under the call grammar.
+            out.rewind(started)
+            self._set_grammar(job, job.constraints.bare if started.bare else job.constraints.tagged)
+            self.table.seek(slot, job.prompt + out.tokens)
+            return
+        if out.useless is not None and self._answer_in_text(slot):
+            return
+        if len(out.tokens) >= job.max_tokens or len(job.prompt) + len(out.tokens) >= self.n_ctx:
+            self._finish(slot, "length")
+            return
+        slot.pending = [token]
 
-    def __init__(self, turn: Turn) -> None:
-        self.turn = turn
-        self.tokens: list[int] = []
-        self.calls = 0
-        self._ends: list[int] = []  # characters of output text after each token
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        c = turn.constraints
-        self._scanner = CallScanner(set(c.bare_tools) if c.answer is None and c.bare_tools else None)
+    def _answer_in_text(self, slot: Slot) -> bool:
+        """After a call of no use (a repeat of one answered, one the model did not finish), write the answer
+        again from where the call began, as text, with the tools no longer shown. False where that cannot be
+        done (already done once, tools required, or an answer bound to a schema): the call is left out."""
+        job = slot.job
+        assert job is not None and job.output is not None
+        out = job.output
+        if job.fallback or job.text_prompt is None or job.constraints.answer is not None:
+            log.info("left out a tool call: %s", out.useless)
+            out.useless = None
+            return False
+        log.info("answering in text instead of a tool call: %s", out.useless)
+        job.fallback = True
+        out.answer_in_text()
+        job.prompt = job.text_prompt()
+        job.constraints = Constraints(None)
+        # a small model shown its call and the tool's output tends to write the call again, as text: its
+        # first token may not begin one
+        self._set_grammar(job, TEXT_START)
+        self.table.seek(slot, job.prompt + out.tokens)
+        return True
 
-    def feed(self, token: int, piece: bytes) -> CallStarted | None:
-        """Take one generated token; returns the start of a call it revealed, if any."""
-        self.tokens.append(token)
-        text = self._utf8.decode(piece)
-        self._ends.append((self._ends[-1] if self._ends else 0) + len(text))
-        return self._emit(self._scanner.feed(text)) if text else None
+    def _finish(self, slot: Slot, reason: FinishReason) -> None:
+        job = slot.job
+        assert job is not None and job.output is not None
+        out = job.output
+        out.flush()
+        if out.useless is not None:
+            if reason == "stop" and self._answer_in_text(slot):
+                return  # generation goes on, in text
+            # a call cut short by the token limit: the response ends incomplete without it
+            log.info("left out a tool call: %s", out.useless)
+        out.close()
+        job.emit(Usage(input_tokens=len(job.prompt), output_tokens=len(out.tokens), cached_tokens=job.cached))
+        job.emit(Finish(out.finish_reason(reason)))
+        self._end(slot)
 
-    def rewind(self, started: CallStarted) -> None:
-        """Drop the tokens from the one where ``started`` begins on (the call is written again)."""
-        keep = bisect.bisect_right(self._ends, started.at)
-        del self.tokens[keep:], self._ends[keep:]
-        self._utf8.reset()
-        self._scanner.restart(self._ends[-1] if self._ends else 0, started.bare)
-
-    def close(self) -> None:
-        """The end: flush partial UTF-8, held-back text and unfinished calls."""
-        self._emit(self._scanner.feed(self._utf8.decode(b"", final=True)) + self._scanner.flush())
-        for delta in self.turn.decoder.flush():
-            self.turn.emit(delta)
-
-    def finish_reason(self, reason: FinishReason) -> FinishReason:
-        """``tool_calls`` when the turn ended on its calls."""
-        return "tool_calls" if reason == "stop" and self.calls else reason
-
-    def _emit(self, pieces: list[Piece]) -> CallStarted | None:
-        started = None
-        for piece in pieces:
-            if isinstance(piece, Text):
-                self.turn.emit(TextDelta(piece.text))
-            elif isinstance(piece, CallStarted):
-                started = started or piece
-            elif isinstance(piece, Call):
-                if self.calls and not self.turn.parallel:
-                    continue
-                self.turn.emit(self.turn.decoder.feed(self.calls, new_id("call"), piece.name, piece.arguments))
-                self.calls += 1
-            else:
-                # only a call cut short by the token limit: the response ends incomplete without it
-                log.info("dropped an unfinished tool call: %.200s", piece.raw)
-        return started
+    def _end(self, slot: Slot, error: BaseException | None = None) -> None:
+        """Free the slot (its KV cache stays for a later prompt that shares it) and tell the job."""
+        job, slot.job = slot.job, None
+        slot.pending = []
+        if job is None:
+            return
+        if job.sampler is not None:
+            job.sampler.close()
+            job.sampler = None
+        job.emit(Done(error))

@@ -20,6 +20,11 @@ MAX_PARALLEL_CALLS = 5  # a bound, so that a small model cannot loop on calls un
 _WS = "[ \\n]*"  # between the markers and the JSON, as templates write it
 
 
+# The first character of an answer in text after a useless tool call (see the engine): not one that begins a
+# call (`{`, `[`, `<`, a fence) nor space before one; the rest is free.
+TEXT_START = 'root ::= [^{<`\\x5B \\t\\n] [^\\x00]*\n'
+
+
 @dataclass(frozen=True, slots=True)
 class Constraints:
     """What constrains one turn's output.
@@ -103,6 +108,7 @@ def build(tools: list[dict[str, Any]], mode: str, answer_schema: dict[str, Any] 
         return Constraints(f"root ::= {calls}\n{rules}")
     if answer is not None:  # auto with a schema-bound answer: the answer, or calls
         return Constraints(f"root ::= {answer} | {calls}\n{rules}")
-    bare = f'("```json" | "```")? {_WS} respd-call {_WS} "```"?'  # as small models write it, maybe fenced
+    # as small models write it: maybe fenced, the fence then closed
+    bare = f'("```json" | "```") {_WS} respd-call {_WS} "```" | respd-call'
     names = frozenset(t["function"]["name"] for t in tools)
     return Constraints(None, f"root ::= {calls}\n{rules}", f"root ::= {bare}\n{rules}", names)

@@ -17,6 +17,14 @@ from typing import Any
 import llama_cpp
 
 PENALTY_LAST_N = 64  # tokens that frequency/presence penalties look back on (llama.cpp's default)
+# The repetition guard on free text: llama.cpp's DRY ("don't repeat yourself") sampler makes a token that would
+# extend a verbatim repeat of earlier output less likely, the more so the longer the repeat. Values as
+# recommended by its author (multiplier 0.8, base 1.75, repeats of up to 2 tokens free); breakers end a
+# repeat, so line starts and quotes do not count as one.
+DRY_BASE = 1.75
+DRY_ALLOWED = 2
+DRY_LAST_N = 1024
+DRY_BREAKERS = (b"\n", b":", b'"', b"*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,9 @@ class Sampling:
     min_p: float
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    # the repetition guard, on free text only (under a grammar, JSON repeats keys and punctuation by design):
+    repeat_penalty: float = 1.0  # 1: none; on the last PENALTY_LAST_N tokens
+    dry_multiplier: float = 0.0  # 0: none
 
 
 def _chain(steps: list[Any]) -> Any:
@@ -38,11 +49,21 @@ def _chain(steps: list[Any]) -> Any:
     return chain
 
 
-def _steps(s: Sampling, grammar: Any | None) -> list[Any]:
+def _dry(vocab: Any, multiplier: float) -> Any:
+    breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*DRY_BREAKERS)
+    return llama_cpp.llama_sampler_init_dry(vocab, multiplier, DRY_BASE, DRY_ALLOWED, DRY_LAST_N, breakers,
+                                            len(DRY_BREAKERS))  # fmt: skip
+
+
+def _steps(s: Sampling, grammar: Any | None, vocab: Any = None) -> list[Any]:
     steps = []
-    if s.frequency_penalty or s.presence_penalty:
+    guard = vocab is not None  # free text: the repetition guard applies
+    if guard and s.dry_multiplier > 0:
+        steps.append(_dry(vocab, s.dry_multiplier))
+    repeat = s.repeat_penalty if guard else 1.0
+    if s.frequency_penalty or s.presence_penalty or repeat != 1.0:
         # this binding declares an extra leading argument; last_n goes in both so either reading is right
-        steps.append(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, PENALTY_LAST_N, 1.0,
+        steps.append(llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, PENALTY_LAST_N, repeat,
                                                             s.frequency_penalty, s.presence_penalty))  # fmt: skip
     if grammar is not None:
         steps.append(grammar)
@@ -71,7 +92,8 @@ class Sampler:
     """Draws the next token from a context's last logits; one per generation run (grammar state inside)."""
 
     def __init__(self, vocab: Any, sampling: Sampling, grammar: str | None) -> None:
-        self._free = _chain(_steps(sampling, None))
+        # the repetition guard only on free text: under a grammar, JSON repeats keys and punctuation by design
+        self._free = _chain(_steps(sampling, None, vocab if grammar is None else None))
         self._check: Any = None
         self._full: Any = None
         if grammar is not None:
@@ -81,13 +103,13 @@ class Sampler:
             self._one = (llama_cpp.llama_token_data * 1)()
             self._candidates = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
 
-    def sample(self, ctx: Any) -> int:
-        """The next token, accepted into the grammar."""
-        token: int = llama_cpp.llama_sampler_sample(self._free, ctx, -1)
+    def sample(self, ctx: Any, index: int = -1) -> int:
+        """The next token from the logits of the batch's ``index``-th token, accepted into the grammar."""
+        token: int = llama_cpp.llama_sampler_sample(self._free, ctx, index)
         if self._check is None:
             return token
         if not self._allowed(token):
-            token = llama_cpp.llama_sampler_sample(self._full, ctx, -1)  # the grammar over the whole vocabulary
+            token = llama_cpp.llama_sampler_sample(self._full, ctx, index)  # the grammar over the whole vocabulary
         else:
             llama_cpp.llama_sampler_accept(self._full, token)
         llama_cpp.llama_sampler_accept(self._check, token)

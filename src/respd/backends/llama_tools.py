@@ -65,7 +65,7 @@ Piece = Text | CallStarted | Call | BrokenCall
 def parse_call(body: str) -> Call | BrokenCall:
     """``{"name": "f", "arguments": {...}}`` (maybe fenced) → :class:`Call`; anything else is broken."""
     text = body.strip()
-    if text.startswith("```"):
+    if text.startswith("```") or text.endswith("```"):  # fenced, or a fence closed that was never opened
         text = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
     try:
         obj = json.loads(text)

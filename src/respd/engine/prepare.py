@@ -6,6 +6,7 @@ its context half, shared with the endpoints that count or compact a context with
 
 from __future__ import annotations
 
+from respd.config import ModelRoute
 from respd.engine import compaction, context, window
 from respd.engine.checks import check_request
 from respd.engine.resume import Logged
@@ -33,6 +34,7 @@ async def gather(
     """
     assert req.model is not None
     route = rt.settings.model(req.model)
+    req = with_route_sampling(req, route)
     tools = plan_tools(req, strict=rt.settings.strict_tools, registry=rt.tools)
     hist = await context.history(rt.store, tenant, req, local)
     inputs = await context.input_items(rt.store, tenant, req)
@@ -50,6 +52,13 @@ async def gather(
         seen = run.hosted.recall(seen)
     run.context = seen
     return run
+
+
+def with_route_sampling(req: CreateResponse, route: ModelRoute) -> CreateResponse:
+    """``req`` with the route's sampling defaults where it sets none, so the response reports what is used."""
+    update = {name: value for name in ("temperature", "top_p")
+              if getattr(req, name) is None and (value := getattr(route, name)) is not None}  # fmt: skip
+    return req.model_copy(update=update) if update else req
 
 
 async def prepare(
