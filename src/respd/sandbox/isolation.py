@@ -141,15 +141,17 @@ class Bubblewrap:
         args += self._system_dirs()
         if Path("/etc/fonts").is_dir():  # fontconfig's settings, for the fonts under /usr/share/fonts
             args += ["--ro-bind", "/etc/fonts", "/etc/fonts"]
-        for source, path in zip(sources, self.runtime.paths, strict=True):
-            args += ["--ro-bind", source, path]
         # Writable: only the size-limited tmpfs (/mnt/data, /tmp, /dev/shm). bwrap's root and /dev are tmpfs
         # with no size limit, so they are made read-only once everything is mounted.
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                  "--size", str(limits.disk_bytes), "--tmpfs", "/mnt/data",
-                 "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-                 "--remount-ro", "/", "--chdir", "/mnt/data", "--clearenv"]  # fmt: skip
+                 "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]  # fmt: skip
+        # The runtime after the tmpfs: one that lives under /tmp (a checkout there) stays visible, read-only,
+        # on top of the sandbox's own /tmp instead of being hidden by it.
+        for source, path in zip(sources, self.runtime.paths, strict=True):
+            args += ["--ro-bind", source, path]
+        args += ["--remount-ro", "/", "--chdir", "/mnt/data", "--clearenv"]
         for key, value in ENV.items():
             args += ["--setenv", key, value]
         return args
