@@ -8,7 +8,10 @@ python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==0.13.9
 # llama-cpp-python has no wheel for Linux on PyPI: the first install builds llama.cpp from source (minutes; see
 # the README's "Default model"). Compile on every core (with ccache where it is installed), and show progress.
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-if .venv/bin/python -c "import llama_cpp" >/dev/null 2>&1; then
+# From uv's cache first, offline: online, uv may find its cached llama-cpp-python sdist stale and rebuild it.
+if python3 -m uv sync --frozen --no-dev --offline >/dev/null 2>&1; then
+  :
+elif .venv/bin/python -c "import llama_cpp" >/dev/null 2>&1; then
   python3 -m uv sync --frozen --no-dev
 else
   echo "respd: installing; the first install compiles llama.cpp (llama-cpp-python), about 10 minutes on 2 cores" >&2
@@ -21,4 +24,4 @@ else
     /^(Resolved|Prepared|Installed|Built|Building|Uninstalled|Audited)|rror/ { print; fflush() }'
   echo "respd: installed in $((SECONDS - start)) s" >&2
 fi
-exec python3 -m uv run --frozen --no-dev respd serve "$@"
+exec python3 -m uv run --frozen --no-dev --no-sync respd serve "$@"

@@ -7,9 +7,11 @@ bash scripts/system-packages.sh
 python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==0.13.9"
 # llama-cpp-python builds from source on first sync: compile on every core
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-python3 -m uv sync --frozen
+# From uv's cache first, offline: online, uv may find its cached llama-cpp-python sdist stale, download it
+# again and rebuild llama.cpp (minutes) for the same locked version. A fresh machine has nothing cached: online.
+python3 -m uv sync --frozen --offline >/dev/null 2>&1 || python3 -m uv sync --frozen
 # the JavaScript clients of the end-to-end tests (Vercel AI SDK, Codex CLI), pinned by tests/js/package-lock.json
 bash tests/js/install.sh
-python3 -m uv run --frozen ruff check src tests bench
-python3 -m uv run --frozen mypy
-python3 -m uv run --frozen pytest "$@"
+python3 -m uv run --frozen --no-sync ruff check src tests bench
+python3 -m uv run --frozen --no-sync mypy
+python3 -m uv run --frozen --no-sync pytest "$@"
