@@ -28,6 +28,9 @@ from tests.spec_schemas import validate_openai
 CAPTURES = Path(__file__).parent / "client_captures"
 MODEL = "test-model"
 OMITTED_HEADER = "respd-omitted-tools"
+# The built-in tools the test server runs itself, and the function the model is offered for each:
+# code_interpreter (its sandbox, bubblewrap, comes from scripts/system-packages.sh). The rest are left out.
+HOSTED_HERE = {"code_interpreter": "python"}
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,8 @@ def _expected_tools(body: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], li
             offered[tool["name"]] = tool
         elif tool["type"] == "tool_search" and tool.get("execution") == "client":
             offered["tool_search"] = tool
+        elif tool["type"] in HOSTED_HERE:
+            offered[HOSTED_HERE[tool["type"]]] = tool
         elif tool["type"] not in omitted:
             omitted.append(tool["type"])
     return offered, omitted
@@ -234,7 +239,9 @@ def _check_upstream(turn: Turn, sent: dict[str, Any], r: httpx.Response) -> None
     assert [f["name"] for f in functions] == list(offered)
     for fn in functions:
         tool = offered[fn["name"]]
-        if tool["type"] == "custom":  # free text: one string parameter, the grammar in its description
+        if tool["type"] in HOSTED_HERE:  # respd's own function for it (tests/test_code_interpreter.py)
+            assert fn["name"] == HOSTED_HERE[tool["type"]]
+        elif tool["type"] == "custom":  # free text: one string parameter, the grammar in its description
             assert fn["parameters"]["required"] == ["input"]
             assert tool["format"]["definition"] in fn["parameters"]["properties"]["input"]["description"]
         else:
@@ -260,7 +267,7 @@ def _check_echo(body: dict[str, Any], response: dict[str, Any]) -> None:
     assert response["prompt_cache_key"] == body.get("prompt_cache_key")
     assert response["metadata"] == body.get("metadata", {})
     assert response["text"]["verbosity"] == (body.get("text") or {}).get("verbosity", "medium")
-    echoed = [t for t in body.get("tools") or () if t["type"] in ("function", "custom", "namespace")
+    echoed = [t for t in body.get("tools") or () if t["type"] in ("function", "custom", "namespace", *HOSTED_HERE)
               or (t["type"] == "tool_search" and t.get("execution") == "client")]  # fmt: skip
     assert [t.get("name", t["type"]) for t in response["tools"]] == [t.get("name", t["type"]) for t in echoed]
 

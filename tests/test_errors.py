@@ -27,7 +27,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None, str | None]] = [
      "input[0].content[0].text", "invalid_type"),
     ("role value", {**OK, "input": [{"role": "robot", "content": "x"}]}, "input[0].role", "invalid_value"),
     ("item type", {**OK, "input": [{"type": "nonsense"}]}, "input[0].type", "invalid_value"),
-    ("unsupported item type", {**OK, "input": [{"type": "code_interpreter_call", "id": "ci_1"}]}, "input[0].type",
+    ("unsupported item type", {**OK, "input": [{"type": "image_generation_call", "id": "ig_1"}]}, "input[0].type",
      "unsupported_parameter"),
     ("tool without name", {**OK, "tools": [{"type": "function"}]}, "tools[0].name", "missing_required_parameter"),
     ("tool_choice names missing tool", {**OK, "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice", None),

@@ -93,10 +93,16 @@ def _parameters(route: Route, op: Operation | None) -> list[dict[str, Any]]:
     return params
 
 
+def _undeclared_id(method: str, handler: Any) -> str:
+    """A unique id for a route without a declared operation: handlers of different modules share names
+    (``files.create_file``, ``containers.create_file``), so the module is part of it."""
+    return f"{method.lower()}_{handler.__module__.rsplit('.', 1)[-1]}_{handler.__name__}"
+
+
 def _operation(route: Route, method: str, op: Operation | None, bodies: dict[type[BaseModel], Any]) -> dict[str, Any]:
     handler = route.endpoint
     described: dict[str, Any] = {
-        "operationId": f"{handler.__name__}" if op is not None else f"{method.lower()}_{handler.__name__}",
+        "operationId": f"{handler.__name__}" if op is not None else _undeclared_id(method, handler),
         "summary": op.summary if op is not None else (handler.__doc__ or handler.__name__).strip().split("\n")[0],
         "parameters": _parameters(route, op),
         "responses": _responses(op),
