@@ -21,6 +21,7 @@ from agents import Agent, FileSearchTool, ModelSettings, OpenAIResponsesModel, R
 from openai import AsyncOpenAI
 
 from tests.checks import check_error, check_event, check_response
+from tests.clients.conftest import node_modules, run_node  # noqa: F401  (node_modules is a fixture)
 from tests.fake_embeddings import FakeEmbeddings
 from tests.fake_upstream import FakeUpstream, Reply, tool_messages
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
@@ -394,3 +395,33 @@ def test_killed_after_the_search_goes_on_without_searching_again(
     assert kinds(body) == ["file_search_call", "message"]
     # the takeover's turn read the search from the store, with its numbering, and cited it
     assert body["output"][1]["content"][0]["annotations"][0]["filename"] == "router.txt"
+
+
+@pytest.mark.usefixtures("node_modules")  # the JavaScript clients, installed
+@pytest.mark.parametrize("stream", [False, True], ids=["generateText", "streamText"])
+def test_vercel_ai_sdk_file_search_tool(fs_server: RespdServer, fake: FakeUpstream,
+                                        library: dict[str, str], stream: bool) -> None:  # fmt: skip
+    """The AI SDK's ``openai.tools.fileSearch`` provider tool: respd runs the search; the SDK reads the call and
+    its results as a provider-executed tool call and result, and the file citation as a document source."""
+    fake.script(Reply(tool_calls=[search_call("router password reset")]), cite("router.txt"))
+    opts = {"baseURL": fs_server.url + "/v1", "apiKey": "key-alice", "model": "test-model",
+            "vectorStoreIds": [library["store"]], "stream": stream}  # fmt: skip
+    out = run_node("aisdk.mjs", "fileSearch", json.dumps(opts))
+    assert out["text"].startswith("Hold the reset button [") and out["finishReason"] == "stop"
+    (step,) = out["steps"]  # one response: the search ran inside it
+    (called,) = step["toolCalls"]
+    assert called["name"] == "file_search" and called["id"].startswith("fs_")
+    (result,) = out["providerResults"]
+    assert result["toolCallId"] == called["id"] and result["providerExecuted"] is True
+    assert result["output"]["queries"] == ["router password reset"]
+    top = result["output"]["results"][0]
+    assert (top["fileId"], top["filename"]) == (library["router.txt"], "router.txt") and len(
+        result["output"]["results"]
+    ) <= 3
+    (source,) = out["sources"]
+    assert source["sourceType"] == "document" and source["filename"] == "router.txt"
+    assert source["providerMetadata"]["openai"]["fileId"] == library["router.txt"]
+    sent = fake.requests[0]["body"]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["file_search"]
+    if stream:
+        assert out["parts"].index("tool-call") < out["parts"].index("tool-result") < out["parts"].index("text-delta")
