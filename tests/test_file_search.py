@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, cast
 
 import httpx
 import openai
@@ -30,7 +30,7 @@ from tests.test_ingestion_faults import start_server
 from tests.test_replicas import LEASE_S
 from tests.test_web_search import plain, usage
 
-RESULTS = "file_search_call.results"
+RESULTS: Final = "file_search_call.results"
 KEYS = {"RESPD_API_KEYS": "key-alice,key-bob"}
 ROUTER = (
     "Resetting the wireless router: press and hold the reset button on the back of the router for ten seconds. "
@@ -88,7 +88,7 @@ def make_library(client: openai.OpenAI) -> dict[str, str]:
         f = client.vector_stores.files.upload_and_poll(vector_store_id=vs.id, file=(name, text.encode()),
                                                        poll_interval_ms=100)  # fmt: skip
         assert f.status == "completed", f.last_error
-        client.vector_stores.files.update(vector_store_id=vs.id, file_id=f.id, attributes=attributes)
+        client.vector_stores.files.update(vector_store_id=vs.id, file_id=f.id, attributes=dict(attributes.items()))
         ids[name] = f.id
     uploaded = client.files.create(file=("codes.txt", CODES.encode()), purpose="assistants")
     f = client.vector_stores.files.create_and_poll(vector_store_id=vs.id, file_id=uploaded.id,
@@ -170,7 +170,7 @@ def test_results_only_when_included(alice: openai.OpenAI, fake: FakeUpstream, li
     assert fs.queries == ["payroll quarter"]
     # the model read them all the same, and cited one
     assert "] payroll.md\n" + PAYROLL in tool_messages(fake.requests[-1]["body"])[0]
-    note = r.output[1].content[0].annotations[0]  # type: ignore[union-attr]
+    note = cast(Any, r.output[1]).content[0].annotations[0]
     assert note.type == "file_citation" and note.file_id == library["payroll.md"] and note.filename == "payroll.md"
 
 
@@ -255,7 +255,7 @@ def test_a_bad_tool_entry_is_a_400(fs_server: RespdServer, library: dict[str, st
 def test_tool_choice_forces_the_search(alice: openai.OpenAI, fake: FakeUpstream, library: dict[str, str]) -> None:
     fake.script(Reply(tool_calls=[search_call("router")]), cite("router.txt"))
     fn = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
-    raw = alice.responses.with_raw_response.create(model="test-model", input="x", tools=[tool(library), fn],  # type: ignore[list-item]
+    raw = alice.responses.with_raw_response.create(model="test-model", input="x", tools=[tool(library), fn],  # type: ignore[call-overload]
                                                    tool_choice={"type": "file_search"})  # fmt: skip
     first, second = (q["body"] for q in fake.requests[-2:])
     assert first["tool_choice"] == {"type": "function", "function": {"name": "file_search"}}
@@ -274,7 +274,8 @@ def test_a_failed_search_is_a_failed_call_the_model_hears_about(
     finally:
         embeddings.fail_status = None
     assert r.status == "completed"
-    assert [(i.type, i.status) for i in r.output] == [("file_search_call", "failed"), ("message", "completed")]
+    assert [(i.type, getattr(i, "status", None)) for i in r.output] == [("file_search_call", "failed"),
+                                                                        ("message", "completed")]  # fmt: skip
     assert r.output[0].results is None  # type: ignore[union-attr]  # not an empty success
     (told,) = tool_messages(fake.requests[-1]["body"])
     assert told.startswith("The file search failed: ") and "embedded" in told
@@ -291,8 +292,10 @@ def test_a_chain_reads_the_earlier_search_back(
     assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant", "user"]
     assert ROUTER in msgs[2]["content"]
     # the earlier numbering still holds: [1] is a chunk of the earlier search
-    note = second.output[0].content[0].annotations[0]  # type: ignore[union-attr]
-    assert note.type == "file_citation"
+    note = cast(Any, second.output[0]).content[0].annotations[0]
+    assert note.type == "file_citation" and note.file_id in {
+        library[n] for n in ("router.txt", "payroll.md", "codes.txt")
+    }
 
 
 def test_openai_agents_file_search_tool(fs_server: RespdServer, fake: FakeUpstream, library: dict[str, str]) -> None:
