@@ -230,7 +230,7 @@ def test_a_store_of_another_key_or_unknown_is_a_404_before_anything_runs(
 ) -> None:
     url = fs_server.url + "/v1/responses"
     for key, ids in (("key-bob", [library["store"]]), ("key-alice", ["vs_nope"]),
-                     ("key-alice", [library["store"], "vs_nope"])):  # fmt: skip
+                     ("key-alice", [library["store"], "vs_nope"]), ("key-alice", ["vs_\x00"])):  # fmt: skip
         for stream in (False, True):
             body = {"model": "test-model", "input": "x", "stream": stream, "background": not stream,
                     "tools": [{"type": "file_search", "vector_store_ids": ids}]}  # fmt: skip
@@ -247,7 +247,8 @@ def test_a_bad_tool_entry_is_a_400(fs_server: RespdServer, library: dict[str, st
                          (tool(library, ranking_options={"score_threshold": 2}),
                           "tools[0].ranking_options.score_threshold"),
                          ({"type": "file_search"}, "tools[0].vector_store_ids"),
-                         ({"type": "file_search", "vector_store_ids": []}, "tools[0].vector_store_ids")):  # fmt: skip
+                         ({"type": "file_search", "vector_store_ids": []}, "tools[0].vector_store_ids"),
+                         ({"type": "file_search", "vector_store_ids": ["vs_a"] * 101}, "tools[0].vector_store_ids")):  # fmt: skip
         body = {"model": "test-model", "input": "x", "tools": [entry]}
         check_error(httpx.post(url, json=body, headers=auth, timeout=30), 400, param=param)
 

@@ -24,10 +24,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from respd.errors import InvalidRequest, RespdError
+from respd.errors import InvalidRequest, NotFound, RespdError
 from respd.retrieval import filters as flt
 from respd.retrieval.search import Hit
 from respd.store import vectors as db
+from respd.store.schema import findable
 from respd.tools.base import (
     Call,
     HostedTool,
@@ -46,6 +47,7 @@ FUNCTION = "file_search"
 RESULTS = "file_search_call.results"
 DEFAULT_RESULTS = 10  # as the search endpoint: ten 800-token chunks already fill a small model's window
 MAX_QUERIES = 5  # more than a model needs; each query is embedded and ranked
+MAX_STORES = 100  # respd's bound (the API states none): every store is ranked for every query
 DESCRIPTION = (
     "Search the files the user has provided. Give one or more search queries (several phrasings, or the "
     "distinct questions you need answered); the best matching excerpts are returned, numbered, with the "
@@ -79,7 +81,7 @@ class RankingOptions(_Strict):
 
 class FileSearchConfig(_Strict):
     type: Literal["file_search"]
-    vector_store_ids: Annotated[list[str], Field(min_length=1)]
+    vector_store_ids: Annotated[list[str], Field(min_length=1, max_length=MAX_STORES)]
     max_num_results: Annotated[int, Field(ge=1, le=50)] = DEFAULT_RESULTS
     filters: dict[str, Any] | None = None  # checked by respd.retrieval.filters (it nests)
     ranking_options: RankingOptions | None = None
@@ -116,12 +118,15 @@ class FileSearch:
     async def check(self, config: Mapping[str, Any], tenant: str, param: str) -> None:
         """A 404 for a store that is unknown or not ``tenant``'s, a 400 for an expired one; the stores are
         marked active (their expiry moves on), as a search through the API does."""
-        rows = await self.host.retrieval.stores(tenant, list(config["vector_store_ids"]), f"{param}.vector_store_ids")
+        ids, where = list(config["vector_store_ids"]), f"{param}.vector_store_ids"
+        for vsid in ids:
+            if not findable(vsid):  # names nothing (PostgreSQL would refuse the NUL in a query outright)
+                raise NotFound(f"Vector store with id '{vsid}' not found.", param=where)
+        rows = await self.host.retrieval.stores(tenant, ids, where)
         now = int(time.time())
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
-                raise InvalidRequest(f"Vector store '{row.id}' has expired.", param=f"{param}.vector_store_ids",
-                                     code="expired")  # fmt: skip
+                raise InvalidRequest(f"Vector store '{row.id}' has expired.", param=where, code="expired")
             if now - row.last_active_at >= 60:  # written at most once a minute, like the search endpoint
                 expires_at = now + row.expires_after["days"] * 86_400 if row.expires_after else None
                 await db.touch_store(self.host.store, row.id, now, expires_at)
