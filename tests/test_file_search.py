@@ -29,6 +29,7 @@ from tests.test_background import TERMINAL, assert_continuous, sse, stored_json,
 from tests.test_ingestion_faults import start_server
 from tests.test_replicas import LEASE_S
 from tests.test_web_search import plain, usage
+from tests.test_websocket import answer
 
 RESULTS: Final = "file_search_call.results"
 KEYS = {"RESPD_API_KEYS": "key-alice,key-bob"}
@@ -297,6 +298,30 @@ def test_a_chain_reads_the_earlier_search_back(
     assert note.type == "file_citation" and note.file_id in {
         library[n] for n in ("router.txt", "payroll.md", "codes.txt")
     }
+
+
+def test_websocket_mode_and_a_store_false_chain(
+    alice: openai.OpenAI, fake: FakeUpstream, library: dict[str, str]
+) -> None:
+    fake.script(Reply(tool_calls=[search_call("router reset")]), cite("router.txt"), Reply(text="As I found."))
+    with alice.responses.connect() as conn:
+        conn.response.create(model="test-model", input="reset?", tools=[tool(library)], store=False)  # type: ignore[list-item]
+        events = answer(conn)
+        first = events[-1]["response"]
+        conn.response.create(model="test-model", input="more", previous_response_id=first["id"], store=False)
+        answer(conn)
+        # an unknown store is the request's 404 error event; the connection stays usable
+        conn.response.create(
+            model="test-model", input="x", tools=[{"type": "file_search", "vector_store_ids": ["vs_no"]}]
+        )  # type: ignore[list-item]
+        (error,) = answer(conn)
+    assert kinds(first) == ["file_search_call", "message"]
+    assert first["output"][1]["content"][0]["annotations"][0]["type"] == "file_citation"
+    assert "response.file_search_call.searching" in [e["type"] for e in events]
+    # the connection keeps what the store:false search gave the model, for the next turn
+    assert ROUTER in tool_messages(fake.requests[-1]["body"])[0]
+    assert error["type"] == "error" and error["status"] == 404
+    assert error["error"]["param"] == "tools[0].vector_store_ids"
 
 
 def test_openai_agents_file_search_tool(fs_server: RespdServer, fake: FakeUpstream, library: dict[str, str]) -> None:
