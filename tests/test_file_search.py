@@ -311,9 +311,8 @@ def test_websocket_mode_and_a_store_false_chain(
         conn.response.create(model="test-model", input="more", previous_response_id=first["id"], store=False)
         answer(conn)
         # an unknown store is the request's 404 error event; the connection stays usable
-        conn.response.create(
-            model="test-model", input="x", tools=[{"type": "file_search", "vector_store_ids": ["vs_no"]}]
-        )  # type: ignore[list-item]
+        unknown = {"type": "file_search", "vector_store_ids": ["vs_no"]}
+        conn.response.create(model="test-model", input="x", tools=[unknown])  # type: ignore[list-item]
         (error,) = answer(conn)
     assert kinds(first) == ["file_search_call", "message"]
     assert first["output"][1]["content"][0]["annotations"][0]["type"] == "file_citation"
