@@ -50,12 +50,22 @@ def _openresponses_text(text: dict[str, Any]) -> dict[str, Any]:
                                "strict": bool(fmt.get("strict"))}}  # fmt: skip
 
 
+def _openresponses_item(item: dict[str, Any]) -> dict[str, Any]:
+    # Open Responses' only annotation is url_citation: its check sees a message without the file citations
+    # (file_citation, container_file_citation) of hosted tools it lacks.
+    if item["type"] != "message" or not isinstance(item.get("content"), list):
+        return item
+    content = [{**part, "annotations": [a for a in part["annotations"] if a.get("type") == "url_citation"]}
+               if isinstance(part.get("annotations"), list) else part for part in item["content"]]  # fmt: skip
+    return {**item, "content": content}
+
+
 def _openresponses_view(body: dict[str, Any]) -> dict[str, Any]:
     return {
         **body,
         "text": _openresponses_text(body["text"]),
         "tools": [t for t in body["tools"] if t["type"] not in _NOT_IN_OPENRESPONSES],
-        "output": [i for i in body["output"] if i["type"] not in _NOT_IN_OPENRESPONSES],
+        "output": [_openresponses_item(i) for i in body["output"] if i["type"] not in _NOT_IN_OPENRESPONSES],
         "tool_choice": "auto"
         if isinstance(body["tool_choice"], dict) and body["tool_choice"]["type"] in _NOT_IN_OPENRESPONSES
         else body["tool_choice"],

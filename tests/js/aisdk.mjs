@@ -97,6 +97,31 @@ const scenarios = {
     };
     return report(await generateText({ model, prompt: "Search the news", tools }));
   },
+  // The provider's file search tool, run by the server: one step whose provider-executed call and result
+  // come from the file_search_call item, and whose file citations become document sources.
+  async fileSearch() {
+    const args = {
+      model,
+      prompt: "How do I reset my router?",
+      tools: { file_search: openai.tools.fileSearch({ vectorStoreIds: opts.vectorStoreIds, maxNumResults: 3 }) },
+      providerOptions: { openai: { include: ["file_search_call.results"] } },
+    };
+    let result = null;
+    const parts = [];
+    if (opts.stream) {
+      result = streamText(args);
+      for await (const part of result.fullStream) parts.push(part.type);
+    } else {
+      result = await generateText(args);
+    }
+    const steps = await result.steps;
+    return {
+      parts,
+      sources: await result.sources,
+      providerResults: steps.flatMap((s) => s.content.filter((c) => c.type === "tool-result")),
+      ...(await report(result)),
+    };
+  },
 };
 
 const out = await scenarios[scenario]();

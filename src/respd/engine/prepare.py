@@ -77,6 +77,8 @@ async def prepare(
     """
     check_request(req)
     run = await gather(rt, req, tenant, logged=logged, local=local)
+    if logged is None:  # what hosted tools name (file_search's stores) must be the key's: a 404 now, not later
+        await run.hosted.plan.check(tenant)
     run.generate = generate
     trigger = isinstance(req.input, list) and bool(req.input) and isinstance(req.input[-1], CompactionTrigger)
     if trigger and not run.context:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from respd.errors import InvalidRequest, Unsupported
-from respd.tools.base import HostedTool, staged
+from respd.tools.base import HostedTool, checked, staged
 from respd.tools.registry import Registry
 from respd.wire import client_calls
 from respd.wire import items as w
@@ -64,6 +64,14 @@ class ToolPlan:
     choice: Any = None  # the tool_choice for the backend (a string or a neutral dict)
     hosted: dict[str, Binding] = field(default_factory=dict)  # function name → the hosted tool it calls
     staged: list[Binding] = field(default_factory=list)  # hosted tools with steps of their own (StagedTool)
+    checks: list[tuple[Binding, str]] = field(default_factory=list)  # CheckedTools, with their parameter path
+
+    async def check(self, tenant: str) -> None:
+        """Each checked tool's check of its config against what ``tenant`` owns (raises the request's 4xx)."""
+        for binding, where in self.checks:
+            tool = checked(binding.tool)
+            if tool is not None:
+                await tool.check(binding.config, tenant, where)
 
     def extend(self, binding: Binding, functions: list[dict[str, Any]]) -> bool:
         """Offer more functions of a hosted tool (a staged tool's, once its setup ran); whether any was new."""
@@ -202,6 +210,8 @@ def _add_hosted(plan: ToolPlan, offered: dict[tuple[str | None, str], dict[str, 
     stool = staged(tool)
     if stool is not None:
         plan.staged.append(binding)
+    if checked(tool) is not None:
+        plan.checks.append((binding, where))
     if echoed:  # a staged tool may keep secrets in its config: it shows less
         plan.echo.append(stool.echo(binding.config) if stool is not None else binding.config)
     for offer in tool.functions(binding.config):

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from respd.config import Settings
 from respd.store.store import Store
 from respd.wire.validation import to_invalid_request
+
+if TYPE_CHECKING:
+    from respd.retrieval.search import Retrieval
 
 Item = dict[str, Any]
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
@@ -190,11 +193,30 @@ def staged(tool: HostedTool) -> StagedTool | None:
     return cast(StagedTool, tool) if getattr(tool, "staged", False) else None
 
 
+class CheckedTool(HostedTool, Protocol):
+    """A hosted tool whose config names what the request's API key must own (file_search: its vector stores),
+    marked ``checked = True``: :meth:`check` runs when the request arrives, so a bad name is the request's
+    4xx (a 404 for a resource that is unknown or another key's) before anything is stored or run."""
+
+    checked: ClassVar[bool]
+
+    async def check(self, config: Mapping[str, Any], tenant: str, param: str) -> None:
+        """Raise the request's :class:`~respd.errors.RespdError` (naming ``param``) if ``config`` cannot run
+        for ``tenant``."""
+        ...
+
+
+def checked(tool: HostedTool) -> CheckedTool | None:
+    """``tool`` as a :class:`CheckedTool`, if it is one."""
+    return cast(CheckedTool, tool) if getattr(tool, "checked", False) else None
+
+
 class ToolHost(Protocol):
     """What a tool may use of the server process that runs it (the engine's Runtime is one)."""
 
     settings: Settings
     store: Store  # the database (read what the call's tenant owns only)
+    retrieval: Retrieval  # vector store search (file_search)
 
 
 ToolFactory = Callable[[ToolHost], HostedTool | None]
