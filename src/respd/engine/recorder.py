@@ -17,6 +17,7 @@ import orjson
 from respd.engine.fold import Event, Response
 from respd.engine.runtime import Runtime
 from respd.store.batch import Batch, Op, ResponseHead
+from respd.store.writer import Fenced
 
 Frame = tuple[Event, bytes]  # an event and its JSON
 
@@ -26,8 +27,8 @@ log = logging.getLogger("respd.run")
 class Recorder:
     """Where one response's events go."""
 
-    __slots__ = ("_logged", "_ops", "_row_written", "_status", "head", "inputs", "rt", "snapshot_json", "store",
-                 "stream")  # fmt: skip
+    __slots__ = ("_logged", "_ops", "_row_written", "_status", "epoch", "head", "inputs", "rt", "snapshot_json",
+                 "store", "stream")  # fmt: skip
 
     def __init__(
         self,
@@ -49,6 +50,9 @@ class Recorder:
         self._logged: list[tuple[int, bytes]] = []  # events (sequence number, JSON) not yet handed to the writer
         self._row_written = row_written  # the response's row exists (or is in a batch handed to the writer)
         self._ops: list[Op] = []  # writes that go with the events recorded since the last batch
+        # the response's lease epoch when this run got it (bumped by each takeover): every batch is fenced
+        # with it, so that nothing is written once another replica has taken the response over
+        self.epoch = 0
 
     # -- events -----------------------------------------------------------------------------------
     def record(self, ev: Event) -> bytes:
@@ -68,6 +72,8 @@ class Recorder:
 
     def record_all(self, events: list[Event]) -> list[Frame]:
         """Record ``events``, hand them to followers, and (streaming) to the writer without waiting."""
+        if self.store and self.rt.store.writer.fenced(self.head.id):
+            raise Fenced({self.head.id})  # taken over by another replica: this run stops (see Run.events)
         frames = [(ev, self.record(ev)) for ev in events]
         self.publish(frames)
         if self.stream and self.store and self._logged:
@@ -97,6 +103,7 @@ class Recorder:
         ``final`` (the terminal Response) is given."""
         head = self.head
         batch = Batch()
+        batch.fence(head.id, self.epoch)
         batch.log(head.id, self._logged)
         self._logged = []
         inserted = False
@@ -149,6 +156,13 @@ class Recorder:
             self.publish(unpublished)
             self.rt.hub.close(self.head.id)
 
+    def abandon(self) -> None:
+        """Another replica took the response over: write nothing more, and let this process's followers go
+        (they read on from the store)."""
+        self._logged, self._ops = [], []
+        if self.store:
+            self.rt.hub.close(self.head.id)
+
     def retract(self, seq: int) -> None:
         """Take back the events recorded from sequence number ``seq`` on (an end that could not be stored)."""
         self._logged = [(n, data) for n, data in self._logged if n < seq]
@@ -160,6 +174,7 @@ class Recorder:
             return
         writer = self.rt.store.writer
         batch = Batch()
+        batch.fence(self.head.id, self.epoch)  # never what another replica has taken over
         batch.delete_response(self.head.tenant, self.head.id)
         try:
             await writer.commit(batch)

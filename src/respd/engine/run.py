@@ -20,7 +20,7 @@ from respd.config import ModelRoute
 from respd.engine import compaction
 from respd.engine.admission import Place
 from respd.engine.context import REASONING
-from respd.engine.durability import end_unstored
+from respd.engine.durability import end_fenced, end_unstored
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event, Response
 from respd.engine.hosted import NOT_RERUN, Hosted, Numbered
@@ -33,6 +33,7 @@ from respd.errors import UpstreamError
 from respd.ids import new_id
 from respd.store import conversations, hosted_calls
 from respd.store.batch import Batch, Op, ResponseHead
+from respd.store.writer import Fenced
 from respd.tools.base import Call, Outcome
 from respd.webhooks import events as webhooks
 from respd.wire.request import CreateResponse
@@ -107,6 +108,7 @@ class Run:
         self._offer_grew = False  # staged tools offered more functions than the request admitted with
         self.final: Response | None = None
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
+        self.taken_over = False  # another replica took the response over: this run stopped (end_fenced)
         self.place: Place | None = None  # this run's place at a backend with limited room
         self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
         self.started = time.monotonic()
@@ -174,6 +176,9 @@ class Run:
                 # or closed while paused at a yield.
                 await self._end([(ev, rec.record(ev)) for ev in em.cancel()])
                 raise
+            except Fenced as exc:  # taken over by another replica: stop quietly, writing nothing more
+                yield end_fenced(self, exc)
+                return
             except Exception:
                 log.exception("response %s failed inside respd", self.id)
                 terminal = em.fail("The server had an error while processing your request.")
@@ -383,6 +388,8 @@ class Run:
             ops.append(announce)  # its webhook deliveries; this replica's sender is woken by rt.ended
         try:
             await self.recorder.end(self.final, unpublished, ops)
+        except Fenced as exc:
+            return end_fenced(self, exc)
         except Exception as exc:
             return await end_unstored(self, unpublished, exc)
         self.rt.ended(self.tenant, self.route.name, self.final, time.monotonic() - self.started)
