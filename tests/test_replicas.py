@@ -199,11 +199,12 @@ def test_recovered_end_is_the_fold_of_its_log(pair: tuple[RespdServer, RespdServ
     message is closed with its own events (``output_text.done`` … ``output_item.done``, incomplete), then
     ``error`` and ``response.failed``; the stored response is the fold of that log."""
     a, b = pair
-    fake.script(Reply(chunks=["x ", "y ", "z "], delay_s=5))
+    fake.script(Reply(chunks=["x "] + ["y "] * 20, delay_s=1))
     body = {"model": "test-model", "input": "go", "stream": True}
     with httpx.stream("POST", a.url + "/v1/responses", json=body, timeout=20) as r:
         rid = ""
-        for line in r.iter_lines():
+        lines = r.iter_lines()  # held: a dropped iterator would close the stream, and A would cancel
+        for line in lines:
             if line.startswith("data: "):
                 ev = json.loads(line[6:])
                 rid = rid or ev["response"]["id"]

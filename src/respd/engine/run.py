@@ -13,11 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any
 
 from respd.backends.base import ModelRequest
 from respd.config import ModelRoute
-from respd.engine import compaction
+from respd.engine import compaction, window
 from respd.engine.admission import Place
 from respd.engine.context import REASONING
 from respd.engine.durability import end_fenced, end_unstored
@@ -29,7 +30,7 @@ from respd.engine.recorder import Frame, Recorder
 from respd.engine.resume import Logged, Point, resume_point
 from respd.engine.runtime import Runtime
 from respd.engine.tools import Binding, ToolPlan
-from respd.errors import UpstreamError
+from respd.errors import ContextTooLong, UpstreamError
 from respd.ids import new_id
 from respd.store import conversations, hosted_calls
 from respd.store.batch import Batch, Op, ResponseHead
@@ -164,6 +165,15 @@ class Run:
                     async for batch in self._answer(point):
                         yield rec.record_all(batch)
                 terminal = em.finish()
+            except ContextTooLong as exc:
+                log.warning("response %s: the upstream refused its context as too long: %s", self.id, exc.message)
+                refused = window.too_long()
+                if not self.recorder.stream and not em.response["output"]:
+                    # nothing was sent or written yet (a non-streamed request): answer as the API does, a 400
+                    self.release_admission()
+                    self.recorder.abandon()
+                    raise refused from exc
+                terminal = em.fail(refused.message, code="context_length_exceeded")
             except UpstreamError as exc:
                 log.warning("response %s failed: %s", self.id, exc.message)
                 terminal = em.fail(exc.message)
@@ -230,7 +240,7 @@ class Run:
         while True:
             start = len(em.response["output"])
             em.next_turn(self.hosted.names(), self._turn_calls())
-            async for batch in self._turn(self._turn_request(first, prefill)):
+            async for batch in self._fitted_turn(self._turn_request(first, prefill)):
                 yield batch
             if em.finish_reason in ("length", "content_filter"):
                 return  # cut short: its calls may be partial (the response ends incomplete)
@@ -268,6 +278,26 @@ class Run:
             return place.request  # as admitted, not built again
         tools, choice = self.tools.turn(first, self.hosted.may_call())
         return self.builder.build(self.context, tools, choice, prefill)
+
+    async def _fitted_turn(self, request: ModelRequest) -> AsyncGenerator[list[Event], None]:
+        """A model turn. With truncation "auto", a turn the upstream refused as too long for its context window
+        before it made anything is tried once more without the context's oldest units (window.refit)."""
+        made = False
+        try:
+            async for batch in self._turn(request):
+                made = True
+                yield batch
+        except ContextTooLong as exc:
+            if made or self.req.truncation != "auto" or request.prefill is not None:
+                raise
+            shorter = await window.refit(self.rt.backend(self.route), request, exc.window)
+            if shorter is None:
+                raise
+            log.info("response %s: the upstream's window is smaller; dropped %d oldest items", self.id,
+                     len(request.items) - len(shorter))  # fmt: skip
+            self.context = shorter  # the turn's items are the context (later turns add to it)
+            async for batch in self._turn(replace(request, items=shorter)):
+                yield batch
 
     async def _turn(self, request: ModelRequest) -> AsyncGenerator[list[Event], None]:
         """One model turn's events, in the batches its deltas came in."""
