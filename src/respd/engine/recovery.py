@@ -17,6 +17,7 @@ from respd.engine.emitter import Emitter
 from respd.engine.resume import read_log
 from respd.engine.runtime import Runtime
 from respd.store.batch import Batch
+from respd.store.writer import Fenced
 from respd.webhooks import events as webhooks
 
 log = logging.getLogger("respd.recovery")
@@ -29,9 +30,10 @@ async def end_logged(rt: Runtime, tenant: str, response_id: str, status: str, me
                      epoch: int = 0) -> None:  # fmt: skip
     """End ``response_id`` as ``failed`` (with ``message``) or ``cancelled`` from its logged state.
 
-    ``epoch`` is the lease epoch the claim that gave this replica the response set: the end is not written
-    if another replica took it over since (:class:`respd.store.writer.Fenced`). Its job, if any, ends in the
-    same transaction, and so do the webhook deliveries configured. Does nothing more when the log already ended.
+    ``epoch`` is the lease epoch the claim that gave this replica the response set: nothing is written if
+    another replica took it over since (:class:`respd.store.writer.Fenced`). Its job, if any, ends in the
+    same transaction, and so do the webhook deliveries configured. Does nothing more when the log already
+    ended.
     """
     rows = await rt.store.events_after(response_id, -1)
     batch = Batch()
@@ -48,7 +50,10 @@ async def end_logged(rt: Runtime, tenant: str, response_id: str, status: str, me
         batch.end_response(response_id, tenant, final["status"], orjson.dumps(final), final["output"],
                            background=True)  # fmt: skip
         webhooks.announce(batch, rt.settings.ops, tenant, response_id, final["status"])
-    await rt.store.writer.commit(batch)
+    try:
+        await rt.store.writer.commit(batch)
+    except Fenced as exc:  # this replica was paused past its lease since its claim: the taker ends it
+        log.warning("response %s was not ended here: %s", response_id, exc)
 
 
 def _stop_status(rt: Runtime, item: dict[str, Any]) -> str:

@@ -73,17 +73,18 @@ def _refuse_stale(fences: Mapping[str, int], rows: Sequence[Any]) -> None:
 
 
 def _check_fences(conn: Connection, b: Batch) -> None:
-    """The fence check of a batch, first thing in its transaction (PostgreSQL). The rows read are locked
-    (shared) until the commit, so a takeover's epoch bump waits for this write, or this write sees the bump:
-    the taking replica reads the log only after every write under the old epoch. Jobs first, as a claim
-    locks them (it skips rows locked here, rather than deadlock), then responses, in id order."""
+    """The fence check of a batch, first thing in its transaction (PostgreSQL). The rows read are locked until
+    the commit, so a takeover's epoch bump waits for this write, or this write sees the bump: the taking
+    replica reads the log only after every write under the old epoch. The lock is exclusive, so two writers
+    of one response (the fenced one and the taker) take turns rather than deadlock on a later update; jobs
+    first, as a claim locks them (a claim skips rows locked here), then responses, each in id order."""
     if not b.fences:
         return
     ids = sorted(b.fences)
     conn.execute(select(jobs.c.response_id).where(jobs.c.response_id.in_(ids)).order_by(jobs.c.response_id)
-                 .with_for_update(read=True))  # fmt: skip
+                 .with_for_update())  # fmt: skip
     q = select(responses.c.id, responses.c.lease_epoch).where(responses.c.id.in_(ids)).order_by(responses.c.id)
-    _refuse_stale(b.fences, conn.execute(q.with_for_update(read=True)).all())
+    _refuse_stale(b.fences, conn.execute(q.with_for_update()).all())
 
 
 EVENTS_CHANNEL = "respd_events"  # payload: ids of responses with newly committed events, comma-separated
