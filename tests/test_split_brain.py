@@ -3,7 +3,8 @@
 Two real respd processes on one PostgreSQL database. Replica A runs a background response; A is stopped
 (SIGSTOP) long enough for its lease to run out; B takes the response over (bumping its lease epoch) and ends
 it; A is resumed (SIGCONT) with the model's stream still coming in. A's writes carry the old epoch and are
-refused in their own transaction, so the log has exactly one writer from the takeover on.
+refused in their own transaction, so the log has exactly one writer from the takeover on; and A checks its
+epoch before it shows anything more to a client following the response there.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from respd.engine.fold import TERMINAL_EVENTS, fold
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
-from tests.test_background import TERMINAL, stored_json, wait_status
+from tests.test_background import TERMINAL, sse, stored_json, wait_status
 from tests.test_replicas import LEASE_S, client_of
 
 FENCED = "this replica stops its run"  # what A logs when its writes are refused
@@ -88,6 +90,11 @@ def test_paused_replica_is_fenced_after_takeover(pair: tuple[RespdServer, RespdS
     fake.script(Reply(chunks=[f"a{i} " for i in range(30)], delay_s=0.3), Reply(text="b1 b2"))
     with client_of(a) as ca:
         rid = ca.responses.create(model="prefill-model", input="story", background=True).id
+    # a client following the response on A: what it is shown must be what is stored, whoever wrote it
+    followed: list[dict[str, Any]] = []
+    url = f"{a.url}/v1/responses/{rid}?stream=true&include_obfuscation=false"
+    follower = threading.Thread(target=lambda: followed.extend(sse(url, timeout=120)))
+    follower.start()
     # stop A just after a commit (the next one is ~0.3 s away), so that it holds no transaction open
     before = _wait_for_text(b, rid, 3)
     assert len(before.split()) >= 3, before
@@ -113,6 +120,8 @@ def test_paused_replica_is_fenced_after_takeover(pair: tuple[RespdServer, RespdS
     terminals = [e for e in events if e["type"] in TERMINAL_EVENTS]
     assert len(terminals) == 1 and events[-1] is terminals[0]
     assert fold(events) == stored
+    follower.join(60)
+    assert not follower.is_alive() and followed == events  # A's refused events never reached its follower
     # B's answer went on from A's logged words; nothing A read after its pause is in it
     text = stored["output"][0]["content"][0]["text"]
     assert text.endswith("b1 b2") and text.startswith(before)

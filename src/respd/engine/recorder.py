@@ -9,6 +9,7 @@ batches through :class:`respd.store.batch.Batch`'s domain methods. It never shap
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,8 +28,8 @@ log = logging.getLogger("respd.run")
 class Recorder:
     """Where one response's events go."""
 
-    __slots__ = ("_logged", "_ops", "_row_written", "_status", "epoch", "head", "inputs", "rt", "snapshot_json",
-                 "store", "stream")  # fmt: skip
+    __slots__ = ("_checked_at", "_logged", "_ops", "_row_written", "_status", "epoch", "head", "inputs", "rt",
+                 "snapshot_json", "store", "stream")  # fmt: skip
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class Recorder:
         # the response's lease epoch when this run got it (bumped by each takeover): every batch is fenced
         # with it, so that nothing is written once another replica has taken the response over
         self.epoch = 0
+        self._checked_at = time.monotonic()  # when the epoch was last known to be this run's
 
     # -- events -----------------------------------------------------------------------------------
     def record(self, ev: Event) -> bytes:
@@ -80,6 +82,17 @@ class Recorder:
             first = not self._row_written
             self.rt.store.writer.submit(self.batch(None), urgent=first)
         return frames
+
+    async def record_checked(self, events: list[Event]) -> list[Frame]:
+        """:meth:`record_all`, after making sure, when this replica's lease may have run out (it was paused or
+        cut off), that no other replica took the response over: followers here must not see events that
+        will never be stored (raises :class:`Fenced` if it was taken)."""
+        if self.store and self.stream and self.rt.lease_doubtful(self._checked_at):
+            check = Batch()
+            check.fence(self.head.id, self.epoch)
+            await self.rt.store.writer.commit(check)
+            self._checked_at = time.monotonic()
+        return self.record_all(events)
 
     def attach(self, op: Op) -> None:
         """A write that must commit with the events recorded so far (a hosted call's row with its item)."""

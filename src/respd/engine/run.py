@@ -156,14 +156,14 @@ class Run:
         self.rt.running += 1
         try:
             try:
-                yield rec.record_all(self._opening())
+                yield await rec.record_checked(self._opening())
                 point = self._resume_point()
                 if self.compact:
-                    yield rec.record_all(em.compaction_started())
-                    yield rec.record_all(await self._compact())
+                    yield await rec.record_checked(em.compaction_started())
+                    yield await rec.record_checked(await self._compact())
                 if self.answer:
                     async for batch in self._answer(point):
-                        yield rec.record_all(batch)
+                        yield await rec.record_checked(batch)
                 terminal = em.finish()
             except ContextTooLong as exc:
                 log.warning("response %s: the upstream refused its context as too long: %s", self.id, exc.message)

@@ -211,12 +211,17 @@ class Worker:
     async def _heartbeat(self) -> None:
         lease_s = self.rt.settings.lease_s
         loop = asyncio.get_running_loop()
-        renewed = loop.time()
+        renewed = self.rt.renewed_at = loop.time()  # (the loop's clock is time.monotonic)
         while True:
             await asyncio.sleep(lease_s / 3)
             try:
                 await self.queue.renew()
-                renewed = loop.time()
+                now = loop.time()
+                if now - renewed > lease_s:  # paused past the lease: runs here check their epoch before going on
+                    log.warning("this replica's lease ran out %.1f s ago; its runs check they still own their "
+                                "responses", now - renewed - lease_s)  # fmt: skip
+                    self.rt.lapsed_at = now
+                renewed = self.rt.renewed_at = now
             except Exception:
                 log.exception("renewing this replica's lease failed")
                 if loop.time() - renewed > lease_s * 0.8:
