@@ -96,6 +96,27 @@ def error_body(status: int, message: str | None = None) -> dict[str, Any]:
                       "code": None}}  # fmt: skip
 
 
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    """The fake's token count of a chat request's prompt: its messages' words."""
+    messages = body.get("messages") or []
+    return sum(len(_text_of(m.get("content")).split()) for m in messages if isinstance(m, dict))
+
+
+def context_refusal(style: str, window: int, prompt: int) -> dict[str, Any]:
+    """The 400 body a server sends for a prompt over its context window, in its own words: vLLM names the window
+    in its message, llama.cpp's server in ``n_ctx``, OpenAI (today) not at all."""
+    if style == "vllm":
+        message = (f"This model's maximum context length is {window} tokens. However, you requested {prompt} tokens "
+                   "in the messages, Please reduce the length of the messages.")  # fmt: skip
+        return {"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}}
+    if style == "llama.cpp":
+        return {"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+                          "type": "exceed_context_size_error", "n_prompt_tokens": prompt, "n_ctx": window}}  # fmt: skip
+    message = "Your input exceeds the context window of this model. Please adjust your input and try again."
+    return {"error": {"message": message, "type": "invalid_request_error", "param": "input",
+                      "code": "context_length_exceeded"}}  # fmt: skip
+
+
 class _Answer:
     """One reply rendered for one request: the stream's deltas, the full message and the usage."""
 
@@ -117,8 +138,7 @@ class _Answer:
         else:
             self.deltas += [{"tool_calls": [d]} for call in per_call for d in call]
         self.finish_reason = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-        messages = body.get("messages") or []
-        prompt = sum(len(_text_of(m.get("content")).split()) for m in messages if isinstance(m, dict))
+        prompt = _prompt_tokens(body)
         self.usage = reply.usage or {
             "prompt_tokens": prompt, "completion_tokens": len(self.deltas),
             "total_tokens": prompt + len(self.deltas), "prompt_tokens_details": {"cached_tokens": 0},
@@ -215,6 +235,10 @@ class FakeUpstream:
         # in /props (neither, as the default)
         self.max_model_len: int | None = None
         self.props_n_ctx: int | None = None
+        # refuse a prompt of more than this many words (the fake's tokens) as too long for the context window,
+        # in the words of `refusal_style`: "vllm", "openai" or "llama.cpp" (see context_refusal)
+        self.refuse_over: int | None = None
+        self.refusal_style = "vllm"
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -336,6 +360,13 @@ class FakeUpstream:
             return web.json_response(error_body(400, "request body is not valid JSON"), status=400)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return web.json_response(error_body(400, "'messages' is a required property"), status=400)
+        prompt = _prompt_tokens(body)
+        if self.refuse_over is not None and prompt > self.refuse_over:  # refused before it is generated
+            with self._cond:
+                self._requests.append({"body": body, "headers": Headers(request.headers.items()),
+                                       "path": request.path, "refused": True})  # fmt: skip
+                self._cond.notify_all()
+            return web.json_response(context_refusal(self.refusal_style, self.refuse_over, prompt), status=400)
         with self._cond:
             self._requests.append({"body": body, "headers": Headers(request.headers.items()), "path": request.path})
             scripted = self._script.pop(0) if self._script else None

@@ -113,7 +113,8 @@ def test_list_paging_order_and_purpose(any_client: openai.OpenAI, any_server: Re
     after_gone = any_client.files.list(purpose="fine-tune", order="asc", after=made[3])
     assert [f.id for f in after_gone.data] == [made[4]]
     empty = httpx.get(f"{any_server.url}/v1/files", params={"purpose": "batch_output"}).json()
-    assert empty == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    assert empty == {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}
+    validate_openai("ListFilesResponse", empty)
     for bad, param in (({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"order": "up"}, "order")):
         check_error(httpx.get(f"{any_server.url}/v1/files", params=bad), 400, param=param)
     for file_id in made:

@@ -12,6 +12,7 @@ import pytest
 from tests.checks import check_conversation_item_list, check_error, check_response, sse_events
 from tests.fake_upstream import FakeUpstream
 from tests.servers import RespdServer
+from tests.spec_schemas import validate_openai
 
 OK: dict[str, Any] = {"model": "test-model", "input": "hi"}
 BIG = 18446744073709551616  # 2**64: beyond any 64-bit integer
@@ -179,6 +180,19 @@ def test_an_empty_page_names_no_ids_but_strings(any_server: RespdServer) -> None
     first = httpx.get(f"{any_server.url}/v1/responses/{rid}/input_items").json()
     after = httpx.get(f"{any_server.url}/v1/responses/{rid}/input_items", params={"after": first["last_id"]}).json()
     assert after == {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}
+    validate_openai("ResponseItemList", after)
+    # every other list pages the same way (files, vector stores and their files: the spec's schemas say string)
+    empty = {"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": False}
+    files = httpx.get(f"{any_server.url}/v1/files", params={"purpose": "batch_output"}).json()
+    assert files == empty
+    validate_openai("ListFilesResponse", files)
+    vs = httpx.post(f"{any_server.url}/v1/vector_stores", json={"name": "empty"}).json()["id"]
+    vs_files = httpx.get(f"{any_server.url}/v1/vector_stores/{vs}/files").json()
+    assert vs_files == empty
+    validate_openai("ListVectorStoreFilesResponse", vs_files)
+    stores = httpx.get(f"{any_server.url}/v1/vector_stores", params={"order": "asc", "after": vs}).json()
+    assert stores == empty  # none is newer than the one just made
+    validate_openai("ListVectorStoresResponse", stores)
 
 
 def _raw_request(server: RespdServer, request_line: bytes) -> tuple[bytes, bytes]:

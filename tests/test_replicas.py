@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from respd.engine.fold import fold
 from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
@@ -191,3 +192,40 @@ def test_sigterm_drains(pair: tuple[RespdServer, RespdServer], fake: FakeUpstrea
     with client_of(b) as cb:
         done = wait_status(cb, job.id, TERMINAL, timeout=10)
     assert done.status == "completed" and done.output_text == "taken over"
+
+
+def test_recovered_end_is_the_fold_of_its_log(pair: tuple[RespdServer, RespdServer], fake: FakeUpstream) -> None:
+    """A foreground stream whose replica died is ended by the other through the emitter a run uses: its open
+    message is closed with its own events (``output_text.done`` … ``output_item.done``, incomplete), then
+    ``error`` and ``response.failed``; the stored response is the fold of that log."""
+    a, b = pair
+    fake.script(Reply(chunks=["x "] + ["y "] * 20, delay_s=1))
+    body = {"model": "test-model", "input": "go", "stream": True}
+    with httpx.stream("POST", a.url + "/v1/responses", json=body, timeout=20) as r:
+        rid = ""
+        lines = r.iter_lines()  # held: a dropped iterator would close the stream, and A would cancel
+        for line in lines:
+            if line.startswith("data: "):
+                ev = json.loads(line[6:])
+                rid = rid or ev["response"]["id"]
+                if ev["type"] == "response.output_text.delta":
+                    break
+        time.sleep(0.3)  # the delta is committed within milliseconds
+        a.kill()
+    with client_of(b) as cb:
+        done = wait_status(cb, rid, TERMINAL, timeout=LEASE_S * 15)
+        stored = stored_json(cb, rid)
+    assert done.status == "failed"
+    rows = b.sql(f"SELECT body FROM response_events WHERE response_id = '{rid}' ORDER BY seq")
+    events = [json.loads(line) for (text,) in rows for line in text.split("\n")]
+    assert_continuous(events)
+    assert [e["type"] for e in events[-5:]] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "error",
+        "response.failed",
+    ]
+    closed = next(e for e in events if e["type"] == "response.output_item.done")
+    assert closed["item"]["status"] == "incomplete" and closed["item"]["content"][0]["text"] == "x "
+    assert fold(events) == stored

@@ -99,6 +99,15 @@ class UpstreamError(RespdError):
         self.kind = kind
 
 
+class ContextTooLong(UpstreamError):
+    """The upstream refused the request as longer than its model's context window (its 400 says so in the
+    words of vLLM, OpenAI or llama.cpp's server); ``window`` is the window it named, if it did."""
+
+    def __init__(self, message: str, *, window: int | None) -> None:
+        super().__init__(message, kind="context_length")
+        self.window = window
+
+
 class ServerError(RespdError):
     """500: a bug or an unexpected fault inside respd."""
 

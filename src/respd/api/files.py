@@ -14,6 +14,7 @@ from urllib.parse import quote
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from respd.api import pagination
 from respd.api.context import json_response, runtime_of, tenant_of
 from respd.api.multipart import Field, FileData, FileEnd, FileStart, read_parts
 from respd.errors import InvalidRequest, NotFound, TooLarge
@@ -135,8 +136,7 @@ async def list_files(request: Request) -> Response:
     page, more = await db.list_page(rt.store, tenant, purpose=q.get("purpose"), order=order, after=q.get("after"),
                                     limit=_limit(request))  # fmt: skip
     data: list[dict[str, Any]] = [f.resource() for f in page]
-    return json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                          "last_id": data[-1]["id"] if data else None, "has_more": more})  # fmt: skip
+    return json_response(pagination.page(data, more))
 
 
 async def file_of(request: Request) -> db.FileRecord:

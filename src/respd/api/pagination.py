@@ -61,8 +61,10 @@ def unknown_after(after: str) -> InvalidRequest:
 
 
 def page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    """A ``list`` object. An empty page's ``first_id``/``last_id`` are empty strings: the spec types them as
-    strings, and a page with no items has no id to give."""
+    """A ``list`` object, the one shape of every list the API pages (input items, conversation items, files,
+    vector stores and their files, containers and their files). An empty page's ``first_id``/``last_id`` are
+    empty strings: the spec types them as strings (required) in each of those lists, and a page with no items
+    has no id to give."""
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else "",
             "last_id": data[-1]["id"] if data else "", "has_more": has_more}  # fmt: skip
 

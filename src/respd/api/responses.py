@@ -18,7 +18,7 @@ from respd.api.openapi import Param, operation
 from respd.api.pagination import INCLUDE, PAGE, check_include, paginate
 from respd.api.sse import EventStreamResponse, frame
 from respd.engine import context
-from respd.engine.durability import UNSTORED
+from respd.engine.durability import TAKEN_OVER, UNSTORED
 from respd.engine.fold import fold
 from respd.engine.follow import follow
 from respd.engine.prepare import prepare
@@ -91,7 +91,7 @@ async def _final_json(run: Run) -> bytes:
         async for _ in events:
             pass
     if run.final is None:  # its end could not be stored (respd.engine.durability): it is not kept
-        raise ServerError(UNSTORED)
+        raise ServerError(TAKEN_OVER if run.taken_over else UNSTORED)
     return run.snapshot_json
 
 

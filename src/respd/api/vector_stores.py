@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from respd.api import pagination
 from respd.api.context import json_response, runtime_of, tenant_of
 from respd.engine.checks import check_metadata
 from respd.errors import InvalidRequest, NotFound
@@ -92,8 +93,7 @@ def _page(request: Request, data: list[dict[str, Any]]) -> dict[str, Any]:
     if before is not None and before in {d["id"] for d in ordered}:
         ordered = ordered[: [d["id"] for d in ordered].index(before)]
     page = ordered[:limit]
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(ordered) > limit}  # fmt: skip
+    return pagination.page(page, len(ordered) > limit)
 
 
 # -- checks -------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from respd.backends.http_client import ConnectFailed, HttpClient, HttpError, Rea
 from respd.backends.token_estimate import BYTES_PER_TOKEN, estimate
 from respd.backends.tool_calls import CallDecoder, chat_tool_choice, chat_tools
 from respd.config import ModelRoute
-from respd.errors import UpstreamError
+from respd.errors import ContextTooLong, UpstreamError
 from respd.telemetry.tracing import TRACEPARENT
 
 if TYPE_CHECKING:
@@ -86,9 +86,15 @@ class OpenAIChatBackend:
         reply = await self._client().post("/chat/completions", orjson.dumps(body), self._headers())
         if reply.status >= 400:
             try:
-                message = await _error_message(reply)
+                raw = await reply.read()
             finally:
                 reply.close()
+            message = _error_message(reply.status, raw)
+            too_long, window = upstream_window.refusal(reply.status, raw)
+            if too_long:
+                if window is not None and self.context_window() is None:
+                    self._learned = window  # later requests are checked (and truncated) before they are sent
+                raise ContextTooLong(message, window=window)
             raise UpstreamError(message, kind=f"http_{reply.status}")
         return reply
 
@@ -247,13 +253,12 @@ def _describe(exc: BaseException) -> str:
     return f"The model upstream failed: {type(exc).__name__}: {exc}".rstrip(": ") + "."
 
 
-async def _error_message(resp: Reply) -> str:
-    raw = await resp.read()
+def _error_message(status: int, raw: bytes) -> str:
     try:
         detail = orjson.loads(raw)["error"]["message"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         detail = raw[:300].decode(errors="replace")
-    return f"The model upstream answered {resp.status}: {detail}"
+    return f"The model upstream answered {status}: {detail}"
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

@@ -10,9 +10,11 @@ server gives the context it was started with in ``GET /props`` (``default_genera
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import httpx
+import orjson
 
 log = logging.getLogger("respd.backends")
 
@@ -61,3 +63,31 @@ def _from_props(doc: Any) -> int | None:
     settings = doc.get("default_generation_settings")
     nested = settings.get("n_ctx") if isinstance(settings, dict) else None
     return _positive(nested) or _positive(doc.get("n_ctx"))
+
+
+# How OpenAI-compatible servers word a request longer than the model's context window: vLLM ("This model's
+# maximum context length is 4096 tokens. However, you requested …", older: "… is too long to fit into the
+# model"), OpenAI (code ``context_length_exceeded``), llama.cpp's server ("the request exceeds the available
+# context size", type ``exceed_context_size_error``, with ``n_ctx``).
+_REFUSAL = re.compile(
+    rb"maximum context length|context_length_exceeded|exceeds? the available context size|exceed_context_size"
+    rb"|too long to fit into the model|context length exceeded",
+    re.IGNORECASE,
+)
+_NAMED_WINDOW = re.compile(rb"maximum context length is (\d+)|\(context length (\d+)\)", re.IGNORECASE)
+
+
+def refusal(status: int, body: bytes) -> tuple[bool, int | None]:
+    """Whether an upstream's error answer refuses a request as too long for the context window, and the window
+    it names (None when it names none)."""
+    if status not in (400, 413) or not _REFUSAL.search(body):
+        return False, None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    window = _positive(error.get("n_ctx")) if isinstance(error, dict) else None
+    if window is None and (named := _NAMED_WINDOW.search(body)) is not None:
+        window = _positive(int(named.group(1) or named.group(2)))
+    return True, window

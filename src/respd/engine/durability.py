@@ -8,7 +8,10 @@ sees it. When that commit fails:
   end is stored (without the append) and sent;
 - otherwise (the database refused or is gone, or rows handed over earlier were lost): what was written of
   the response is removed, and the client gets an ``error`` event instead of the end (a non-streamed
-  request, a 500), never a ``response.completed`` for a response that ``GET`` will not find.
+  request, a 500), never a ``response.completed`` for a response that ``GET`` will not find;
+- the response was taken over by another replica (this one was paused or cut off past its lease, and its
+  writes are fenced off): nothing more is written from here, not even a removal, and the client gets an
+  ``error`` event (a 500); the response goes on, or ends, where it was taken over.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import orjson
 from respd.engine.context import duplicate_item
 from respd.engine.recorder import Frame
 from respd.store import conversations
-from respd.store.writer import is_conflict
+from respd.store.writer import Fenced, is_conflict
 
 if TYPE_CHECKING:
     from respd.engine.run import Run
@@ -29,6 +32,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("respd.run")
 
 UNSTORED = "The response could not be stored, so it is not kept; please try again."
+TAKEN_OVER = (
+    "The server generating this response stopped answering for too long and another server took the response "
+    "over; retrieve the response to see how it ends."
+)
+
+
+def end_fenced(run: Run, exc: Fenced) -> list[Frame]:
+    """The frames to send when ``run``'s writes were fenced off: an ``error`` event, and no more writes."""
+    log.warning("response %s: %s; this replica stops its run", run.id, exc)
+    run.release_admission()
+    run.final = None
+    run.taken_over = True
+    run.recorder.abandon()
+    error = {"type": "error", "sequence_number": run.emitter.seq, "code": "server_error", "message": TAKEN_OVER,
+             "param": None}  # fmt: skip
+    return [(error, orjson.dumps(error))]
 
 
 async def end_unstored(run: Run, frames: list[Frame], exc: BaseException) -> list[Frame]:

@@ -113,11 +113,22 @@ class Emitter:
         output items added but not done; they are reopened so that deltas or closing events can follow
         (a hosted call's item only through :meth:`reopen_item`).
         """
+        self.adopt(seq, open_indices)
+        self.response["status"] = "in_progress"
+        return [self._lifecycle("response.in_progress")]
+
+    def adopt(self, seq: int, open_indices: list[int],
+              stop_status: Callable[[dict[str, Any]], str] | None = None) -> None:  # fmt: skip
+        """Take up a logged state without an event (see :meth:`resume`): the items ``open_indices`` are reopened.
+        With ``stop_status`` (a hosted call's item → its status when stopped) hosted calls' items are reopened
+        too, to be closed by the end that follows (:meth:`fail`, :meth:`cancel`: a recovery's)."""
         self.seq = seq
         for index in open_indices:
             item = self.response["output"][index]
             kind = _KINDS.get(item.get("type", ""), "")
             if not kind:
+                if stop_status is not None:
+                    self.reopen_item(index, stop_status(item))
                 continue  # a hosted call's item: the run decides what becomes of it (reopen_item)
             if kind == "message":
                 parts = item.get("content") or [{"type": "output_text"}]
@@ -128,8 +139,6 @@ class Emitter:
                 self._open = cur
             else:
                 self._calls[-1 - index] = cur  # never an upstream index: a new turn's calls are new items
-        self.response["status"] = "in_progress"
-        return [self._lifecycle("response.in_progress")]
 
     def feed(self, delta: Delta) -> list[Event]:
         """The events one backend delta causes."""
@@ -409,7 +418,8 @@ class Emitter:
         cur, self._open = self._open, None
         if cur is None:
             return []
-        events = self._close_part(cur)
+        # (an item logged without its first part, cut by a crash, has no part to close)
+        events = self._close_part(cur) if cur.content_index < len(self._current(cur)["content"]) else []
         if cur.kind == "reasoning" and self._summarize:
             events += self._summary(cur, self._current(cur)["content"][0]["text"])
         item = self._current(cur)

@@ -9,6 +9,7 @@ batches through :class:`respd.store.batch.Batch`'s domain methods. It never shap
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import orjson
 from respd.engine.fold import Event, Response
 from respd.engine.runtime import Runtime
 from respd.store.batch import Batch, Op, ResponseHead
+from respd.store.writer import Fenced
 
 Frame = tuple[Event, bytes]  # an event and its JSON
 
@@ -26,8 +28,8 @@ log = logging.getLogger("respd.run")
 class Recorder:
     """Where one response's events go."""
 
-    __slots__ = ("_logged", "_ops", "_row_written", "_status", "head", "inputs", "rt", "snapshot_json", "store",
-                 "stream")  # fmt: skip
+    __slots__ = ("_checked_at", "_logged", "_ops", "_row_written", "_status", "epoch", "head", "inputs", "rt",
+                 "snapshot_json", "store", "stream")  # fmt: skip
 
     def __init__(
         self,
@@ -49,6 +51,10 @@ class Recorder:
         self._logged: list[tuple[int, bytes]] = []  # events (sequence number, JSON) not yet handed to the writer
         self._row_written = row_written  # the response's row exists (or is in a batch handed to the writer)
         self._ops: list[Op] = []  # writes that go with the events recorded since the last batch
+        # the response's lease epoch when this run got it (bumped by each takeover): every batch is fenced
+        # with it, so that nothing is written once another replica has taken the response over
+        self.epoch = 0
+        self._checked_at = time.monotonic()  # when the epoch was last known to be this run's
 
     # -- events -----------------------------------------------------------------------------------
     def record(self, ev: Event) -> bytes:
@@ -68,12 +74,25 @@ class Recorder:
 
     def record_all(self, events: list[Event]) -> list[Frame]:
         """Record ``events``, hand them to followers, and (streaming) to the writer without waiting."""
+        if self.store and self.rt.store.writer.fenced(self.head.id):
+            raise Fenced({self.head.id})  # taken over by another replica: this run stops (see Run.events)
         frames = [(ev, self.record(ev)) for ev in events]
         self.publish(frames)
         if self.stream and self.store and self._logged:
             first = not self._row_written
             self.rt.store.writer.submit(self.batch(None), urgent=first)
         return frames
+
+    async def record_checked(self, events: list[Event]) -> list[Frame]:
+        """:meth:`record_all`, after making sure, when this replica's lease may have run out (it was paused or
+        cut off), that no other replica took the response over: followers here must not see events that
+        will never be stored (raises :class:`Fenced` if it was taken)."""
+        if self.store and self.stream and self.rt.lease_doubtful(self._checked_at):
+            check = Batch()
+            check.fence(self.head.id, self.epoch)
+            await self.rt.store.writer.commit(check)
+            self._checked_at = time.monotonic()
+        return self.record_all(events)
 
     def attach(self, op: Op) -> None:
         """A write that must commit with the events recorded so far (a hosted call's row with its item)."""
@@ -97,6 +116,7 @@ class Recorder:
         ``final`` (the terminal Response) is given."""
         head = self.head
         batch = Batch()
+        batch.fence(head.id, self.epoch)
         batch.log(head.id, self._logged)
         self._logged = []
         inserted = False
@@ -149,6 +169,13 @@ class Recorder:
             self.publish(unpublished)
             self.rt.hub.close(self.head.id)
 
+    def abandon(self) -> None:
+        """Another replica took the response over: write nothing more, and let this process's followers go
+        (they read on from the store)."""
+        self._logged, self._ops = [], []
+        if self.store:
+            self.rt.hub.close(self.head.id)
+
     def retract(self, seq: int) -> None:
         """Take back the events recorded from sequence number ``seq`` on (an end that could not be stored)."""
         self._logged = [(n, data) for n, data in self._logged if n < seq]
@@ -160,6 +187,7 @@ class Recorder:
             return
         writer = self.rt.store.writer
         batch = Batch()
+        batch.fence(self.head.id, self.epoch)  # never what another replica has taken over
         batch.delete_response(self.head.tenant, self.head.id)
         try:
             await writer.commit(batch)

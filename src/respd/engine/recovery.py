@@ -1,7 +1,9 @@
 """Ending a response whose run is gone: a dead replica's foreground stream, or a job cancelled or unrunnable.
 
-The end is written the way a run would have written it — the terminal events appended to the log, the
-stored row updated — so readers and followers cannot tell the difference, except by the error it carries.
+The end is made by the :class:`~respd.engine.emitter.Emitter` a run uses, going on from the fold of the log:
+the items left open are closed with their ``output_item.done``, then the terminal event, so the stored
+response is the fold of its log as after any other end, and readers and followers cannot tell the difference
+except by the error it carries.
 """
 
 from __future__ import annotations
@@ -11,53 +13,60 @@ from typing import Any
 
 import orjson
 
-from respd.config import OpsSettings
+from respd.engine.emitter import Emitter
 from respd.engine.resume import read_log
+from respd.engine.runtime import Runtime
 from respd.store.batch import Batch
-from respd.store.store import Store
+from respd.store.writer import Fenced
 from respd.webhooks import events as webhooks
 
 log = logging.getLogger("respd.recovery")
 
 STOPPED = "The server stopped while this response was being generated."
+_STOPPED_STATUS = "incomplete"  # a hosted call's item when its tool is not configured here
 
 
-def _close_items(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**item, "status": "incomplete"} if item.get("status") == "in_progress" else item for item in output]
-
-
-async def end_logged(store: Store, tenant: str, response_id: str, status: str, message: str | None = None,
-                     ops: OpsSettings | None = None) -> None:  # fmt: skip
+async def end_logged(rt: Runtime, tenant: str, response_id: str, status: str, message: str | None = None, *,
+                     epoch: int = 0) -> None:  # fmt: skip
     """End ``response_id`` as ``failed`` (with ``message``) or ``cancelled`` from its logged state.
 
-    Its job, if any, ends in the same transaction, and so do the webhook deliveries ``ops`` configures. Does
-    nothing when the log already ended.
+    ``epoch`` is the lease epoch the claim that gave this replica the response set: nothing is written if
+    another replica took it over since (:class:`respd.store.writer.Fenced`). Its job, if any, ends in the
+    same transaction, and so do the webhook deliveries configured. Does nothing more when the log already
+    ended.
     """
-    rows = await store.events_after(response_id, -1)
+    rows = await rt.store.events_after(response_id, -1)
     batch = Batch()
+    batch.fence(response_id, epoch)
     logged = read_log(rows) if rows else None
     if logged is None or logged.ended:
         batch.finish_job(response_id)
     else:
-        seq = logged.next_seq
-        final = {**logged.response, "status": status, "output": _close_items(logged.response["output"])}
-        events: list[dict[str, Any]] = []
-        if status == "failed":
-            final["error"] = {"code": "server_error", "message": message}
-            events.append({"type": "error", "sequence_number": seq, "code": "server_error", "message": message,
-                           "param": None})  # fmt: skip
-            seq += 1
-        events.append({"type": f"response.{status}", "sequence_number": seq, "response": final})
+        em = Emitter(logged.response)
+        em.adopt(logged.next_seq, logged.open_indices, lambda item: _stop_status(rt, item))
+        events = em.fail(message or STOPPED) if status == "failed" else em.cancel()
+        final = em.response
         batch.log(response_id, [(ev["sequence_number"], orjson.dumps(ev)) for ev in events])
-        batch.end_response(response_id, tenant, status, orjson.dumps(final), final["output"], background=True)
-        if ops is not None:
-            webhooks.announce(batch, ops, tenant, response_id, status)
-    await store.writer.commit(batch)
+        batch.end_response(response_id, tenant, final["status"], orjson.dumps(final), final["output"],
+                           background=True)  # fmt: skip
+        webhooks.announce(batch, rt.settings.ops, tenant, response_id, final["status"])
+    try:
+        await rt.store.writer.commit(batch)
+    except Fenced as exc:  # this replica was paused past its lease since its claim: the taker ends it
+        log.warning("response %s was not ended here: %s", response_id, exc)
 
 
-async def end_orphans(store: Store, orphans: list[tuple[str, str]], ops: OpsSettings | None = None) -> None:
-    """End foreground responses ``(tenant, id)`` whose replica died as ``failed``: their client went with it."""
-    for tenant, rid in orphans:
-        await end_logged(store, tenant, rid, "failed", STOPPED, ops)
+def _stop_status(rt: Runtime, item: dict[str, Any]) -> str:
+    """The status of a hosted call's item whose call was stopped, as its tool says (``failed`` for a web
+    search, which has no ``incomplete``)."""
+    tool = rt.tools.of_item(item)
+    return tool.interrupted_status if tool is not None else _STOPPED_STATUS
+
+
+async def end_orphans(rt: Runtime, orphans: list[tuple[str, str, int]]) -> None:
+    """End foreground responses ``(tenant, id, lease epoch)`` whose replica died as ``failed``: their client
+    went with it."""
+    for tenant, rid, epoch in orphans:
+        await end_logged(rt, tenant, rid, "failed", STOPPED, epoch=epoch)
     if orphans:
         log.warning("ended %d responses left running by a replica that stopped", len(orphans))

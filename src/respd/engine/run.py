@@ -13,14 +13,15 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any
 
 from respd.backends.base import ModelRequest
 from respd.config import ModelRoute
-from respd.engine import compaction
+from respd.engine import compaction, window
 from respd.engine.admission import Place
 from respd.engine.context import REASONING
-from respd.engine.durability import end_unstored
+from respd.engine.durability import end_fenced, end_unstored
 from respd.engine.emitter import Emitter
 from respd.engine.fold import Event, Response
 from respd.engine.hosted import NOT_RERUN, Hosted, Numbered
@@ -29,10 +30,11 @@ from respd.engine.recorder import Frame, Recorder
 from respd.engine.resume import Logged, Point, resume_point
 from respd.engine.runtime import Runtime
 from respd.engine.tools import Binding, ToolPlan
-from respd.errors import UpstreamError
+from respd.errors import ContextTooLong, UpstreamError
 from respd.ids import new_id
 from respd.store import conversations, hosted_calls
 from respd.store.batch import Batch, Op, ResponseHead
+from respd.store.writer import Fenced
 from respd.tools.base import Call, Outcome
 from respd.webhooks import events as webhooks
 from respd.wire.request import CreateResponse
@@ -107,6 +109,7 @@ class Run:
         self._offer_grew = False  # staged tools offered more functions than the request admitted with
         self.final: Response | None = None
         self.detached = False  # set to stop without ending the response (its job goes back to the queue)
+        self.taken_over = False  # another replica took the response over: this run stopped (end_fenced)
         self.place: Place | None = None  # this run's place at a backend with limited room
         self.generate = True  # False: a warm-up (WebSocket mode) that records its context and asks no model
         self.started = time.monotonic()
@@ -153,15 +156,24 @@ class Run:
         self.rt.running += 1
         try:
             try:
-                yield rec.record_all(self._opening())
+                yield await rec.record_checked(self._opening())
                 point = self._resume_point()
                 if self.compact:
-                    yield rec.record_all(em.compaction_started())
-                    yield rec.record_all(await self._compact())
+                    yield await rec.record_checked(em.compaction_started())
+                    yield await rec.record_checked(await self._compact())
                 if self.answer:
                     async for batch in self._answer(point):
-                        yield rec.record_all(batch)
+                        yield await rec.record_checked(batch)
                 terminal = em.finish()
+            except ContextTooLong as exc:
+                log.warning("response %s: the upstream refused its context as too long: %s", self.id, exc.message)
+                refused = window.too_long()
+                if not self.recorder.stream and not em.response["output"]:
+                    # nothing was sent or written yet (a non-streamed request): answer as the API does, a 400
+                    self.release_admission()
+                    self.recorder.abandon()
+                    raise refused from exc
+                terminal = em.fail(refused.message, code="context_length_exceeded")
             except UpstreamError as exc:
                 log.warning("response %s failed: %s", self.id, exc.message)
                 terminal = em.fail(exc.message)
@@ -174,6 +186,9 @@ class Run:
                 # or closed while paused at a yield.
                 await self._end([(ev, rec.record(ev)) for ev in em.cancel()])
                 raise
+            except Fenced as exc:  # taken over by another replica: stop quietly, writing nothing more
+                yield end_fenced(self, exc)
+                return
             except Exception:
                 log.exception("response %s failed inside respd", self.id)
                 terminal = em.fail("The server had an error while processing your request.")
@@ -225,7 +240,7 @@ class Run:
         while True:
             start = len(em.response["output"])
             em.next_turn(self.hosted.names(), self._turn_calls())
-            async for batch in self._turn(self._turn_request(first, prefill)):
+            async for batch in self._fitted_turn(self._turn_request(first, prefill)):
                 yield batch
             if em.finish_reason in ("length", "content_filter"):
                 return  # cut short: its calls may be partial (the response ends incomplete)
@@ -263,6 +278,26 @@ class Run:
             return place.request  # as admitted, not built again
         tools, choice = self.tools.turn(first, self.hosted.may_call())
         return self.builder.build(self.context, tools, choice, prefill)
+
+    async def _fitted_turn(self, request: ModelRequest) -> AsyncGenerator[list[Event], None]:
+        """A model turn. With truncation "auto", a turn the upstream refused as too long for its context window
+        before it made anything is tried once more without the context's oldest units (window.refit)."""
+        made = False
+        try:
+            async for batch in self._turn(request):
+                made = True
+                yield batch
+        except ContextTooLong as exc:
+            if made or self.req.truncation != "auto" or request.prefill is not None:
+                raise
+            shorter = await window.refit(self.rt.backend(self.route), request, exc.window)
+            if shorter is None:
+                raise
+            log.info("response %s: the upstream's window is smaller; dropped %d oldest items", self.id,
+                     len(request.items) - len(shorter))  # fmt: skip
+            self.context = shorter  # the turn's items are the context (later turns add to it)
+            async for batch in self._turn(replace(request, items=shorter)):
+                yield batch
 
     async def _turn(self, request: ModelRequest) -> AsyncGenerator[list[Event], None]:
         """One model turn's events, in the batches its deltas came in."""
@@ -383,6 +418,8 @@ class Run:
             ops.append(announce)  # its webhook deliveries; this replica's sender is woken by rt.ended
         try:
             await self.recorder.end(self.final, unpublished, ops)
+        except Fenced as exc:
+            return end_fenced(self, exc)
         except Exception as exc:
             return await end_unstored(self, unpublished, exc)
         self.rt.ended(self.tenant, self.route.name, self.final, time.monotonic() - self.started)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,18 @@ class Runtime:
     running: int = 0  # runs generating in this process now (one alone commits without waiting for company)
     metrics: Metrics | None = None  # None: metrics are off
     end_hooks: list[EndHook] = field(default_factory=list)
+    # This replica's lease, as its heartbeat last saw it (monotonic seconds): when it was last renewed (None:
+    # no lease is kept), and when a renewal came later than the lease lasts (paused past it: any response
+    # running here may have been taken over, see Recorder.record_checked).
+    renewed_at: float | None = None
+    lapsed_at: float = -math.inf
+
+    def lease_doubtful(self, since: float) -> bool:
+        """Whether this replica's lease may have run out since ``since`` (monotonic): it is overdue for
+        renewal, or a renewal came after it had run out."""
+        if self.renewed_at is None:
+            return False
+        return self.lapsed_at > since or time.monotonic() - self.renewed_at > self.settings.lease_s * 0.8
 
     def backend(self, route: ModelRoute) -> Backend:
         if route.name not in self.backends:

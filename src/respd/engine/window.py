@@ -11,8 +11,12 @@ model, an estimate for an upstream) against its context window (:meth:`Backend.c
   go in units: a tool call with its outputs, a reasoning item with the item after it. System and developer
   messages (and ``instructions``) are never dropped, nor is the newest unit. If what remains still leaves
   no room for a single output token, it is the same 400.
-- With no known window (an upstream without ``context_window``), respd checks nothing: the upstream's
-  own limit applies, and a request over it fails as the upstream answers.
+- With no known window (an upstream that does not say, and a route without ``context_window``), respd checks
+  nothing beforehand; the upstream's refusal of a request over its window (a 400 worded as vLLM, OpenAI or
+  llama.cpp's server word it) is the same ``context_length_exceeded``: a 400 when nothing was sent yet (a
+  non-streamed request), else the response fails with that code. With ``truncation: "auto"`` the refused
+  turn is tried once more without the oldest units (:func:`refit`). A window the refusal names is kept, so
+  later requests are checked before they are sent.
 - ``context_management`` compaction: once the (untruncated) count passes ``compact_threshold``, the run
   compacts its context before answering (:mod:`respd.engine.compaction`).
 """
@@ -112,6 +116,24 @@ async def _truncate(
         else:
             low = mid + 1
     return without(high)
+
+
+async def refit(backend: Backend, request: ModelRequest, window: int | None) -> list[dict[str, Any]] | None:
+    """``request``'s items without their oldest units, after the upstream refused it as too long for its
+    context ``window`` (the one its refusal named, if any): truncation "auto"'s one retry. Units go as
+    :func:`fit` drops them, for the window named; when none was named, every droppable unit goes. None when
+    nothing can go."""
+    items = request.items
+    droppable = [g for g in units(items)[:-1] if not _pinned(items, g)]
+    if not droppable:
+        return None
+    if window is None:
+        gone = {i for g in droppable for i in g}
+        return [item for i, item in enumerate(items) if i not in gone]
+    count = (await backend.count_tokens(request, local=True)).tokens
+    reserve = min(request.max_output_tokens or DEFAULT_RESERVE, window // 2)
+    # (the count is respd's estimate, which the upstream found short of its own: at least one unit goes)
+    return await _truncate(backend, request, count, window, reserve, refuse=False)
 
 
 def threshold(settings: list[ContextManagement] | None, window: int | None) -> int | None:

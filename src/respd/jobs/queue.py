@@ -39,6 +39,7 @@ class Job:
     request: str
     attempts: int
     cancel_requested: bool
+    epoch: int = 0  # the response's lease epoch, bumped by this claim: what this replica's writes are fenced with
 
 
 _ALIVE = "SELECT id FROM replicas WHERE lease_until >= :now"
@@ -50,14 +51,17 @@ WHERE response_id IN (
     ORDER BY created_at LIMIT :n {{lock}})
 RETURNING response_id, tenant, request, attempts, cancel_requested
 """
+# A takeover bumps the response's lease epoch in the claim's transaction: writes of the replica it was taken
+# from carry the old epoch and are refused from then on (respd.store.writer.Fenced).
+_BUMP = "UPDATE responses SET lease_epoch = lease_epoch + 1 WHERE id IN ({ids}) RETURNING id, lease_epoch"
 _ORPHANS = f"""
-UPDATE responses SET owner = :me
+UPDATE responses SET owner = :me, lease_epoch = lease_epoch + 1
 WHERE id IN (
     SELECT id FROM responses
     WHERE status IN ('queued', 'in_progress') AND background = :false
       AND (owner IS NULL OR owner NOT IN ({_ALIVE}))
     LIMIT :n {{lock}})
-RETURNING tenant, id
+RETURNING tenant, id, lease_epoch
 """
 
 
@@ -72,6 +76,21 @@ class JobQueue:
         self._claim_any = text(_CLAIM.format(which="kind = :kind", lock=lock))
         self._claim_one = text(_CLAIM.format(which="response_id = :rid", lock=lock))
         self._orphans = text(_ORPHANS.format(lock=lock))
+
+    async def _claim(self, stmt: Any, params: dict[str, Any]) -> list[Job]:
+        """Claim jobs with ``stmt`` and bump their responses' lease epochs, in one transaction."""
+
+        def work(conn: Connection) -> list[Job]:
+            rows = list(conn.execute(stmt, params).all())
+            if not rows:
+                return []
+            marks = {f"r{i}": r.response_id for i, r in enumerate(rows)}
+            bump = text(_BUMP.format(ids=", ".join(f":{k}" for k in marks)))
+            epochs = {rid: epoch for rid, epoch in conn.execute(bump, marks).all()}
+            return [Job(r.response_id, r.tenant, r.request, r.attempts, bool(r.cancel_requested),
+                        epochs.get(r.response_id, 0)) for r in rows]  # fmt: skip
+
+        return await self.store.transact(work)
 
     async def _run(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         def work(conn: Connection) -> list[Any]:
@@ -113,13 +132,13 @@ class JobQueue:
     # -- jobs -------------------------------------------------------------------------------------
     async def claim(self, n: int, kind: str = "response") -> list[Job]:
         """Up to ``n`` queued or abandoned jobs of ``kind``, oldest first, now owned by this replica."""
-        rows = await self._run(self._claim_any, {"me": self.replica_id, "now": now_ms(), "n": n, "kind": kind})
-        return [Job(r.response_id, r.tenant, r.request, r.attempts, bool(r.cancel_requested)) for r in rows]
+        return await self._claim(self._claim_any, {"me": self.replica_id, "now": now_ms(), "n": n, "kind": kind})
 
     async def claim_job(self, response_id: str) -> Job | None:
         """The job of ``response_id`` if nobody alive holds it (to cancel it here)."""
-        rows = await self._run(self._claim_one, {"me": self.replica_id, "now": now_ms(), "n": 1, "rid": response_id})
-        return Job(rows[0].response_id, rows[0].tenant, rows[0].request, rows[0].attempts, True) if rows else None
+        jobs = await self._claim(self._claim_one, {"me": self.replica_id, "now": now_ms(), "n": 1, "rid": response_id})
+        return Job(jobs[0].response_id, jobs[0].tenant, jobs[0].request, jobs[0].attempts, True, jobs[0].epoch) \
+            if jobs else None  # fmt: skip
 
     async def release(self, response_ids: list[str]) -> None:
         """Put jobs this replica owns back in the queue (draining at shutdown)."""
@@ -142,10 +161,11 @@ class JobQueue:
         return int(rows[0][0])
 
     # -- foreground runs of dead replicas ----------------------------------------------------------
-    async def claim_orphans(self, n: int = 100) -> list[tuple[str, str]]:
-        """Foreground responses ``(tenant, id)`` left running by a replica that died; now this one's to end."""
+    async def claim_orphans(self, n: int = 100) -> list[tuple[str, str, int]]:
+        """Foreground responses ``(tenant, id, lease epoch)`` left running by a replica that died; now this
+        one's to end."""
         rows = await self._run(self._orphans, {"me": self.replica_id, "now": now_ms(), "n": n, "false": False})
-        return [(r.tenant, r.id) for r in rows]
+        return [(r.tenant, r.id, r.lease_epoch) for r in rows]
 
     async def forget_others(self) -> None:
         """SQLite: one process owns the database, so every other replica row is a previous, dead run."""

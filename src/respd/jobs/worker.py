@@ -23,7 +23,7 @@ from respd.errors import RateLimited, RespdError
 from respd.jobs.queue import Job, JobQueue
 from respd.sealing import SealError
 from respd.store.signals import CANCEL, JOBS
-from respd.store.writer import Batch
+from respd.store.writer import Batch, Fenced
 from respd.telemetry import tracing
 from respd.tools.mcp import secrets
 from respd.wire.request import CreateResponse
@@ -126,12 +126,15 @@ class Worker:
                     pass
         except asyncio.CancelledError:
             pass  # the run logged its end (cancelled), or was detached to go back to the queue
+        except Fenced as exc:  # its writes were refused: another replica took it over (see Run.events)
+            log.warning("background response %s stopped here: %s", run.id, exc)
         except Exception:
             log.exception("background response %s failed", run.id)
 
     async def _take(self, job: Job) -> None:
         """Run a claimed job from where its log stands."""
         rid = job.response_id
+        self.rt.store.writer.forget(rid)  # this replica may have been fenced off it before: it holds it now
         try:
             rows = await self.rt.store.events_after(rid, -1)
             if not rows:  # the response was deleted
@@ -139,26 +142,27 @@ class Worker:
                 return
             logged = read_log(rows)
             if logged.ended or job.cancel_requested:
-                await end_logged(self.rt.store, job.tenant, rid, "cancelled", ops=self.rt.settings.ops)
+                await end_logged(self.rt, job.tenant, rid, "cancelled", epoch=job.epoch)
                 return
             if job.attempts > MAX_ATTEMPTS:
                 message = f"The server stopped {MAX_ATTEMPTS} times while generating this response; gave up."
-                await end_logged(self.rt.store, job.tenant, rid, "failed", message, self.rt.settings.ops)
+                await end_logged(self.rt, job.tenant, rid, "failed", message, epoch=job.epoch)
                 return
             try:
                 body = secrets.open_request(self.rt.sealer, job.tenant, job.request.encode())
             except SealError:
-                await end_logged(self.rt.store, job.tenant, rid, "failed", _UNSEALABLE, self.rt.settings.ops)
+                await end_logged(self.rt, job.tenant, rid, "failed", _UNSEALABLE, epoch=job.epoch)
                 return
             req = parse_body(CreateResponse, body)
             try:
                 run = await prepare(self.rt, req, job.tenant, logged=logged)
             except RespdError as exc:  # e.g. its previous response was deleted while it waited
-                await end_logged(self.rt.store, job.tenant, rid, "failed", exc.message, self.rt.settings.ops)
+                await end_logged(self.rt, job.tenant, rid, "failed", exc.message, epoch=job.epoch)
                 return
+            run.recorder.epoch = job.epoch
         except asyncio.CancelledError:
             if not self._stopping:
-                await end_logged(self.rt.store, job.tenant, rid, "cancelled", ops=self.rt.settings.ops)
+                await end_logged(self.rt, job.tenant, rid, "cancelled", epoch=job.epoch)
             raise
         if job.attempts > 1:
             log.warning("taking over background response %s (attempt %d)", rid, job.attempts)
@@ -178,7 +182,7 @@ class Worker:
             return
         job = await self.queue.claim_job(rid)
         if job is not None:
-            await end_logged(self.rt.store, tenant, rid, "cancelled", ops=self.rt.settings.ops)
+            await end_logged(self.rt, tenant, rid, "cancelled", epoch=job.epoch)
             return
         has_job, _owner = await self.queue.owner_of(rid)
         if has_job:
@@ -197,7 +201,7 @@ class Worker:
                     for job in await self.queue.claim(room):
                         self._spawn(job.response_id, self._take(job))
                 if rounds % sweep_every == 0:
-                    await end_orphans(self.rt.store, await self.queue.claim_orphans(), self.rt.settings.ops)
+                    await end_orphans(self.rt, await self.queue.claim_orphans())
             except Exception:
                 log.exception("claiming background work failed; retrying")
             rounds += 1
@@ -207,12 +211,17 @@ class Worker:
     async def _heartbeat(self) -> None:
         lease_s = self.rt.settings.lease_s
         loop = asyncio.get_running_loop()
-        renewed = loop.time()
+        renewed = self.rt.renewed_at = loop.time()  # (the loop's clock is time.monotonic)
         while True:
             await asyncio.sleep(lease_s / 3)
             try:
                 await self.queue.renew()
-                renewed = loop.time()
+                now = loop.time()
+                if now - renewed > lease_s:  # paused past the lease: runs here check their epoch before going on
+                    log.warning("this replica's lease ran out %.1f s ago; its runs check they still own their "
+                                "responses", now - renewed - lease_s)  # fmt: skip
+                    self.rt.lapsed_at = now
+                renewed = self.rt.renewed_at = now
             except Exception:
                 log.exception("renewing this replica's lease failed")
                 if loop.time() - renewed > lease_s * 0.8:

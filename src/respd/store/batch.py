@@ -63,6 +63,9 @@ class Batch:
     finished_jobs: list[str] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
+    # response id → the lease epoch its writer holds: the batch is refused, in its own transaction, if the
+    # response was taken over since (see :meth:`fence`)
+    fences: dict[str, int] = field(default_factory=dict)
 
     def extend(self, other: Batch) -> None:
         self.responses += other.responses
@@ -74,11 +77,18 @@ class Batch:
         self.finished_jobs += other.finished_jobs
         self.notices += other.notices
         self.ops += other.ops
+        self.fences.update(other.fences)
 
     def response_ids(self) -> set[str]:
         """The responses this batch writes rows of (not those it deletes)."""
         ids = {r["id"] for r in self.responses} | {r["id"] for r in self.updates}
         return ids | {r["response_id"] for r in self.items} | {r["response_id"] for r in self.events}
+
+    def fence(self, response_id: str, epoch: int) -> None:
+        """Write this batch only while ``response_id``'s lease epoch is still ``epoch``: a replica that lost its
+        lease (paused, partitioned) and whose response another replica took over (bumping the epoch) writes
+        nothing more of it. The writer checks it in the batch's own transaction (:class:`respd.store.writer.Fenced`)."""
+        self.fences[response_id] = epoch
 
     # -- responses --------------------------------------------------------------------------------
     def new_response(self, head: ResponseHead, status: str, body_json: bytes, inputs: list[dict[str, Any]]) -> None:

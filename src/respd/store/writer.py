@@ -49,6 +49,44 @@ def is_conflict(exc: BaseException) -> bool:
     database: the loser of such a race gets a 4xx, not a 500."""
     return isinstance(exc, sqlalchemy.exc.IntegrityError | sqlite3.IntegrityError)
 
+
+class WriteLost(Exception):
+    """A response's earlier rows were handed to the writer without waiting and could not be written: nothing
+    more of it is written (no event after a gap, no end of a response whose row is missing)."""
+
+
+class Fenced(WriteLost):
+    """Responses this replica was writing were taken over by another one (their lease epoch moved on while
+    this replica was paused or cut off past its lease): nothing more of them is written from here."""
+
+    def __init__(self, ids: set[str]) -> None:
+        super().__init__(f"taken over by another replica: {', '.join(sorted(ids))}")
+        self.ids = ids
+
+
+def _refuse_stale(fences: Mapping[str, int], rows: Sequence[Any]) -> None:
+    """Raise :class:`Fenced` for the fenced responses whose stored epoch is not the writer's. A response with
+    no row yet (inserted by this batch) or no longer (deleted) has no one else writing it."""
+    stale = {rid for rid, epoch in rows if fences.get(rid, epoch) != epoch}
+    if stale:
+        raise Fenced(stale)
+
+
+def _check_fences(conn: Connection, b: Batch) -> None:
+    """The fence check of a batch, first thing in its transaction (PostgreSQL). The rows read are locked until
+    the commit, so a takeover's epoch bump waits for this write, or this write sees the bump: the taking
+    replica reads the log only after every write under the old epoch. The lock is exclusive, so two writers
+    of one response (the fenced one and the taker) take turns rather than deadlock on a later update; jobs
+    first, as a claim locks them (a claim skips rows locked here), then responses, each in id order."""
+    if not b.fences:
+        return
+    ids = sorted(b.fences)
+    conn.execute(select(jobs.c.response_id).where(jobs.c.response_id.in_(ids)).order_by(jobs.c.response_id)
+                 .with_for_update())  # fmt: skip
+    q = select(responses.c.id, responses.c.lease_epoch).where(responses.c.id.in_(ids)).order_by(responses.c.id)
+    _refuse_stale(b.fences, conn.execute(q.with_for_update()).all())
+
+
 EVENTS_CHANNEL = "respd_events"  # payload: ids of responses with newly committed events, comma-separated
 _NOTICE_MAX = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 
@@ -68,7 +106,9 @@ def _event_notices(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def write_batch(conn: Connection, b: Batch) -> None:
-    """Execute one batch on an open transaction; notices are sent with PostgreSQL's NOTIFY at commit."""
+    """Execute one batch on an open transaction; notices are sent with PostgreSQL's NOTIFY at commit.
+    Raises :class:`Fenced` (before writing anything) if a fenced response was taken over."""
+    _check_fences(conn, b)
     if b.responses:
         conn.execute(insert(responses), b.responses)
     if b.items:
@@ -174,6 +214,14 @@ class SqliteSink:
     def _write(self, b: Batch) -> None:
         conn = self._connection()
         try:
+            if b.fences:
+                # The write lock first, so that no other connection bumps an epoch between check and write.
+                if not conn.in_transaction:
+                    conn.execute("BEGIN IMMEDIATE")
+                ids = sorted(b.fences)
+                marks = ", ".join("?" * len(ids))
+                _refuse_stale(b.fences, conn.execute(f"SELECT id, lease_epoch FROM responses WHERE id IN ({marks})",
+                                                     ids).fetchall())  # fmt: skip
             tables = (b.responses, b.items, b.events, b.jobs)
             for (sql, cols), rows in zip(self._inserts, tables, strict=True):
                 if rows:
@@ -231,11 +279,6 @@ def async_sink(engine: AsyncEngine) -> Callable[[Batch], Awaitable[None]]:
     return sink
 
 
-class WriteLost(Exception):
-    """A response's earlier rows were handed to the writer without waiting and could not be written: nothing
-    more of it is written (no event after a gap, no end of a response whose row is missing)."""
-
-
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -263,6 +306,7 @@ class Writer:
         self._urgent = 0  # urgent entries in the queue
         # responses whose rows handed over without waiting (submit) failed to be written: see WriteLost
         self._lost: set[str] = set()
+        self._fenced: set[str] = set()  # responses another replica took over: see Fenced
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="respd-writer")
@@ -280,8 +324,8 @@ class Writer:
         """Queue rows without waiting for them; they are written within the linger, or at once if ``urgent``
         (a response's first rows: a crash right after should not leave a client holding the id of a response
         that does not exist)."""
-        if self._lost and batch.response_ids() & self._lost:
-            return  # after a gap in its rows, nothing more of that response is written
+        if (self._lost or self._fenced) and batch.response_ids() & (self._lost | self._fenced):
+            return  # after a gap in its rows (or once taken over), nothing more of that response is written
         self._put((batch, None, urgent))
 
     async def commit(self, batch: Batch, *, alone: bool = False) -> None:
@@ -299,6 +343,9 @@ class Writer:
             try:
                 if self._now(batch):
                     return
+            except Fenced as exc:
+                self._fenced |= exc.ids
+                raise
             except Exception:
                 log.exception("write failed")  # as a queued write that fails: logged, raised to its caller
                 raise
@@ -307,6 +354,8 @@ class Writer:
         await asyncio.shield(fut)
 
     def _refuse_lost(self, batch: Batch) -> None:
+        if self._fenced and (fenced := batch.response_ids() & self._fenced):
+            raise Fenced(fenced)
         if self._lost and (lost := batch.response_ids() & self._lost):
             raise WriteLost(f"earlier rows of {', '.join(sorted(lost))} could not be written")
 
@@ -314,9 +363,15 @@ class Writer:
         """Whether rows of ``response_id`` handed over without waiting could not be written."""
         return response_id in self._lost
 
+    def fenced(self, response_id: str) -> bool:
+        """Whether another replica took ``response_id`` over from this one (see :class:`Fenced`)."""
+        return response_id in self._fenced
+
     def forget(self, response_id: str) -> None:
-        """``response_id`` was dealt with (deleted): its rows may be written again."""
+        """``response_id`` was dealt with (deleted, or claimed again by this replica): its rows may be written
+        again."""
         self._lost.discard(response_id)
+        self._fenced.discard(response_id)
 
     def _put(self, entry: tuple[Batch, asyncio.Future[None] | None, bool]) -> None:
         self._queue.put_nowait(entry)
@@ -365,6 +420,20 @@ class Writer:
             merged.extend(batch)
         try:
             await self._sink(merged)
+        except Fenced as exc:
+            # nothing was written: the fenced responses' entries are refused, the others written together
+            log.warning("%s; not writing their rows", exc)
+            self._fenced |= exc.ids
+            rest = []
+            for batch, fut, urgent in pending:
+                if batch.response_ids() & exc.ids or exc.ids & batch.fences.keys():
+                    if fut is not None and not fut.done():
+                        fut.set_exception(Fenced(exc.ids))
+                else:
+                    rest.append((batch, fut, urgent))
+            if rest:
+                await self._write(rest)
+            return
         except Exception:
             log.exception("batched write failed; retrying each write alone")
             for batch, fut, _ in pending:
@@ -381,7 +450,9 @@ class Writer:
         except Exception as exc:
             if not isinstance(exc, WriteLost):
                 log.exception("write failed")
-            if fut is None:
+            if isinstance(exc, Fenced):
+                self._fenced |= exc.ids
+            elif fut is None:
                 self._lost |= batch.response_ids()
             elif not fut.done():
                 fut.set_exception(exc)

@@ -1,0 +1,88 @@
+"""Lease epochs fence writes, on SQLite and PostgreSQL: once a replica takes a response over (a claim bumps its
+epoch), rows written under the old epoch are refused in their own transaction, and only those."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from respd.config import normalize_database_url
+from respd.ids import new_id
+from respd.jobs.queue import JobQueue
+from respd.store.batch import Batch, ResponseHead
+from respd.store.store import Store
+from respd.store.writer import Fenced
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return normalize_database_url(f"sqlite:///{tmp_path / 'respd.db'}")
+    return normalize_database_url(request.getfixturevalue("pg_url"))
+
+
+def _accepted(rid: str, owner: str) -> Batch:
+    """A background response accepted and run at once by ``owner`` (epoch 0), with its first event."""
+    batch = Batch()
+    batch.fence(rid, 0)
+    batch.new_response(ResponseHead(rid, "t", "m", 1, None, True, None), "in_progress", b"{}", [])
+    batch.log(rid, [(0, b'{"sequence_number":0}')])
+    batch.new_job(rid, "t", b"{}", owner)
+    return batch
+
+
+def _events(rid: str, epoch: int, seq: int) -> Batch:
+    batch = Batch()
+    batch.fence(rid, epoch)
+    batch.log(rid, [(seq, b'{"sequence_number":%d}' % seq)])
+    return batch
+
+
+def test_a_takeover_fences_the_old_writer(url: str) -> None:
+    async def scenario() -> None:
+        store = Store(url)
+        await store.open()
+        try:
+            a, b = JobQueue(store, new_id("rep"), 30), JobQueue(store, new_id("rep"), 30)
+            await a.register()
+            await b.register()
+            rid, other = new_id("resp"), new_id("resp")
+            await store.writer.commit(_accepted(rid, a.replica_id))
+            await store.writer.commit(_accepted(other, a.replica_id))
+            await store.writer.commit(_events(rid, 0, 1))  # A's own writes go in while it holds the lease
+
+            def expire(conn: Connection) -> None:  # A's lease runs out (it was paused)
+                conn.execute(text("UPDATE replicas SET lease_until = 0 WHERE id = :a"), {"a": a.replica_id})
+
+            await store.transact(expire)
+            # B takes both over (one at a time: the database may hold other tests' jobs)
+            taken = {job.response_id: job for r in (rid, other) if (job := await b.claim_job(r)) is not None}
+            assert set(taken) == {rid, other} and taken[rid].epoch == 1
+
+            with pytest.raises(Fenced):  # A, resumed, commits an event: refused, nothing of it written
+                await store.writer.commit(_events(rid, 0, 2))
+            assert store.writer.fenced(rid)
+            # A's rows handed over without waiting, merged with B's rows of another response into one
+            # transaction: A's are dropped, B's written
+            store.writer.submit(_events(rid, 0, 3))
+            store.writer.submit(_events(other, taken[other].epoch, 1))
+            await store.writer.flush()
+            # the writer remembers: A's later rows are refused before they reach the database
+            with pytest.raises(Fenced):
+                await store.writer.commit(_events(rid, 0, 2))
+            store.writer.forget(rid)  # (this process is also B here: B claimed it, and writes under epoch 1)
+            await store.writer.commit(_events(rid, 1, 2))
+
+            def logs(conn: Connection) -> list[tuple[str, int]]:  # (the database may hold other tests' rows)
+                q = "SELECT response_id, seq FROM response_events WHERE response_id IN (:a, :b)"
+                return [(r[0], r[1]) for r in conn.execute(text(q), {"a": rid, "b": other}).all()]
+
+            assert sorted(await store.transact(logs)) == sorted([(rid, 0), (rid, 1), (rid, 2), (other, 0),
+                                                                 (other, 1)])  # fmt: skip
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
