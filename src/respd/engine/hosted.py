@@ -134,8 +134,13 @@ class Hosted:
                 prepared[id(binding)] = Binding(binding.tool, config)
             self.plan.hosted[name] = prepared[id(binding)]
 
-    def binding_of(self, tool: HostedTool) -> Binding | None:
-        """The request's configuration of ``tool`` (for a call in flight when its run was taken over)."""
+    def binding_of(self, tool: HostedTool, item: dict[str, Any]) -> Binding | None:
+        """The request's configuration of ``tool`` that made ``item`` (a call in flight when its run was taken
+        over). A staged tool offers nothing before its setup ran, and may be configured more than once (MCP
+        servers): it says which of its configurations an item belongs to."""
+        stool = staged(tool)
+        if stool is not None:
+            return next((b for b in self.plan.staged if b.tool is tool and stool.owns(b.config, item)), None)
         return next((b for b in self.plan.hosted.values() if b.tool is tool), None)
 
     # -- running ----------------------------------------------------------------------------------

@@ -7,12 +7,13 @@ stored row updated — so readers and followers cannot tell the difference, exce
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
 
 from respd.config import OpsSettings
-from respd.engine.resume import read_log
+from respd.engine.resume import ends_loop, read_log
 from respd.store.batch import Batch
 from respd.store.store import Store
 from respd.webhooks import events as webhooks
@@ -30,6 +31,10 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
                      ops: OpsSettings | None = None) -> None:  # fmt: skip
     """End ``response_id`` as ``failed`` (with ``message``) or ``cancelled`` from its logged state.
 
+    A response to fail whose log shows its run had nothing left to do (its last step asked the client: an
+    approval request, a client's call, none of its items still open) ends ``completed`` instead, as its run
+    would have: the client can answer it.
+
     Its job, if any, ends in the same transaction, and so do the webhook deliveries ``ops`` configures. Does
     nothing when the log already ended.
     """
@@ -39,9 +44,13 @@ async def end_logged(store: Store, tenant: str, response_id: str, status: str, m
     if logged is None or logged.ended:
         batch.finish_job(response_id)
     else:
+        if status == "failed" and not logged.open_indices and ends_loop(logged.response["output"]):
+            status = "completed"  # the run had ended its last step (asked the client): only its end was lost
         seq = logged.next_seq
         final = {**logged.response, "status": status, "output": _close_items(logged.response["output"])}
         events: list[dict[str, Any]] = []
+        if status == "completed":
+            final["completed_at"] = int(time.time())
         if status == "failed":
             final["error"] = {"code": "server_error", "message": message}
             events.append({"type": "error", "sequence_number": seq, "code": "server_error", "message": message,

@@ -26,7 +26,7 @@ from respd.engine.fold import Event, Response
 from respd.engine.hosted import NOT_RERUN, Hosted, Numbered
 from respd.engine.model_request import RequestBuilder
 from respd.engine.recorder import Frame, Recorder
-from respd.engine.resume import Logged, Point, resume_point
+from respd.engine.resume import CLIENT_CALLS, Logged, Point, ends_loop, resume_point
 from respd.engine.runtime import Runtime
 from respd.engine.tools import Binding, ToolPlan
 from respd.errors import UpstreamError
@@ -43,7 +43,6 @@ log = logging.getLogger("respd.run")
 # A response that ran to its end adds its input and output to its conversation; one that failed or was
 # cancelled adds nothing, so a retried turn does not leave the user's message in it twice.
 JOINS_CONVERSATION = frozenset({"completed", "incomplete"})
-CLIENT_CALLS = frozenset({"function_call", "custom_tool_call", "tool_search_call"})  # calls the client answers
 # Steps of hosted calls one response may take when max_tool_calls does not bound them: a model that keeps
 # calling (small local models do) must answer after this many.
 MAX_STEPS = 16
@@ -160,7 +159,7 @@ class Run:
                     yield rec.record_all(await self._compact())
                 if self.answer:
                     async for batch in self._answer(point):
-                        yield rec.record_all(batch)
+                        yield await rec.record_durably(batch) if isinstance(batch, Durable) else rec.record_all(batch)
                 terminal = em.finish()
             except UpstreamError as exc:
                 log.warning("response %s failed: %s", self.id, exc.message)
@@ -218,6 +217,8 @@ class Run:
             async for batch in self._finish_calls(rerun):
                 yield batch
             self.context = self.context + self.hosted.recall(em.response["output"][point.done :])
+        if point is not None and ends_loop(em.response["output"]):
+            return  # taken over after the step that asked the client (an approval, its calls): nothing is left
         if point is None:  # a fresh run: staged tools' steps come first (a run taken over has them logged)
             async for batch in self._setup():
                 yield batch
@@ -235,8 +236,8 @@ class Run:
             if closing:
                 yield closing
             calls, asked = self.hosted.admit(self.hosted.bind(requests), self._seen())
-            if asked:
-                yield self._ask(asked)
+            if asked:  # durable before anyone sees it: a client answers it by id, whatever replica ends this
+                yield Durable(self._ask(asked))
             async for batch in self._start_calls(calls):
                 yield batch
             async for batch in self._finish_calls(calls):
@@ -353,7 +354,7 @@ class Run:
         for index in indices:
             item = output[index]
             tool = self.hosted.registry.of_item(item)
-            binding = self.hosted.binding_of(tool) if tool is not None else None
+            binding = self.hosted.binding_of(tool, item) if tool is not None else None
             known = self.hosted.known.get(item["id"])
             if binding is None or known is None:
                 raise UpstreamError(_NOT_CONTINUABLE)  # the request no longer has the tool, or no record of it
@@ -396,6 +397,10 @@ class Run:
         if conv is None or self.final is None or self.final["status"] not in JOINS_CONVERSATION:
             return None
         return conversations.Append(self.tenant, conv, self.inputs + self.final["output"])
+
+
+class Durable(list[Event]):
+    """A batch of events committed before it is published (see :meth:`Recorder.record_durably`)."""
 
 
 _NOT_CONTINUABLE = (

@@ -179,6 +179,10 @@ class StagedTool(HostedTool, Protocol):
         """The model's call as it runs, or the item that asks the client's approval in its place."""
         ...
 
+    def owns(self, config: Mapping[str, Any], item: Item) -> bool:
+        """Whether ``item`` (one of the tool's) was made under ``config``, of the request's configurations."""
+        ...
+
     def replay(self, item: Item, output: str | None) -> list[Item]:
         """The function call and output items one of the tool's items stands for (``output``: the result
         the store recorded for it, if any)."""

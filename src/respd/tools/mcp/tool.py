@@ -126,6 +126,10 @@ class McpTool:
                     "name": name, "arguments": args}  # fmt: skip
         return Call(call.item_id, call.name, {"tool": name, "arguments": args}, call.config)
 
+    def owns(self, config: Mapping[str, Any], item: Item) -> bool:
+        """An item belongs to the configuration of its server: labels are unique in a request."""
+        return bool(config.get("server_label") == item.get("server_label"))
+
     # -- a call -----------------------------------------------------------------------------------------
     def start(self, call: Call) -> tuple[Item, list[Progress]]:
         label = call.config["server_label"]
