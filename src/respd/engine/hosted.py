@@ -102,6 +102,15 @@ class Hosted:
             grew |= self.plan.extend(b, tool.functions_in(b.config, context))
         return grew
 
+    def forced(self, context: list[dict[str, Any]]) -> list[str] | None:
+        """The functions the request's ``tool_choice`` forces of a staged tool, given the context (None: not
+        known yet, or no such choice; empty: the server lists no tool that fits)."""
+        forcing = self.plan.forcing
+        stool = staged(forcing.binding.tool) if forcing is not None else None
+        if forcing is None or stool is None:
+            return None
+        return stool.forced(forcing.binding.config, forcing.name, context)
+
     def _staged(self) -> list[tuple[Binding, StagedTool]]:
         return [(b, tool) for b in self.plan.staged if (tool := staged(b.tool)) is not None]
 

@@ -28,8 +28,8 @@ from respd.engine.model_request import RequestBuilder
 from respd.engine.recorder import Frame, Recorder
 from respd.engine.resume import CLIENT_CALLS, Logged, Point, ends_loop, resume_point
 from respd.engine.runtime import Runtime
-from respd.engine.tools import Binding, ToolPlan
-from respd.errors import UpstreamError
+from respd.engine.tools import Binding, Forcing, ToolPlan
+from respd.errors import InvalidRequest, UpstreamError
 from respd.ids import new_id
 from respd.store import conversations, hosted_calls
 from respd.store.batch import Batch, Op, ResponseHead
@@ -163,7 +163,7 @@ class Run:
                 terminal = em.finish()
             except UpstreamError as exc:
                 log.warning("response %s failed: %s", self.id, exc.message)
-                terminal = em.fail(exc.message)
+                terminal = em.fail(exc.message, exc.code or "server_error")
             except (asyncio.CancelledError, GeneratorExit):
                 if self.detached:  # handed back to the queue: log what was made, leave the response running
                     self.release_admission()
@@ -223,6 +223,7 @@ class Run:
             async for batch in self._setup():
                 yield batch
         self._offer_grew = self.hosted.offer(self._seen())
+        self._force()
         while True:
             start = len(em.response["output"])
             em.next_turn(self.hosted.names(), self._turn_calls())
@@ -248,6 +249,26 @@ class Run:
             self.context = self.context + self.hosted.recall(made)
             first, prefill = False, None
             self.hosted.steps += 1
+
+    def check_choice(self) -> None:
+        """A ``tool_choice`` naming an MCP server's tool that the context's listing of it lacks: a 400 before
+        anything runs (without a listing yet, the run finds out: :meth:`_force`)."""
+        forcing = self.tools.forcing
+        if forcing is not None and self.hosted.forced(self.history + self.inputs) == []:
+            param = "tool_choice.name" if forcing.name is not None else "tool_choice.server_label"
+            raise InvalidRequest(_unmet(forcing, listed=True), param=param)
+
+    def _force(self) -> None:
+        """Once staged tools are listed, the functions a ``tool_choice`` naming one forces; a tool the server
+        does not list (or a server that could not be listed) fails the response: the model cannot comply."""
+        forcing = self.tools.forcing
+        if forcing is None:
+            return
+        names = self.hosted.forced(self._seen())
+        if not names:
+            raise ChoiceUnmet(_unmet(forcing, listed=names is not None))
+        self.tools.force(names)
+        self._offer_grew = True  # the request admitted forced "required": build it again
 
     def _turn_calls(self) -> int | None:
         """How many calls the model may make in its next turn (``parallel_tool_calls``, ``max_tool_calls``)."""
@@ -397,6 +418,21 @@ class Run:
         if conv is None or self.final is None or self.final["status"] not in JOINS_CONVERSATION:
             return None
         return conversations.Append(self.tenant, conv, self.inputs + self.final["output"])
+
+
+class ChoiceUnmet(UpstreamError):
+    """The ``tool_choice`` names an MCP tool its server turned out not to list: the response fails."""
+
+    default_code = "invalid_prompt"
+
+
+def _unmet(forcing: Forcing, *, listed: bool) -> str:
+    label = forcing.binding.config.get("server_label")
+    if not listed:
+        return f"Tool choice 'mcp' forces a tool of server '{label}', whose tools could not be listed."
+    if forcing.name is None:
+        return f"Tool choice 'mcp' forces a tool of server '{label}', which lists no allowed tool."
+    return f"Tool choice 'mcp' names tool '{forcing.name}', which server '{label}' does not list (or allow)."
 
 
 class Durable(list[Event]):

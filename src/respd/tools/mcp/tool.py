@@ -126,6 +126,15 @@ class McpTool:
                     "name": name, "arguments": args}  # fmt: skip
         return Call(call.item_id, call.name, {"tool": name, "arguments": args}, call.config)
 
+    def forced(self, config: Mapping[str, Any], name: str | None, context: list[Item]) -> list[str] | None:
+        """The functions ``tool_choice: {"type": "mcp", "server_label", "name"}`` forces: that tool's (any
+        allowed tool's without ``name``), once the context holds a listing of the server."""
+        cfg = McpToolConfig.model_validate(dict(config))
+        tools = latest_lists(context).get(cfg.server_label)
+        if tools is None:
+            return None
+        return [function_name(cfg.server_label, t.name) for t in tools if cfg.allows(t) and name in (None, t.name)]
+
     def owns(self, config: Mapping[str, Any], item: Item) -> bool:
         """An item belongs to the configuration of its server: labels are unique in a request."""
         return bool(config.get("server_label") == item.get("server_label"))
