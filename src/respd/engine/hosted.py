@@ -174,7 +174,10 @@ class Hosted:
         name = tool.item_type.removesuffix("_call")  # web_search
         with tracing.tool_span(name, call.item_id) as span:
             try:
-                outcome = await asyncio.wait_for(tool.run(call, ctx), tool.timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the call in a task of its own, one
+                # more task and hand-off per hosted call (an MCP call's step is otherwise a few hops)
+                async with asyncio.timeout(tool.timeout_s):
+                    outcome = await tool.run(call, ctx)
             except ToolError as exc:
                 outcome, cited = tool.failed(call, str(exc)), []
             except TimeoutError:

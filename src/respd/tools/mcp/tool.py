@@ -220,10 +220,11 @@ class McpTool:
 
     # -- sessions ---------------------------------------------------------------------------------------
     async def _server(self, cfg: McpToolConfig) -> tuple[Sessions, Server]:
-        async with self._loading:
-            if self._sessions is None:  # the SDK takes a second to import: not on the event loop
-                client = await asyncio.to_thread(importlib.import_module, "respd.tools.mcp.client")
-                self._sessions = client.Sessions()
+        if self._sessions is None:  # once: later calls take no lock
+            async with self._loading:
+                if self._sessions is None:  # the SDK takes a second to import: not on the event loop
+                    client = await asyncio.to_thread(importlib.import_module, "respd.tools.mcp.client")
+                    self._sessions = client.Sessions()
         from respd.tools.mcp.client import Server
 
         connector = self.connectors.get(cfg.connector_id or "")
