@@ -10,9 +10,16 @@ process. Two clients call its ``add`` tool one call at a time, in alternating ro
 
 The difference of the medians is what respd's MCP client adds to a call.
 
+Then **the whole step**: the same responses timed at the upstream, from the moment the fake upstream sent the
+last byte of the model's tool call to the moment respd's next model request arrived (both clocks in this
+process). That holds everything respd does for the call: reading the turn's end, the call's item and its
+events, the commit before the call, the call, the commit after it, and building the next model request.
+Its median minus the server-alone median is what respd adds to one MCP call in a response, all in.
+
 Then **through respd**: ``respd serve`` (SQLite, ``store`` on) in front of the scripted fake upstream, whose
-model calls the server's ``add`` once per response (``require_approval: "never"``, the list reused from the
-chain). Streamed, the client timestamps ``response.mcp_call.in_progress`` (sent, and committed, before
+model calls the server's ``add`` once per response (``require_approval: "never"``; the first response's
+``mcp_list_tools`` item is sent back in each later input, so the list is reused and the context stays the
+same size: a growing ``previous_response_id`` chain would time the chain's reading, not the call). Streamed, the client timestamps ``response.mcp_call.in_progress`` (sent, and committed, before
 respd calls the server) and ``response.mcp_call.completed`` (after the result is recorded): that gap, minus
 the server-alone median, is what respd adds to one MCP call inside a response, its commits included.
 
@@ -60,6 +67,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
 
 
 CPU: dict[str, float] = {}  # client process CPU time per call (ms), a measure the machine's load hardly moves
+RESPD_CPU: list[float] = []  # respd's CPU time per response (ms), through respd
 
 
 async def timed(n: int, call: Any, name: str = "") -> list[float]:
@@ -108,8 +116,18 @@ async def measure(url: str, calls: int, rounds: int) -> dict[str, list[float]]:
     return results
 
 
-def through_respd(mcp_url: str, responses: int) -> list[float]:
-    """The client-seen gap between ``mcp_call.in_progress`` and ``.completed``, per response (ms)."""
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, in ms (Linux's /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def through_respd(mcp_url: str, responses: int) -> tuple[list[float], list[float]]:
+    """Per response (ms): the client-seen gap between ``mcp_call.in_progress`` and ``.completed``, and the
+    whole step as the upstream sees it (its tool-call answer sent → respd's next request)."""
     fake = FakeUpstream()
     fake.start()
     tmp = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
@@ -120,30 +138,37 @@ def through_respd(mcp_url: str, responses: int) -> list[float]:
     proc = subprocess.Popen([sys.executable, "-m", "respd", "serve", "--config", str(config), "--port", str(port),
                              "--database", f"sqlite:///{tmp / 'respd.db'}"], env={**os.environ, "RESPD_DATA_DIR": str(tmp)})  # fmt: skip
     gaps: list[float] = []
+    steps: list[float] = []
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         tool = {"type": "mcp", "server_label": "srv", "server_url": mcp_url, "require_approval": "never"}
-        previous = None
+        listing = None  # the first response's mcp_list_tools item, sent back as input: reused, not fetched again
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            cpu = 0.0
             for i in range(responses + 1):
+                if i == 1:
+                    cpu = cpu_ms(proc.pid)
                 fake.script(Reply(tool_calls=[{"id": f"c{i}", "name": "srv__add", "arguments": '{"a": 1, "b": 2}'}]),
                             Reply(text="3"))  # fmt: skip
-                body = {"model": "bench-model", "input": "1+2?", "tools": [tool], "stream": True,
-                        "previous_response_id": previous}  # fmt: skip
+                ask = {"role": "user", "content": "1+2?"}
+                body = {"model": "bench-model", "input": [listing, ask] if listing else [ask], "tools": [tool],
+                        "stream": True}  # fmt: skip
                 seen: dict[str, float] = {}
                 with http.stream("POST", "/v1/responses", json=body) as reply:
                     for line in reply.iter_lines():
                         if line.startswith("event: response.mcp_call."):
                             seen[line.split(".")[-1]] = time.perf_counter()
                         elif line.startswith("data: ") and '"response.completed"' in line[:60]:
-                            previous = json.loads(line[6:])["response"]["id"]
+                            listing = listing or json.loads(line[6:])["response"]["output"][0]
                 if i:  # the first response also lists the server and opens the session
                     gaps.append((seen["completed"] - seen["in_progress"]) * 1000)
+                    steps.append((fake.requests[2 * i + 1]["at"] - fake.replied[2 * i]) * 1000)
+        RESPD_CPU.append((cpu_ms(proc.pid) - cpu) / responses)  # a whole response, both model turns included
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         fake.stop()
-    return gaps
+    return gaps, steps
 
 
 def main() -> None:
@@ -156,7 +181,8 @@ def main() -> None:
     proc = start_server(port)
     try:
         results = asyncio.run(measure(f"http://127.0.0.1:{port}/mcp", args.calls, args.rounds))
-        results["through respd"] = through_respd(f"http://127.0.0.1:{port}/mcp", args.responses)
+        results["through respd"], results["whole step"] = through_respd(f"http://127.0.0.1:{port}/mcp",
+                                                                        args.responses)  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -164,11 +190,15 @@ def main() -> None:
     for name, values in results.items():
         q = statistics.quantiles(values, n=100)
         cpu = f"   client CPU {CPU[name] / len(values):5.2f} ms/call" if name in CPU else ""
+        if name == "whole step" and RESPD_CPU:
+            cpu = f"   respd CPU {RESPD_CPU[0]:5.2f} ms/response"
         print(f"{name:16} p50 {medians[name]:6.2f} ms   p90 {q[89]:6.2f} ms   ({len(values)} calls){cpu}")
     added = medians["respd's client"] - medians["server alone"]
     print(f"added by respd's client: {added:+.2f} ms p50")
     added = medians["through respd"] - medians["server alone"]
-    print(f"added by respd to an MCP call in a response: {added:+.2f} ms p50")
+    print(f"added by respd to an MCP call in a response (in_progress → completed): {added:+.2f} ms p50")
+    added = medians["whole step"] - medians["server alone"]
+    print(f"added by respd to an MCP call in a response (the whole step, both commits): {added:+.2f} ms p50")
 
 
 if __name__ == "__main__":

@@ -225,6 +225,7 @@ class FakeUpstream:
         self._script: list[Scripted] = []
         self._requests: list[dict[str, Any]] = []
         self._disconnects = 0
+        self.replied: list[float] = []  # perf_counter() when each streamed answer was all sent
         self._generation = 0  # bumped by reset(): late disconnects of older requests are not counted
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -310,12 +311,14 @@ class FakeUpstream:
         with self._cond:
             self._script.clear()
             self._requests.clear()
+            self.replied.clear()
             self._disconnects = 0
             self._generation += 1
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded chat completion requests, oldest first: ``{"body", "headers", "path"}``."""
+        """Recorded chat completion requests, oldest first: ``{"body", "headers", "path", "at"}`` (``at``: its
+        ``time.perf_counter()`` on arrival)."""
         with self._cond:
             return list(self._requests)
 
@@ -368,7 +371,8 @@ class FakeUpstream:
                 self._cond.notify_all()
             return web.json_response(context_refusal(self.refusal_style, self.refuse_over, prompt), status=400)
         with self._cond:
-            self._requests.append({"body": body, "headers": Headers(request.headers.items()), "path": request.path})
+            self._requests.append({"body": body, "headers": Headers(request.headers.items()), "path": request.path,
+                                   "at": time.perf_counter()})  # fmt: skip
             scripted = self._script.pop(0) if self._script else None
             generation = self._generation
             self._cond.notify_all()
@@ -428,5 +432,7 @@ class FakeUpstream:
         if answer.include_usage:
             await send(answer.chunk(None))
         await send("[DONE]")
+        sent = time.perf_counter()  # the answer is all with the client (benchmarks time from it)
         await resp.write_eof()
+        self.replied.append(sent)
         return resp

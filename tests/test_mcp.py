@@ -247,3 +247,45 @@ def test_a_background_request_stores_credentials_sealed(mcp_respd: RespdServer, 
     done = _wait(mcp_respd, rid)
     assert done["output"][1]["output"] == "finally" and mcp_server.headers[-1]["x-api-key"] == "header-secret-456"
     assert "header-secret-456" not in json.dumps(done)
+
+
+def test_tool_choice_forces_the_named_mcp_tool(mcp_respd: RespdServer, mcp_server: TestMcpServer,
+                                               fake: FakeUpstream) -> None:  # fmt: skip
+    fake.script(call("srv__add", {"a": 1, "b": 2}), Reply(text="3"))
+    choice = {"type": "mcp", "server_label": "srv", "name": "add"}
+    first, _ = create(mcp_respd, {"model": "test-model", "input": "1+2?", "tools": [tool(mcp_server)],
+                                  "tool_choice": choice})  # fmt: skip
+    assert kinds(first) == ["mcp_list_tools", "mcp_call", "message"] and first["tool_choice"] == choice
+    forced, then = (r["body"].get("tool_choice") for r in fake.requests[-2:])
+    assert forced == {"type": "function", "function": {"name": "srv__add"}}  # that tool, not just "some tool"
+    assert then in (None, "auto")  # the model may answer after the call
+    # without a name: any of the server's allowed tools, and only those
+    fake.script(call("srv__echo", {"text": "x"}), Reply(text="x"))
+    create(mcp_respd, {"model": "test-model", "input": "x", "tools": [tool(mcp_server, allowed_tools=["echo", "add"])],
+                       "tool_choice": {"type": "mcp", "server_label": "srv"}})  # fmt: skip
+    forced = fake.requests[-2]["body"]  # allowed_tools, as a Chat Completions upstream gets it
+    assert forced["tool_choice"] == "required"
+    assert sorted(t["function"]["name"] for t in forced["tools"]) == ["srv__add", "srv__echo"]
+
+
+def test_tool_choice_naming_an_unlisted_mcp_tool(mcp_respd: RespdServer, mcp_server: TestMcpServer,
+                                                 fake: FakeUpstream) -> None:  # fmt: skip
+    choice = {"type": "mcp", "server_label": "srv", "name": "no_such_tool"}
+    body = {"model": "test-model", "input": "x", "tools": [tool(mcp_server)], "tool_choice": choice}
+    failed, _ = create(mcp_respd, body)  # listed during the run: the response fails, the model is never asked
+    assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_prompt" and fake.requests == []
+    assert "no_such_tool" in failed["error"]["message"] and kinds(failed) == ["mcp_list_tools"]
+    # with the listing already in the chain, it is a 400 before anything runs
+    r = post(mcp_respd, {**body, "previous_response_id": failed["id"]})
+    check_error(r, 400, param="tool_choice.name")
+    r = post(mcp_respd, {**body, "tool_choice": {"type": "mcp", "server_label": "other"}})
+    check_error(r, 400, param="tool_choice.server_label")
+    assert fake.requests == []
+
+
+def test_two_mcp_tools_with_one_server_label(server: RespdServer, fake: FakeUpstream) -> None:
+    first = {"type": "mcp", "server_label": "wiki", "server_url": "https://mcp.example.com/mcp"}
+    second = {**first, "server_url": "https://other.example.com/mcp"}
+    r = post(server, {"model": "test-model", "input": "x", "tools": [first, second]})
+    err = check_error(r, 400, param="tools[1].server_label")
+    assert "wiki" in err["message"] and fake.requests == []

@@ -102,6 +102,15 @@ class Hosted:
             grew |= self.plan.extend(b, tool.functions_in(b.config, context))
         return grew
 
+    def forced(self, context: list[dict[str, Any]]) -> list[str] | None:
+        """The functions the request's ``tool_choice`` forces of a staged tool, given the context (None: not
+        known yet, or no such choice; empty: the server lists no tool that fits)."""
+        forcing = self.plan.forcing
+        stool = staged(forcing.binding.tool) if forcing is not None else None
+        if forcing is None or stool is None:
+            return None
+        return stool.forced(forcing.binding.config, forcing.name, context)
+
     def _staged(self) -> list[tuple[Binding, StagedTool]]:
         return [(b, tool) for b in self.plan.staged if (tool := staged(b.tool)) is not None]
 
@@ -134,8 +143,13 @@ class Hosted:
                 prepared[id(binding)] = Binding(binding.tool, config)
             self.plan.hosted[name] = prepared[id(binding)]
 
-    def binding_of(self, tool: HostedTool) -> Binding | None:
-        """The request's configuration of ``tool`` (for a call in flight when its run was taken over)."""
+    def binding_of(self, tool: HostedTool, item: dict[str, Any]) -> Binding | None:
+        """The request's configuration of ``tool`` that made ``item`` (a call in flight when its run was taken
+        over). A staged tool offers nothing before its setup ran, and may be configured more than once (MCP
+        servers): it says which of its configurations an item belongs to."""
+        stool = staged(tool)
+        if stool is not None:
+            return next((b for b in self.plan.staged if b.tool is tool and stool.owns(b.config, item)), None)
         return next((b for b in self.plan.hosted.values() if b.tool is tool), None)
 
     # -- running ----------------------------------------------------------------------------------
@@ -160,7 +174,10 @@ class Hosted:
         name = tool.item_type.removesuffix("_call")  # web_search
         with tracing.tool_span(name, call.item_id) as span:
             try:
-                outcome = await asyncio.wait_for(tool.run(call, ctx), tool.timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the call in a task of its own, one
+                # more task and hand-off per hosted call (an MCP call's step is otherwise a few hops)
+                async with asyncio.timeout(tool.timeout_s):
+                    outcome = await tool.run(call, ctx)
             except ToolError as exc:
                 outcome, cited = tool.failed(call, str(exc)), []
             except TimeoutError:

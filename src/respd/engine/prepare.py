@@ -92,6 +92,7 @@ async def prepare(
                                   context_management=req.context_management, compact=trigger)  # fmt: skip
         run.context, run.compact, run.answer = fitted.items, fitted.compact, not trigger
     if logged is None:  # a job that starts is past its checks, and the job queue holds its place
+        run.check_choice()
         run.admit()
         if run.background:  # checked now, queued as a job: it waits in the job queue, not at the backend
             run.release_admission()

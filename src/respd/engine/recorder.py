@@ -94,6 +94,14 @@ class Recorder:
             self._checked_at = time.monotonic()
         return self.record_all(events)
 
+    async def record_durably(self, events: list[Event]) -> list[Frame]:
+        """Record ``events`` and (a streamed or background response's) commit them, then hand them to
+        followers: what a client acts on by id (an approval request) is never seen, then lost with a replica."""
+        frames = [(ev, self.record(ev)) for ev in events]
+        await self.checkpoint()
+        self.publish(frames)
+        return frames
+
     def attach(self, op: Op) -> None:
         """A write that must commit with the events recorded so far (a hosted call's row with its item)."""
         if self.store:

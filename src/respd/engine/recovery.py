@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from respd.engine.emitter import Emitter
-from respd.engine.resume import read_log
+from respd.engine.resume import ends_loop, read_log
 from respd.engine.runtime import Runtime
 from respd.store.batch import Batch
 from respd.store.writer import Fenced
@@ -34,6 +34,10 @@ async def end_logged(rt: Runtime, tenant: str, response_id: str, status: str, me
     another replica took it over since (:class:`respd.store.writer.Fenced`). Its job, if any, ends in the
     same transaction, and so do the webhook deliveries configured. Does nothing more when the log already
     ended.
+
+    A response to fail whose log shows its run had nothing left to do (its last step asked the client: an
+    approval request, a client's call, none of its items still open) ends ``completed`` instead, as its run
+    would have: the client can answer it.
     """
     rows = await rt.store.events_after(response_id, -1)
     batch = Batch()
@@ -42,9 +46,14 @@ async def end_logged(rt: Runtime, tenant: str, response_id: str, status: str, me
     if logged is None or logged.ended:
         batch.finish_job(response_id)
     else:
+        if status == "failed" and not logged.open_indices and ends_loop(logged.response["output"]):
+            status = "completed"  # the run had ended its last step (asked the client): only its end was lost
         em = Emitter(logged.response)
         em.adopt(logged.next_seq, logged.open_indices, lambda item: _stop_status(rt, item))
-        events = em.fail(message or STOPPED) if status == "failed" else em.cancel()
+        if status == "completed":
+            events = em.finish()
+        else:
+            events = em.fail(message or STOPPED) if status == "failed" else em.cancel()
         final = em.response
         batch.log(response_id, [(ev["sequence_number"], orjson.dumps(ev)) for ev in events])
         batch.end_response(response_id, tenant, final["status"], orjson.dumps(final), final["output"],

@@ -16,6 +16,17 @@ import orjson
 
 from respd.engine.fold import TERMINAL_EVENTS, Response, fold
 
+CLIENT_CALLS = frozenset({"function_call", "custom_tool_call", "tool_search_call"})  # calls the client answers
+# Items that end a response's tool loop after their step: the client's calls, and a staged tool's request
+# for the client's approval of a call (an MCP approval request).
+ENDS_LOOP = CLIENT_CALLS | {"mcp_approval_request"}
+
+
+def ends_loop(output: list[dict[str, Any]]) -> bool:
+    """Whether ``output`` holds an item after whose step the run ends (the loop never goes past one), so
+    that a run taken over, or ended for a dead replica, knows that no model turn was left to run."""
+    return any(item.get("type") in ENDS_LOOP for item in output)
+
 
 @dataclass(frozen=True, slots=True)
 class Logged:

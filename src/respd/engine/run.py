@@ -27,10 +27,10 @@ from respd.engine.fold import Event, Response
 from respd.engine.hosted import NOT_RERUN, Hosted, Numbered
 from respd.engine.model_request import RequestBuilder
 from respd.engine.recorder import Frame, Recorder
-from respd.engine.resume import Logged, Point, resume_point
+from respd.engine.resume import CLIENT_CALLS, Logged, Point, ends_loop, resume_point
 from respd.engine.runtime import Runtime
-from respd.engine.tools import Binding, ToolPlan
-from respd.errors import ContextTooLong, UpstreamError
+from respd.engine.tools import Binding, Forcing, ToolPlan
+from respd.errors import ContextTooLong, InvalidRequest, UpstreamError
 from respd.ids import new_id
 from respd.store import conversations, hosted_calls
 from respd.store.batch import Batch, Op, ResponseHead
@@ -45,7 +45,6 @@ log = logging.getLogger("respd.run")
 # A response that ran to its end adds its input and output to its conversation; one that failed or was
 # cancelled adds nothing, so a retried turn does not leave the user's message in it twice.
 JOINS_CONVERSATION = frozenset({"completed", "incomplete"})
-CLIENT_CALLS = frozenset({"function_call", "custom_tool_call", "tool_search_call"})  # calls the client answers
 # Steps of hosted calls one response may take when max_tool_calls does not bound them: a model that keeps
 # calling (small local models do) must answer after this many.
 MAX_STEPS = 16
@@ -163,7 +162,8 @@ class Run:
                     yield await rec.record_checked(await self._compact())
                 if self.answer:
                     async for batch in self._answer(point):
-                        yield await rec.record_checked(batch)
+                        durable = isinstance(batch, Durable)
+                        yield await (rec.record_durably(batch) if durable else rec.record_checked(batch))
                 terminal = em.finish()
             except ContextTooLong as exc:
                 log.warning("response %s: the upstream refused its context as too long: %s", self.id, exc.message)
@@ -176,7 +176,7 @@ class Run:
                 terminal = em.fail(refused.message, code="context_length_exceeded")
             except UpstreamError as exc:
                 log.warning("response %s failed: %s", self.id, exc.message)
-                terminal = em.fail(exc.message)
+                terminal = em.fail(exc.message, exc.code or "server_error")
             except (asyncio.CancelledError, GeneratorExit):
                 if self.detached:  # handed back to the queue: log what was made, leave the response running
                     self.release_admission()
@@ -233,10 +233,13 @@ class Run:
             async for batch in self._finish_calls(rerun):
                 yield batch
             self.context = self.context + self.hosted.recall(em.response["output"][point.done :])
+        if point is not None and ends_loop(em.response["output"]):
+            return  # taken over after the step that asked the client (an approval, its calls): nothing is left
         if point is None:  # a fresh run: staged tools' steps come first (a run taken over has them logged)
             async for batch in self._setup():
                 yield batch
         self._offer_grew = self.hosted.offer(self._seen())
+        self._force()
         while True:
             start = len(em.response["output"])
             em.next_turn(self.hosted.names(), self._turn_calls())
@@ -250,8 +253,8 @@ class Run:
             if closing:
                 yield closing
             calls, asked = self.hosted.admit(self.hosted.bind(requests), self._seen())
-            if asked:
-                yield self._ask(asked)
+            if asked:  # durable before anyone sees it: a client answers it by id, whatever replica ends this
+                yield Durable(self._ask(asked))
             async for batch in self._start_calls(calls):
                 yield batch
             async for batch in self._finish_calls(calls):
@@ -262,6 +265,26 @@ class Run:
             self.context = self.context + self.hosted.recall(made)
             first, prefill = False, None
             self.hosted.steps += 1
+
+    def check_choice(self) -> None:
+        """A ``tool_choice`` naming an MCP server's tool that the context's listing of it lacks: a 400 before
+        anything runs (without a listing yet, the run finds out: :meth:`_force`)."""
+        forcing = self.tools.forcing
+        if forcing is not None and self.hosted.forced(self.history + self.inputs) == []:
+            param = "tool_choice.name" if forcing.name is not None else "tool_choice.server_label"
+            raise InvalidRequest(_unmet(forcing, listed=True), param=param)
+
+    def _force(self) -> None:
+        """Once staged tools are listed, the functions a ``tool_choice`` naming one forces; a tool the server
+        does not list (or a server that could not be listed) fails the response: the model cannot comply."""
+        forcing = self.tools.forcing
+        if forcing is None:
+            return
+        names = self.hosted.forced(self._seen())
+        if not names:
+            raise ChoiceUnmet(_unmet(forcing, listed=names is not None))
+        self.tools.force(names)
+        self._offer_grew = True  # the request admitted forced "required": build it again
 
     def _turn_calls(self) -> int | None:
         """How many calls the model may make in its next turn (``parallel_tool_calls``, ``max_tool_calls``)."""
@@ -388,7 +411,7 @@ class Run:
         for index in indices:
             item = output[index]
             tool = self.hosted.registry.of_item(item)
-            binding = self.hosted.binding_of(tool) if tool is not None else None
+            binding = self.hosted.binding_of(tool, item) if tool is not None else None
             known = self.hosted.known.get(item["id"])
             if binding is None or known is None:
                 raise UpstreamError(_NOT_CONTINUABLE)  # the request no longer has the tool, or no record of it
@@ -433,6 +456,25 @@ class Run:
         if conv is None or self.final is None or self.final["status"] not in JOINS_CONVERSATION:
             return None
         return conversations.Append(self.tenant, conv, self.inputs + self.final["output"])
+
+
+class ChoiceUnmet(UpstreamError):
+    """The ``tool_choice`` names an MCP tool its server turned out not to list: the response fails."""
+
+    default_code = "invalid_prompt"
+
+
+def _unmet(forcing: Forcing, *, listed: bool) -> str:
+    label = forcing.binding.config.get("server_label")
+    if not listed:
+        return f"Tool choice 'mcp' forces a tool of server '{label}', whose tools could not be listed."
+    if forcing.name is None:
+        return f"Tool choice 'mcp' forces a tool of server '{label}', which lists no allowed tool."
+    return f"Tool choice 'mcp' names tool '{forcing.name}', which server '{label}' does not list (or allow)."
+
+
+class Durable(list[Event]):
+    """A batch of events committed before it is published (see :meth:`Recorder.record_durably`)."""
 
 
 _NOT_CONTINUABLE = (

@@ -54,6 +54,15 @@ class Binding:
     config: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Forcing:
+    """A ``tool_choice`` naming a staged tool's configuration (an MCP server) and maybe one of its tools:
+    which functions it forces is known once the server is listed (:meth:`ToolPlan.force`)."""
+
+    binding: Binding
+    name: str | None
+
+
 @dataclass
 class ToolPlan:
     """Tools for one run."""
@@ -73,6 +82,16 @@ class ToolPlan:
             if tool is not None:
                 await tool.check(binding.config, tenant, where)
 
+    forcing: Forcing | None = None  # a tool_choice that forces a staged tool's functions, not yet known
+
+    def force(self, names: list[str]) -> None:
+        """Force what :attr:`forcing` names, now that its functions are known: the one tool it names, or any
+        of its server's (``choice`` was ``required`` until now)."""
+        if self.forcing is not None and self.forcing.name is not None:
+            self.choice = {"type": "function", "name": names[0]}
+        else:
+            self.choice = {"type": "allowed_tools", "mode": "required", "names": names}
+
     def extend(self, binding: Binding, functions: list[dict[str, Any]]) -> bool:
         """Offer more functions of a hosted tool (a staged tool's, once its setup ran); whether any was new."""
         taken = {(t["namespace"], t["name"]) for t in self.offered}
@@ -86,7 +105,7 @@ class ToolPlan:
         """The tools and tool_choice of a model turn: the first as requested; later ones let the model answer
         (a forced or required choice is ``auto`` after the first turn); without ``hosted``, hosted tools
         are no longer offered (``max_tool_calls`` reached)."""
-        choice = self.choice if first else _relaxed(self.choice)
+        choice = self.choice if first else "auto" if self.forcing is not None else _relaxed(self.choice)
         if hosted or not self.hosted:
             return self.offered, choice
         offered = [t for t in self.offered if not (t["namespace"] is None and t["name"] in self.hosted)]
@@ -146,8 +165,9 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
             raise InvalidRequest("Tool choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
         return choice
     if isinstance(choice, ToolChoiceBuiltin):
-        if choice.type == "mcp" and any("mcp" in b.tool.types for b in plan.staged):
-            return "required"  # a server's functions are known once it is listed: the model must call a tool
+        if choice.type == "mcp":
+            plan.forcing = _mcp_forcing(choice, plan)
+            return "required"  # a server's functions are known once it is listed (then ToolPlan.force)
         name = _hosted_function(plan, choice.type)
         return {"type": "function", "name": name if name is not None else _client_tool_name(choice.type, plan)}
     if isinstance(choice, ToolChoiceFunction | ToolChoiceCustom):
@@ -161,6 +181,23 @@ def _choice(req: CreateResponse, plan: ToolPlan) -> Any:
     if isinstance(choice, ToolChoiceAllowed):
         return {"type": "allowed_tools", "mode": choice.mode, "names": wanted}
     return {"type": choice.type, "name": choice.name}
+
+
+def _mcp_forcing(choice: ToolChoiceBuiltin, plan: ToolPlan) -> Forcing:
+    """``{"type": "mcp", "server_label", "name"?}``: the MCP tool of that label, and the tool it names."""
+    extra = choice.model_extra or {}
+    label, name = extra.get("server_label"), extra.get("name")
+    if not isinstance(label, str):
+        raise InvalidRequest("Missing required parameter: 'tool_choice.server_label'.",
+                             param="tool_choice.server_label", code="missing_required_parameter")  # fmt: skip
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequest("Invalid type for 'tool_choice.name': expected a string.", param="tool_choice.name",
+                             code="invalid_type")  # fmt: skip
+    binding = next((b for b in plan.staged if "mcp" in b.tool.types and b.config.get("server_label") == label), None)
+    if binding is None:
+        raise InvalidRequest(f"Tool choice 'mcp' names server_label '{label}', which no MCP tool in 'tools' has.",
+                             param="tool_choice.server_label")  # fmt: skip
+    return Forcing(binding, name)
 
 
 # The tools of an allowed_tools list that are functions to the model (other built-ins have nothing to allow).
@@ -209,6 +246,7 @@ def _add_hosted(plan: ToolPlan, offered: dict[tuple[str | None, str], dict[str, 
     binding = Binding(tool, tool.configure(raw, where))
     stool = staged(tool)
     if stool is not None:
+        _check_label(plan, binding, where)
         plan.staged.append(binding)
     if checked(tool) is not None:
         plan.checks.append((binding, where))
@@ -220,6 +258,15 @@ def _add_hosted(plan: ToolPlan, offered: dict[tuple[str | None, str], dict[str, 
             raise _name_taken(name, where)
         if offered.setdefault((None, name), offer) is offer:  # the same tool twice: the first one's config wins
             plan.hosted[name] = binding
+
+
+def _check_label(plan: ToolPlan, binding: Binding, where: str) -> None:
+    """Two MCP tools may not share a ``server_label``: it names the server in items, approvals and functions
+    (the real API's 400 on ``tools[i].server_label``)."""
+    label = binding.config.get("server_label")
+    if label is not None and any(b.config.get("server_label") == label for b in plan.staged):
+        raise InvalidRequest(f"Duplicate server_label '{label}' in tools: each MCP tool needs a label of its own.",
+                             param=f"{where}.server_label")  # fmt: skip
 
 
 def _name_taken(name: str, where: str) -> InvalidRequest:

@@ -182,6 +182,15 @@ class StagedTool(HostedTool, Protocol):
         """The model's call as it runs, or the item that asks the client's approval in its place."""
         ...
 
+    def forced(self, config: Mapping[str, Any], name: str | None, context: list[Item]) -> list[str] | None:
+        """The functions a ``tool_choice`` naming this configuration (and its tool ``name``, if given) forces,
+        given the context: None while the context cannot say (not listed yet), empty when none fits."""
+        ...
+
+    def owns(self, config: Mapping[str, Any], item: Item) -> bool:
+        """Whether ``item`` (one of the tool's) was made under ``config``, of the request's configurations."""
+        ...
+
     def replay(self, item: Item, output: str | None) -> list[Item]:
         """The function call and output items one of the tool's items stands for (``output``: the result
         the store recorded for it, if any)."""

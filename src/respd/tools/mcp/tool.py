@@ -126,6 +126,19 @@ class McpTool:
                     "name": name, "arguments": args}  # fmt: skip
         return Call(call.item_id, call.name, {"tool": name, "arguments": args}, call.config)
 
+    def forced(self, config: Mapping[str, Any], name: str | None, context: list[Item]) -> list[str] | None:
+        """The functions ``tool_choice: {"type": "mcp", "server_label", "name"}`` forces: that tool's (any
+        allowed tool's without ``name``), once the context holds a listing of the server."""
+        cfg = McpToolConfig.model_validate(dict(config))
+        tools = latest_lists(context).get(cfg.server_label)
+        if tools is None:
+            return None
+        return [function_name(cfg.server_label, t.name) for t in tools if cfg.allows(t) and name in (None, t.name)]
+
+    def owns(self, config: Mapping[str, Any], item: Item) -> bool:
+        """An item belongs to the configuration of its server: labels are unique in a request."""
+        return bool(config.get("server_label") == item.get("server_label"))
+
     # -- a call -----------------------------------------------------------------------------------------
     def start(self, call: Call) -> tuple[Item, list[Progress]]:
         label = call.config["server_label"]
@@ -207,10 +220,11 @@ class McpTool:
 
     # -- sessions ---------------------------------------------------------------------------------------
     async def _server(self, cfg: McpToolConfig) -> tuple[Sessions, Server]:
-        async with self._loading:
-            if self._sessions is None:  # the SDK takes a second to import: not on the event loop
-                client = await asyncio.to_thread(importlib.import_module, "respd.tools.mcp.client")
-                self._sessions = client.Sessions()
+        if self._sessions is None:  # once: later calls take no lock
+            async with self._loading:
+                if self._sessions is None:  # the SDK takes a second to import: not on the event loop
+                    client = await asyncio.to_thread(importlib.import_module, "respd.tools.mcp.client")
+                    self._sessions = client.Sessions()
         from respd.tools.mcp.client import Server
 
         connector = self.connectors.get(cfg.connector_id or "")
