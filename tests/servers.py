@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import sqlite3
@@ -20,11 +21,23 @@ import httpx
 PG_ADMIN_URL = os.environ.get("RESPD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# Ports handed out, below Linux's ephemeral range (32768+, where bind(0) and clients' sockets land) and in a
+# block of this pytest-xdist worker's own: a port found free here is not given to a server of another worker
+# (or taken by a client socket) in the seconds before this one's server binds it.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PORTS = itertools.count(12000 + 2500 * _WORKER)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on, for a server to be started on."""
+    while True:
+        port = next(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _pg_admin(sql: str) -> None:

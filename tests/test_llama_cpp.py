@@ -162,6 +162,7 @@ def _round_trip(llm: openai.OpenAI, stream: bool) -> tuple[str, list[str]]:
     return ("call", [c.arguments for c in again]) if again else ("text", [second.output_text])
 
 
+@pytest.mark.timeout(300)  # 20 round trips on one thread: minutes on a busy machine
 @pytest.mark.parametrize("stream", [False, True])
 def test_tool_round_trips_end_in_an_answer(llm: openai.OpenAI, stream: bool) -> None:
     """Call, output, answer, 10 times with the model's default sampling, four at a time: the answer after
