@@ -51,13 +51,16 @@ _SQLITE = text(
 )
 # The GIN index finds the matches; the store test is written so that no index can serve it (``|| ''``):
 # left to its estimates the planner would read every chunk of the store through the store's index and test
-# each tsvector. ts_rank_cd reads each match's whole tsvector, so the matches ranked are capped (the index
-# yields them in no useful order: a word found in most chunks gets a sample of them ranked, not all).
+# each tsvector. Each match ranked is a heap row read (ts_rank_cd reads its tsvector), so the matches are
+# capped, and per word: each word brings at most its share of :data:`PG_MATCHES` (the index yields them
+# in no useful order), so a word found in most chunks cannot crowd out a rare one, whose every match is
+# ranked. A chunk matching several words comes once per word; :func:`search` keeps its first.
+PG_MATCHES = 1000
+_PG_WORD = """(SELECT id, file_id, vector_store_id, tsv FROM vs_chunks
+    WHERE tsv @@ phraseto_tsquery('english', :w{i}) AND vector_store_id || '' = ANY(:stores) LIMIT :per)"""
 _POSTGRES = """
-    SELECT id, file_id, vector_store_id, ts_rank_cd(tsv, q) AS rank FROM (
-        SELECT id, file_id, vector_store_id, tsv, q FROM vs_chunks, ({query}) q
-        WHERE tsv @@ q AND vector_store_id || '' = ANY(:stores) LIMIT 2000) m
-    ORDER BY rank DESC LIMIT :k
+    SELECT id, file_id, vector_store_id, ts_rank_cd(tsv, q) AS rank FROM ({matches}) m, (SELECT {query} AS q) q
+    ORDER BY rank DESC, id LIMIT :k
 """
 
 
@@ -117,7 +120,11 @@ async def search(store: Store, stores: Sequence[str], query: str, k: int) -> lis
             if not pg:
                 return []
             either = " || ".join(f"phraseto_tsquery('english', :w{i})" for i in range(len(pg)))
-            params = {"k": k, "stores": list(stores), **{f"w{i}": w for i, w in enumerate(pg)}}
-            rows = (await conn.execute(text(_POSTGRES.format(query=f"SELECT {either} AS q")), params)).all()
+            matches = " UNION ALL ".join(_PG_WORD.format(i=i) for i in range(len(pg)))
+            params = {"k": k * len(pg), "stores": list(stores), "per": max(1, PG_MATCHES // len(pg)),
+                      **{f"w{i}": w for i, w in enumerate(pg)}}  # fmt: skip
+            sql = _POSTGRES.format(matches=matches, query=either)
+            found = (await conn.execute(text(sql), params)).all()
+            rows = list({r.id: r for r in found}.values())  # a chunk's rows are alike and side by side
     sign = -1.0 if store.is_sqlite else 1.0  # FTS5's bm25 is lower for better matches
-    return [(r.id, r.file_id, r.vector_store_id, sign * float(r.rank)) for r in rows]
+    return [(r.id, r.file_id, r.vector_store_id, sign * float(r.rank)) for r in rows[:k]]

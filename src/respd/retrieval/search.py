@@ -192,14 +192,12 @@ class Retrieval:
         return passing[:CANDIDATES]
 
     async def _hits(self, top: list[tuple[int, float]], where: dict[int, str]) -> list[Hit]:
-        texts = await db.chunk_texts(self.store, [c for c, _ in top])
-        info = await db.files_info(self.store, {(where[c], texts[c][0]) for c, _ in top if c in texts})
+        found = await db.found_chunks(self.store, [c for c, _ in top])
         out = []
         for cid, score in top:
-            if cid not in texts or (where[cid], texts[cid][0]) not in info:  # removed since it was ranked
+            if cid not in found:  # removed since it was ranked
                 continue
-            file_id, text, _ = texts[cid]
-            filename, attributes = info[(where[cid], file_id)]
+            file_id, text, filename, attributes = found[cid]
             out.append(Hit(file_id, filename, round(score, 6), text, attributes, where[cid]))
         return out
 

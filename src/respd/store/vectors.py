@@ -253,17 +253,6 @@ async def list_files(store: Store, vsid: str, *, status: str | None = None,
     return [dict(r._mapping) for r in await _all(store, q.order_by(f.c.created_at, f.c.file_id))]
 
 
-async def files_info(store: Store, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
-    """``(store id, file id) -> (filename, attributes)`` of completed files."""
-    if not keys:
-        return {}
-    f = vector_store_files
-    q = select(f.c.vector_store_id, f.c.file_id, f.c.filename, f.c.attributes).where(
-        f.c.vector_store_id.in_({k[0] for k in keys}), f.c.file_id.in_({k[1] for k in keys}),
-        f.c.status == "completed")  # fmt: skip
-    return {(r.vector_store_id, r.file_id): (r.filename, orjson.loads(r.attributes)) for r in await _all(store, q)}
-
-
 async def set_attributes(store: Store, vsid: str, file_id: str, attributes: dict[str, Any]) -> None:
     f = vector_store_files
     q = update(f).where(f.c.vector_store_id == vsid, f.c.file_id == file_id)
@@ -415,7 +404,7 @@ _PACKED_SQLITE = (
     "WHERE vector_store_id = ?{lists}"
 )
 _PACKED_POSTGRES = (
-    "SELECT string_agg(id::text, ','), string_agg(embedding, ''::bytea), {files} FROM vs_chunks "
+    "SELECT array_agg(id), string_agg(embedding, ''::bytea), {files} FROM vs_chunks "
     "WHERE vector_store_id = $1{lists}"
 )
 
@@ -444,16 +433,20 @@ async def packed(store: Store, vsid: str, lists: Sequence[int] | None, *, with_f
     ids, blob, files = row[0], row[1], row[2]
     if not ids:
         return Packed([], b"", [] if with_files else None)
-    return Packed([int(i) for i in ids.split(",")], bytes(blob), files.split("\x1f") if with_files else None)
+    ids = [int(i) for i in ids.split(",")] if isinstance(ids, str) else list(ids)  # SQLite: text; asyncpg: a list
+    return Packed(ids, bytes(blob), files.split("\x1f") if with_files else None)
 
 
-async def chunk_texts(store: Store, ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
-    """``id -> (file id, text, position)``."""
+async def found_chunks(store: Store, ids: Sequence[int]) -> dict[int, tuple[str, str, str, dict[str, Any]]]:
+    """``id -> (file id, text, filename, attributes)`` of the chunks ``ids`` whose file is still in its store
+    and completed (one read: the chunks joined with their files)."""
     if not ids:
         return {}
-    q = select(vs_chunks.c.id, vs_chunks.c.file_id, vs_chunks.c.text, vs_chunks.c.position).where(
-        vs_chunks.c.id.in_(list(ids)))  # fmt: skip
-    return {r.id: (r.file_id, r.text, r.position) for r in await _all(store, q)}
+    c, f = vs_chunks.c, vector_store_files.c
+    q = (select(c.id, c.file_id, c.text, f.filename, f.attributes)
+         .join(vector_store_files, (f.vector_store_id == c.vector_store_id) & (f.file_id == c.file_id))
+         .where(c.id.in_(list(ids)), f.status == "completed"))  # fmt: skip
+    return {r.id: (r.file_id, r.text, r.filename, orjson.loads(r.attributes)) for r in await _all(store, q)}
 
 
 async def save_index(store: Store, vsid: str, version: int, blobs: list[bytes], trained: int,
