@@ -398,7 +398,8 @@ class Packed:
 # One row for all the lists probed: the database concatenates the embeddings, so the driver hands over a
 # few large values instead of ~3,000 rows (making those row objects was 9/10 of the read at 100k chunks).
 # Aggregates of one group step through its rows in the same order, so the three lists line up. SQLite's
-# group_concat appends a blob's bytes as they are (NULs included); the CAST gives them back as a blob.
+# group_concat appends a blob's bytes as they are (NULs included; the database is UTF-8, SQLite's default,
+# so nothing is converted); the CAST gives them back as a blob.
 _PACKED_SQLITE = (
     "SELECT group_concat(id), CAST(group_concat(embedding, '') AS BLOB), {files} FROM vs_chunks "
     "WHERE vector_store_id = ?{lists}"
