@@ -442,10 +442,14 @@ async def found_chunks(store: Store, ids: Sequence[int]) -> dict[int, tuple[str,
     and completed (one read: the chunks joined with their files)."""
     if not ids:
         return {}
-    c, f = vs_chunks.c, vector_store_files.c
-    q = (select(c.id, c.file_id, c.text, f.filename, f.attributes)
-         .join(vector_store_files, (f.vector_store_id == c.vector_store_id) & (f.file_id == c.file_id))
-         .where(c.id.in_(list(ids)), f.status == "completed"))  # fmt: skip
+    # the chunks by id first, then their files: left to its estimates, PostgreSQL read the files first and
+    # every chunk of each through (store, file) to find the few asked for (14 ms at 100k instead of ~1)
+    c = select(vs_chunks.c.id, vs_chunks.c.vector_store_id, vs_chunks.c.file_id, vs_chunks.c.text).where(
+        vs_chunks.c.id.in_(list(ids))).cte("found").prefix_with("MATERIALIZED")  # fmt: skip
+    f = vector_store_files.c
+    q = (select(c.c.id, c.c.file_id, c.c.text, f.filename, f.attributes)
+         .join(vector_store_files, (f.vector_store_id == c.c.vector_store_id) & (f.file_id == c.c.file_id))
+         .where(f.status == "completed"))  # fmt: skip
     return {r.id: (r.file_id, r.text, r.filename, orjson.loads(r.attributes)) for r in await _all(store, q)}
 
 
