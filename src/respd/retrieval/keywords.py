@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 
 from respd.store.store import Store
 
@@ -39,16 +39,14 @@ STOP_WORDS = frozenset(
 # in the ranked query would read the store's whole posting list (every chunk) on each search. The ``+``
 # keeps SQLite from driving the ranked query by that set (one FTS5 query per row). Ranking first and
 # joining the chunks for the ``k`` kept only: joined first, every match's row was read (10 ms at 100k).
-_SQLITE = text(
-    """
+_SQLITE = """
     SELECT c.id, c.file_id, c.vector_store_id, m.rank FROM (
         SELECT rowid, bm25(vs_chunks_fts, 0.0, 1.0) AS rank FROM vs_chunks_fts
         WHERE vs_chunks_fts MATCH :q
         AND +rowid IN (SELECT rowid FROM vs_chunks_fts WHERE vs_chunks_fts MATCH :within)
         ORDER BY rank LIMIT :k) m
     JOIN vs_chunks c ON c.id = m.rowid ORDER BY m.rank
-    """
-)
+"""
 # The GIN index finds the matches; the store test is written so that no index can serve it (``|| ''``):
 # left to its estimates the planner would read every chunk of the store through the store's index and test
 # each tsvector. Each match ranked is a heap row read (ts_rank_cd reads its tsvector), so the matches are
@@ -84,13 +82,13 @@ def fts5_query(words: list[list[str]], stores: Sequence[str] | None = None) -> s
     return f"vector_store_id : ({within}) AND text : ({phrases})"
 
 
-async def _uncommon(conn: Any, words: list[list[str]]) -> list[list[str]]:
+async def _uncommon(raw: Any, words: list[list[str]]) -> list[list[str]]:
     """``words`` less those found in more than :data:`COMMON_DOCS` chunks (the rarest is always kept): BM25
-    weighs them little, and ranking a word's every match is what a keyword search costs."""
+    weighs them little, and ranking a word's every match is what a keyword search costs. ``raw``: the
+    aiosqlite connection."""
     tokens = sorted({t for w in words for t in w})
-    rows = await conn.execute(text("SELECT term, doc FROM vs_chunks_vocab WHERE term IN :terms")
-                              .bindparams(bindparam("terms", expanding=True)), {"terms": tokens})  # fmt: skip
-    docs = {r.term: r.doc for r in rows}
+    marks = ",".join("?" * len(tokens))
+    docs = dict(await raw.execute_fetchall(f"SELECT term, doc FROM vs_chunks_vocab WHERE term IN ({marks})", tokens))
     # a token the index keeps under another form (the Porter stem) is not found here, and kept
     counts = [min(docs.get(t, 0) for t in w) for w in words]
     kept = [w for w, n in zip(words, counts, strict=True) if n <= COMMON_DOCS]
@@ -112,9 +110,13 @@ async def search(store: Store, stores: Sequence[str], query: str, k: int) -> lis
             words = terms(query, drop_stop_words=True)
             if not words:
                 return []
-            words = await _uncommon(conn, words)
+            # on aiosqlite's own connection: one hop to its thread per statement (SQLAlchemy's cursor takes
+            # three, and on a busy host each waits for a core)
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            words = await _uncommon(raw, words)
             params = {"q": fts5_query(words), "within": fts5_query(words, stores), "k": k}
-            rows = (await conn.execute(_SQLITE, params)).all()
+            found = await raw.execute_fetchall(_SQLITE, params)
+            return [(r[0], r[1], r[2], -float(r[3])) for r in found]  # FTS5's bm25 is lower for better
         else:
             pg = pg_words(query)
             if not pg:
@@ -126,5 +128,4 @@ async def search(store: Store, stores: Sequence[str], query: str, k: int) -> lis
             sql = _POSTGRES.format(matches=matches, query=either)
             found = (await conn.execute(text(sql), params)).all()
             rows = list({r.id: r for r in found}.values())  # a chunk's rows are alike and side by side
-    sign = -1.0 if store.is_sqlite else 1.0  # FTS5's bm25 is lower for better matches
-    return [(r.id, r.file_id, r.vector_store_id, sign * float(r.rank)) for r in rows[:k]]
+    return [(r.id, r.file_id, r.vector_store_id, float(r.rank)) for r in rows[:k]]
