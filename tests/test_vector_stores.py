@@ -4,7 +4,8 @@ files that cannot be indexed; keys that cannot see each other's stores."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import UPSTREAM_KEY
 from tests.servers import RespdServer
+from tests.test_files import sql
 
 ROUTER = (
     "Restoring access to your wireless router. If you can no longer sign in to the router's administration "
@@ -230,3 +232,63 @@ def test_list_pages_and_modify(alice: openai.OpenAI, vs_server: RespdServer) -> 
     reply = httpx.post(f"{vs_server.url}/v1/vector_stores/{made[0]}", json={"nme": "x"},
                        headers={"Authorization": "Bearer key-alice"})  # fmt: skip
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "nme"
+
+
+def _poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def chunks_of(server: RespdServer, column: str, value: str) -> int:
+    return int(sql(server, f"SELECT count(*) FROM vs_chunks WHERE {column} = $1", value)[0][0])
+
+
+def test_deleting_a_file_takes_it_out_of_every_store(alice: openai.OpenAI, vs_server: RespdServer) -> None:
+    shared = alice.files.create(file=("zeppelin.txt", b"The zeppelin hangar at the airfield holds two airships."),
+                                purpose="assistants")  # fmt: skip
+    kept = alice.files.create(file=("kept.txt", b"Lemon trees need a sunny, sheltered spot and little water."),
+                              purpose="assistants")  # fmt: skip
+    one = alice.vector_stores.create(name="one", file_ids=[shared.id, kept.id])
+    two = alice.vector_stores.create(name="two", file_ids=[shared.id])
+    def indexed() -> bool:
+        return all(alice.vector_stores.retrieve(v.id).file_counts.in_progress == 0 for v in (one, two))
+
+    _poll(indexed, 60, "ingestion")
+    assert alice.vector_stores.search(one.id, query="zeppelin airships").data[0].file_id == shared.id
+    kept_bytes = alice.vector_stores.files.retrieve(vector_store_id=one.id, file_id=kept.id).usage_bytes
+    assert chunks_of(vs_server, "file_id", shared.id) >= 2  # in both stores
+
+    assert alice.files.delete(shared.id).deleted
+    for vs, left in ((one, [kept.id]), (two, [])):
+        after = alice.vector_stores.retrieve(vs.id)
+        assert after.file_counts.total == after.file_counts.completed == len(left)
+        assert after.usage_bytes == (kept_bytes if left else 0)
+        assert [f.id for f in alice.vector_stores.files.list(vector_store_id=vs.id)] == left
+        with pytest.raises(openai.NotFoundError):
+            alice.vector_stores.files.retrieve(vector_store_id=vs.id, file_id=shared.id)
+    assert chunks_of(vs_server, "file_id", shared.id) == 0
+    assert all(h.file_id == kept.id for h in alice.vector_stores.search(one.id, query="zeppelin airships").data)
+    assert alice.vector_stores.search(two.id, query="zeppelin airships").data == []
+
+
+def test_the_sweep_empties_expired_stores(alice: openai.OpenAI, vs_server: RespdServer,
+                                          library: dict[str, str]) -> None:  # fmt: skip
+    vs = alice.vector_stores.create(name="old", expires_after={"anchor": "last_active_at", "days": 1})
+    f = alice.vector_stores.files.upload_and_poll(vector_store_id=vs.id, poll_interval_ms=100,
+                                                  file=("old.txt", b"An archive of expired ferry timetables."))  # fmt: skip
+    assert f.status == "completed" and alice.vector_stores.retrieve(vs.id).usage_bytes > 0
+    assert chunks_of(vs_server, "vector_store_id", vs.id) > 0
+    live = chunks_of(vs_server, "vector_store_id", library["store"])
+    sql(vs_server, "UPDATE vector_stores SET expires_at = $1 WHERE id = $2", int(time.time()) - 1, vs.id)
+    vs_server.stop()
+    vs_server.start(timeout=120)  # the sweep runs as a replica starts, then every minute
+    _poll(lambda: chunks_of(vs_server, "vector_store_id", vs.id) == 0, 30, "the sweep")
+    swept = alice.vector_stores.retrieve(vs.id)  # the store stays, expired, with its file rows, using nothing
+    assert swept.status == "expired" and swept.usage_bytes == 0 and swept.file_counts.total == 1
+    assert sql(vs_server, "SELECT count(*) FROM vs_centroids WHERE vector_store_id = $1", vs.id) == [(0,)]
+    with pytest.raises(openai.BadRequestError):
+        alice.vector_stores.search(vs.id, query="ferry timetables")
+    assert chunks_of(vs_server, "vector_store_id", library["store"]) == live  # a live store is untouched
+    assert alice.vector_stores.search(library["store"], query="ERR-4471").data

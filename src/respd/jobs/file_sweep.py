@@ -1,6 +1,7 @@
-"""The file sweep: a task per replica that removes the bytes of deleted and expired files and of uploads
-whose replica died (:func:`respd.store.files.sweep`). A file is gone for the API the moment it is deleted or
-expires; this is what frees its space."""
+"""The sweep: a task per replica that removes the bytes of deleted and expired files and of uploads whose
+replica died (:func:`respd.store.files.sweep`), and empties expired vector stores of their chunks and index
+(:func:`respd.store.vectors.sweep_expired`). A file or store is gone (expired) for the API the moment it is
+deleted or expires; this is what frees its space."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 
-from respd.store import files
+from respd.store import files, vectors
 from respd.store.store import Store
 
 log = logging.getLogger("respd.files")
@@ -33,11 +34,18 @@ class FileSweep:
 
     async def _loop(self) -> None:
         while True:
-            removed = 0
+            removed = emptied = 0
             try:
                 removed = await files.sweep(self.store)
                 if removed:
                     log.info("removed %d deleted, expired or abandoned files", removed)
             except Exception:
                 log.exception("file sweep failed")
-            await asyncio.sleep(0 if removed >= files.SWEEP_FILES else self.interval_s)
+            try:
+                emptied = await vectors.sweep_expired(self.store)
+                if emptied:
+                    log.info("emptied %d expired vector stores", emptied)
+            except Exception:
+                log.exception("vector store sweep failed")
+            more = removed >= files.SWEEP_FILES or emptied >= vectors.SWEEP_STORES
+            await asyncio.sleep(0 if more else self.interval_s)

@@ -88,6 +88,27 @@ def to_blob(vector: Floats) -> bytes:
 
 
 def from_blobs(blobs: list[bytes], dim: int) -> Floats:
+    """The embeddings of :func:`to_blob`, as float32 rows."""
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
+    return decode(b"".join(blobs), len(blobs))
+
+
+def decode(packed: bytes, n: int) -> Floats:
+    """``n`` float16 embeddings stored end to end, as float32 rows.
+
+    numpy's own float16 conversion runs ~5 ms for the ~3,000 vectors a probe reads at 100k chunks (no
+    hardware path in the build): more than the rest of the search. This is the usual bit trick instead:
+    the half's exponent and mantissa shifted into a float's place, times 2**112 to rebias the exponent
+    (exact for normal and subnormal halves and zero; embeddings hold no inf or NaN), then the sign."""
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    bits = np.frombuffer(packed, dtype=np.uint16).astype(np.uint32)
+    sign = bits & 0x8000
+    sign <<= 16
+    bits &= 0x7FFF
+    bits <<= 13
+    out = bits.view(np.float32)
+    out *= np.float32(2.0**112)
+    bits |= sign
+    return out.reshape(n, -1)

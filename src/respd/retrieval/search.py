@@ -107,8 +107,9 @@ class Retrieval:
         where: dict[int, str] = {}
         best = 0.0
         for query, vector in zip(queries, vectors, strict=True):
-            ranked = await self._vector_ranked(stores, files, vector)
-            words = await self._keyword_ranked(stores, files, query)
+            # the two halves read on two connections at once (SQLite: two driver threads)
+            ranked, words = await asyncio.gather(self._vector_ranked(stores, files, vector),
+                                                 self._keyword_ranked(stores, files, query))  # fmt: skip
             for weight, ranking in ((w_vec, ranked), (w_text, words)):
                 best += weight / (RRF_K + 1)
                 for rank, (cid, vsid) in enumerate(ranking):
@@ -139,13 +140,12 @@ class Retrieval:
 
     async def _store_vectors(self, row: db.StoreRow, vector: Any, allowed: set[str] | None) -> list[tuple[int, float]]:
         if row.lists == 0:
-            rows = await db.embeddings(self.store, row.id)
-            return _top(rows, vector, allowed)
+            return _top(await db.packed(self.store, row.id, None, with_files=allowed is not None), vector, allowed)
         centroids = await self.centroids(row)
         n = ivf.nprobe(row.lists)
         while True:
             lists = ivf.probe(vector, centroids, n)
-            found = _top(await db.embeddings(self.store, row.id, lists=lists), vector, allowed)
+            found = _top(await db.packed(self.store, row.id, lists, with_files=allowed is not None), vector, allowed)
             # a filter that leaves few chunks in the probed lists: read more lists (all, at worst)
             if len(found) >= CANDIDATES or n >= row.lists:
                 return found
@@ -192,14 +192,12 @@ class Retrieval:
         return passing[:CANDIDATES]
 
     async def _hits(self, top: list[tuple[int, float]], where: dict[int, str]) -> list[Hit]:
-        texts = await db.chunk_texts(self.store, [c for c, _ in top])
-        info = await db.files_info(self.store, {(where[c], texts[c][0]) for c, _ in top if c in texts})
+        found = await db.found_chunks(self.store, [c for c, _ in top])
         out = []
         for cid, score in top:
-            if cid not in texts or (where[cid], texts[cid][0]) not in info:  # removed since it was ranked
+            if cid not in found:  # removed since it was ranked
                 continue
-            file_id, text, _ = texts[cid]
-            filename, attributes = info[(where[cid], file_id)]
+            file_id, text, filename, attributes = found[cid]
             out.append(Hit(file_id, filename, round(score, 6), text, attributes, where[cid]))
         return out
 
@@ -208,14 +206,17 @@ def _passes(allowed: set[str] | None, file_id: str) -> bool:
     return allowed is None or file_id in allowed
 
 
-def _top(rows: list[tuple[int, str, bytes]], vector: Any, allowed: set[str] | None) -> list[tuple[int, float]]:
-    """The :data:`CANDIDATES` rows most similar to ``vector`` among those of ``allowed`` files (None: all)."""
-    if allowed is not None:
-        rows = [r for r in rows if r[1] in allowed]
-    if not rows:
+def _top(chunks: db.Packed, vector: Any, allowed: set[str] | None) -> list[tuple[int, float]]:
+    """The :data:`CANDIDATES` chunks most similar to ``vector`` among those of ``allowed`` files (None: all)."""
+    if not chunks.ids:
         return []
-    matrix = ivf.from_blobs([r[2] for r in rows], len(vector))
-    scores = matrix @ vector
-    n = min(CANDIDATES, len(rows))
+    scores = ivf.decode(chunks.embeddings, len(chunks.ids)) @ vector
+    ids = np.asarray(chunks.ids)
+    if allowed is not None and chunks.file_ids is not None:
+        keep = np.fromiter((f in allowed for f in chunks.file_ids), dtype=bool, count=len(ids))
+        scores, ids = scores[keep], ids[keep]
+    n = min(CANDIDATES, len(ids))
+    if n == 0:
+        return []
     best = np.argpartition(-scores, n - 1)[:n]
-    return [(rows[i][0], float(scores[i])) for i in best]
+    return [(int(ids[i]), float(scores[i])) for i in best]

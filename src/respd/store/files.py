@@ -31,6 +31,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from respd.errors import ServerError, TooLarge
+from respd.store import vectors
 from respd.store.schema import file_chunks, files
 from respd.store.store import Store
 
@@ -265,7 +266,9 @@ async def delete_file(store: Store, tenant: str, file_id: str) -> bool:
 
 
 async def purge(store: Store, file_id: str) -> None:
-    """Remove a file's bytes, a few pieces per transaction, then its row."""
+    """Take a file out of the vector stores holding it, then remove its bytes, a few pieces per transaction,
+    then its row (a crash part way leaves the row, marked, for :func:`sweep` to finish)."""
+    await vectors.remove_file(store, file_id)
     fc = file_chunks.c
     async with store.engine.connect() as conn:
         top = (await conn.execute(select(func.max(fc.seq)).where(fc.file_id == file_id))).scalar()
