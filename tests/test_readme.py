@@ -78,7 +78,7 @@ def test_the_alias_example_reaches_the_bundled_model(tmp_path: Path) -> None:
     server.start(timeout=180)
     try:
         r = httpx.post(server.url + "/v1/responses", timeout=240,
-                       json={"model": "gpt-4o-mini", "input": "Say hi", "max_output_tokens": 8})  # fmt: skip
+                       json={"model": "gpt-4o-mini", "input": "Say hi", "max_output_tokens": 16})  # fmt: skip
         assert r.status_code == 200, r.text
         assert r.json()["output"][0]["content"][0]["text"]
     finally:
