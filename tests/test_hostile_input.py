@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.checks import check_conversation_item_list, check_error, check_response, sse_events
@@ -249,3 +250,23 @@ def test_an_image_part_without_an_image_is_refused_on_every_route(any_server: Re
     check_error(httpx.post(any_server.url + "/v1/conversations", json={"items": items}), 400,
                 param="items[0].content[0]", code="missing_required_parameter")  # fmt: skip
     assert fake.requests == []
+
+
+def test_a_nul_in_a_file_store_or_container_id_is_unknown_on_every_database(any_server: RespdServer) -> None:
+    """Files, vector stores and containers answer an id holding a NUL as they answer one naming nothing
+    (PostgreSQL refuses the NUL in a query outright: found by the fuzz suite, a 500 on PostgreSQL)."""
+    vs = httpx.post(any_server.url + "/v1/vector_stores", json={"name": "nul"}).json()["id"]
+    cases = [("GET", "/v1/files/{}", None), ("GET", "/v1/files/{}/content", None), ("DELETE", "/v1/files/{}", None),
+             ("GET", "/v1/vector_stores/{}", None), ("POST", f"/v1/vector_stores/{vs}/files", {"file_id": "{}"}),
+             ("GET", f"/v1/vector_stores/{vs}/files/{{}}", None), ("GET", f"/v1/vector_stores/{vs}/file_batches/{{}}", None),
+             ("POST", f"/v1/vector_stores/{vs}/file_batches", {"file_ids": ["{}"]}),
+             ("GET", "/v1/containers/{}", None), ("GET", "/v1/containers/{}/files", None)]  # fmt: skip
+    for method, path, body in cases:
+        answers = []
+        for key, in_path in (("file-nope", "file-nope"), ("a\x00b", "a%00b")):
+            json_body = orjson.loads(orjson.dumps(body).replace(b"{}", orjson.dumps(key)[1:-1])) if body else None
+            r = httpx.request(method, any_server.url + path.format(in_path), json=json_body)
+            answers.append((r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else None))
+        assert answers[1] == answers[0] and answers[0][0] in (400, 404), (method, path, answers)
+    r = httpx.get(any_server.url + "/v1/files", params={"after": "file-\x00"})
+    assert r.status_code == 200 and r.json()["object"] == "list"

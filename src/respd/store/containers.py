@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
 
-from respd.store.schema import container_files, containers
+from respd.store.schema import container_files, containers, findable
 from respd.store.store import Store
 
 RUNNING, EXPIRED = "running", "expired"
@@ -78,6 +78,8 @@ def _file(row: Any) -> FileRow:
 
 
 async def get(store: Store, tenant: str, container_id: str) -> ContainerRow | None:
+    if not findable(container_id):
+        return None
     q = select(containers).where(_C.id == container_id, _C.tenant == tenant)
     async with store.engine.connect() as conn:
         row = (await conn.execute(q)).first()
@@ -99,6 +101,8 @@ async def page(
     store: Store, tenant: str, *, limit: int, order: str, after: str | None, name: str | None
 ) -> tuple[list[ContainerRow], bool]:
     """One page of the tenant's containers in creation order, and whether more follow."""
+    if after is not None and not findable(after):  # names no row (PostgreSQL refuses the NUL outright)
+        return [], False
     q = select(containers).where(_C.tenant == tenant)
     if name is not None:
         q = q.where(_C.name == name)
@@ -166,6 +170,8 @@ async def expire_idle(store: Store, now: int) -> list[str]:
 async def files_page(
     store: Store, container_id: str, *, limit: int, order: str, after: str | None
 ) -> tuple[list[FileRow], bool]:
+    if after is not None and not findable(after):
+        return [], False
     q = select(*_FILE_COLUMNS).where(_F.container_id == container_id)
     mark = select(_F.created_us).where(_F.id == after, _F.container_id == container_id)
     q = _keyset(q, _F.created_us, _F.id, mark, after, order)
@@ -182,6 +188,8 @@ async def files(store: Store, container_id: str) -> list[FileRow]:
 
 
 async def file(store: Store, container_id: str, file_id: str) -> FileRow | None:
+    if not findable(file_id):
+        return None
     q = select(*_FILE_COLUMNS).where(_F.container_id == container_id, _F.id == file_id)
     async with store.engine.connect() as conn:
         row = (await conn.execute(q)).first()
@@ -189,6 +197,8 @@ async def file(store: Store, container_id: str, file_id: str) -> FileRow | None:
 
 
 async def content(store: Store, container_id: str, file_id: str) -> bytes | None:
+    if not findable(file_id):
+        return None
     q = select(_F.data).where(_F.container_id == container_id, _F.id == file_id)
     async with store.engine.connect() as conn:
         row = (await conn.execute(q)).first()

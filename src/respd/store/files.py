@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from respd.errors import ServerError, TooLarge
 from respd.store import vectors
-from respd.store.schema import file_chunks, files
+from respd.store.schema import file_chunks, files, findable
 from respd.store.store import Store
 
 CHUNK_BYTES = 1 << 20  # one row of file_chunks: 1 MiB (the last piece of a file may be shorter)
@@ -204,6 +204,8 @@ async def create(
 # -- reading --------------------------------------------------------------------------------------------
 async def get(store: Store, tenant: str, file_id: str) -> FileRecord | None:
     """The live file ``file_id`` of ``tenant``, or ``None`` (unknown, another tenant's, deleted, expired)."""
+    if not findable(file_id):
+        return None
     q = select(*_COLUMNS).where(files.c.id == file_id, files.c.tenant == tenant, _live(_now()))
     async with store.engine.connect() as conn:
         row = (await conn.execute(q)).first()
@@ -224,6 +226,7 @@ async def list_page(
     if purpose is not None:
         q = q.where(c.purpose == purpose)
     if after is not None:
+        after = after.replace("\x00", "")  # a bound only: PostgreSQL refuses the NUL in text (SQLite not)
         q = q.where(c.id > after if order == "asc" else c.id < after)
     q = q.order_by(c.id.asc() if order == "asc" else c.id.desc()).limit(limit + 1)
     async with store.engine.connect() as conn:
@@ -256,6 +259,8 @@ async def read(store: Store, record: FileRecord) -> AsyncIterator[bytes]:
 async def delete_file(store: Store, tenant: str, file_id: str) -> bool:
     """Delete a live file of ``tenant``: gone for every reader at once, its bytes removed before this returns.
     ``False`` if there was no such file."""
+    if not findable(file_id):
+        return False
     now = _now()
     q = update(files).where(files.c.id == file_id, files.c.tenant == tenant, _live(now))
     marked = await store.transact(lambda conn: conn.execute(q.values(status=DELETED, updated_at=now)).rowcount)

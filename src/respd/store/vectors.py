@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from respd.store.schema import (
+    findable,
     jobs,
     vector_store_file_batches,
     vector_store_files,
@@ -81,12 +82,15 @@ def store_values(row: StoreRow) -> dict[str, Any]:
 
 
 async def get_store(store: Store, tenant: str, vsid: str) -> StoreRow | None:
+    if not findable(vsid):
+        return None
     rows = await _all(store, select(vector_stores).where(vector_stores.c.id == vsid, vector_stores.c.tenant == tenant))
     return _store_row(rows[0]) if rows else None
 
 
 async def get_stores(store: Store, tenant: str, ids: Sequence[str]) -> dict[str, StoreRow]:
-    q = select(vector_stores).where(vector_stores.c.id.in_(list(ids)), vector_stores.c.tenant == tenant)
+    ids = [i for i in ids if findable(i)]
+    q = select(vector_stores).where(vector_stores.c.id.in_(ids), vector_stores.c.tenant == tenant)
     return {r.id: _store_row(r) for r in await _all(store, q)}
 
 
@@ -235,6 +239,8 @@ async def add_files(store: Store, rows: list[dict[str, Any]], batch: dict[str, A
 
 
 async def get_file(store: Store, tenant: str, vsid: str, file_id: str) -> dict[str, Any] | None:
+    if not (findable(vsid) and findable(file_id)):
+        return None
     f = vector_store_files
     q = select(f).where(f.c.vector_store_id == vsid, f.c.file_id == file_id, f.c.tenant == tenant)
     rows = await _all(store, q)
@@ -271,6 +277,8 @@ async def file_chunks(store: Store, vsid: str, file_id: str) -> list[str]:
 
 # -- batches ------------------------------------------------------------------------------------------------
 async def get_batch(store: Store, tenant: str, vsid: str, batch_id: str) -> dict[str, Any] | None:
+    if not (findable(vsid) and findable(batch_id)):
+        return None
     b = vector_store_file_batches
     q = select(b).where(b.c.id == batch_id, b.c.vector_store_id == vsid, b.c.tenant == tenant)
     rows = await _all(store, q)
