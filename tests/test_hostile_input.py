@@ -268,5 +268,7 @@ def test_a_nul_in_a_file_store_or_container_id_is_unknown_on_every_database(any_
             r = httpx.request(method, any_server.url + path.format(in_path), json=json_body)
             answers.append((r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else None))
         assert answers[1] == answers[0] and answers[0][0] in (400, 404), (method, path, answers)
-    r = httpx.get(any_server.url + "/v1/files", params={"after": "file-\x00"})
-    assert r.status_code == 200 and r.json()["object"] == "list"
+    # a NUL in any query parameter, of any route, is a 400 naming it (api/query_guard.py)
+    for path, name in (("/v1/files", "after"), ("/v1/containers", "name"), ("/v1/vector_stores", "before"),
+                       (f"/v1/vector_stores/{vs}/files", "filter"), ("/v1/responses/resp_1", "include[]")):  # fmt: skip
+        check_error(httpx.get(any_server.url + path, params={name: "x\x00"}), 400, param=name, code="invalid_value")

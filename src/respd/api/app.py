@@ -29,6 +29,7 @@ from respd.api import (
 from respd.api.access import AccessMiddleware
 from respd.api.auth import Authenticate, KeyRing
 from respd.api.context import json_response
+from respd.api.query_guard import QueryGuard
 from respd.config import Settings
 from respd.engine.runtime import Runtime
 from respd.errors import NotFound, RespdError, ServerError, envelope
@@ -192,6 +193,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         middleware=[
             Middleware(AccessMiddleware, ops=settings.ops, metrics=runtime.metrics),
             Middleware(Authenticate, keys=keys),  # the key first, before any route reads the request
+            Middleware(QueryGuard),
         ],
         exception_handlers={RespdError: _respd_error, HTTPException: _http_error, Exception: _unexpected},
     )
