@@ -63,7 +63,7 @@ def _post_stream(port: int, path: str, body: dict[str, Any], delta: bytes) -> tu
     while line := r.readline():
         if not first and delta in line:
             first = time.perf_counter()
-        if line.startswith(b"data: ") and len(line) > 12:
+        if line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
             last = line
     conn.close()
     return start, first, time.perf_counter(), last
