@@ -50,10 +50,12 @@ def ask_and_slow() -> Reply:
                              {"id": "c2", "name": "srv__slow", "arguments": '{"seconds": 3}'}])  # fmt: skip
 
 
-def wait_for(check: Any, timeout: float = 20.0) -> None:
+def wait_for(check: Any, timeout: float = 60.0, *servers: RespdServer) -> None:
+    """Until ``check()``; on a timeout the servers' logs say where the response stood (a loaded CI host once
+    took longer than 20 s here)."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, "timed out:\n" + "\n".join(s.log()[-4000:] for s in servers)
         time.sleep(0.05)
 
 
@@ -106,7 +108,7 @@ def test_background_taken_over_after_an_approval_request(tmp_path: Path, fake: F
             json={"model": "test-model", "input": "delete a.txt", "tools": [guarded(mcp_server)], "background": True},
         )
         rid = r.json()["id"]
-        wait_for(lambda: mcp_server.calls["slow"] == slow + 1)  # the request item is logged; the call runs
+        wait_for(lambda: mcp_server.calls["slow"] == slow + 1, 60.0, a, b)  # the request is logged; the call runs
         a.kill()
         done = wait_terminal(b, rid, timeout=LEASE_S * 15)
         assert done["status"] == "completed", done.get("error")
@@ -136,7 +138,7 @@ def test_streamed_response_ended_after_restart_keeps_its_approval_request(tmp_pa
                 if line.startswith("data: "):
                     seen.append(json.loads(line[6:]))
                     if seen[-1]["type"] == "response.mcp_call.in_progress":
-                        wait_for(lambda: mcp_server.calls["slow"] == slow + 1)
+                        wait_for(lambda: mcp_server.calls["slow"] == slow + 1, 60.0, a)
                         a.kill()  # the client saw the approval request; its replica dies mid-step
                         break
     finally:
