@@ -97,6 +97,8 @@ class Recorder:
     async def record_durably(self, events: list[Event]) -> list[Frame]:
         """Record ``events`` and (a streamed or background response's) commit them, then hand them to
         followers: what a client acts on by id (an approval request) is never seen, then lost with a replica."""
+        if self.store and self.rt.store.writer.fenced(self.head.id):
+            raise Fenced({self.head.id})  # taken over by another replica (as :meth:`record_all`)
         frames = [(ev, self.record(ev)) for ev in events]
         await self.checkpoint()
         self.publish(frames)
