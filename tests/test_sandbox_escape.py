@@ -199,6 +199,17 @@ while True:
     assert ok(box, "c-other", "print(6 * 7)").strip() == "42"  # another container starts and runs
 
 
+def test_forked_children_leaving_a_cell_do_not_touch_the_next_calls_output(box: Harness) -> None:
+    """Children of a cell that run off its end exit there: they used to go on into the kernel's own code and
+    empty the capture file while the next call ran (a fork bomb's children, on a loaded CI host)."""
+    spawn = ("import os, time\nfor _ in range(8):\n    try:\n        if os.fork() == 0:\n"
+             "            time.sleep(0.3)\n    except OSError:\n        break")  # fmt: skip
+    for _ in range(2):
+        box.run("c-forks", spawn)
+        later = box.run("c-forks", "import time\nprint('alive', flush=True)\ntime.sleep(1)")
+        assert later.logs == "alive\n", later.logs
+
+
 def test_memory_bomb(box: Harness, server: RespdServer) -> None:
     result = box.run("c-mem", "hog = bytearray(4 << 30)")
     assert result.error is not None and result.error["type"] == "MemoryError", result
