@@ -101,8 +101,6 @@ async def page(
     store: Store, tenant: str, *, limit: int, order: str, after: str | None, name: str | None
 ) -> tuple[list[ContainerRow], bool]:
     """One page of the tenant's containers in creation order, and whether more follow."""
-    if after is not None and not findable(after):  # names no row (PostgreSQL refuses the NUL outright)
-        return [], False
     q = select(containers).where(_C.tenant == tenant)
     if name is not None:
         q = q.where(_C.name == name)
@@ -170,8 +168,6 @@ async def expire_idle(store: Store, now: int) -> list[str]:
 async def files_page(
     store: Store, container_id: str, *, limit: int, order: str, after: str | None
 ) -> tuple[list[FileRow], bool]:
-    if after is not None and not findable(after):
-        return [], False
     q = select(*_FILE_COLUMNS).where(_F.container_id == container_id)
     mark = select(_F.created_us).where(_F.id == after, _F.container_id == container_id)
     q = _keyset(q, _F.created_us, _F.id, mark, after, order)

@@ -226,7 +226,6 @@ async def list_page(
     if purpose is not None:
         q = q.where(c.purpose == purpose)
     if after is not None:
-        after = after.replace("\x00", "")  # a bound only: PostgreSQL refuses the NUL in text (SQLite not)
         q = q.where(c.id > after if order == "asc" else c.id < after)
     q = q.order_by(c.id.asc() if order == "asc" else c.id.desc()).limit(limit + 1)
     async with store.engine.connect() as conn:

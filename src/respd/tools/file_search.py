@@ -24,11 +24,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from respd.errors import InvalidRequest, NotFound, RespdError
+from respd.errors import InvalidRequest, RespdError
 from respd.retrieval import filters as flt
 from respd.retrieval.search import Hit
 from respd.store import vectors as db
-from respd.store.schema import findable
 from respd.tools.base import (
     Call,
     HostedTool,
@@ -119,10 +118,7 @@ class FileSearch:
         """A 404 for a store that is unknown or not ``tenant``'s, a 400 for an expired one; the stores are
         marked active (their expiry moves on), as a search through the API does."""
         ids, where = list(config["vector_store_ids"]), f"{param}.vector_store_ids"
-        for vsid in ids:
-            if not findable(vsid):  # names nothing (PostgreSQL would refuse the NUL in a query outright)
-                raise NotFound(f"Vector store with id '{vsid}' not found.", param=where)
-        rows = await self.host.retrieval.stores(tenant, ids, where)
+        rows = await self.host.retrieval.stores(tenant, ids, where)  # a NUL id names nothing there too
         now = int(time.time())
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
