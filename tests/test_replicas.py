@@ -6,6 +6,7 @@ A's lease runs out (starting over, or continuing its partial output); SIGTERM A 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -26,14 +27,15 @@ from tests.test_background import TERMINAL, assert_continuous, sse, stored_json,
 LEASE_S = 2.0
 
 
-@pytest.fixture
-def pair(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[RespdServer, RespdServer]]:
-    """Replicas A and B on a fresh database, with a short lease and a prefill-capable model."""
+@contextlib.contextmanager
+def replicas(tmp_path: Path, fake: FakeUpstream, timeout_s: float = 5) -> Iterator[tuple[RespdServer, RespdServer]]:
+    """Replicas A and B on a fresh database, with a short lease and a prefill-capable model (its upstream
+    timeout ``timeout_s``); a replica left stopped (SIGSTOP) is resumed first, or it could not be ended."""
     config = write_config(tmp_path / "respd.toml", fake.base_url, extra=f"lease_s = {LEASE_S}\ndrain_s = 1\n")
     with open(config, "a") as f:
         f.write(
             f'\n[[models]]\nname = "prefill-model"\nbackend = "openai"\nbase_url = "{fake.base_url}"\n'
-            'upstream_model = "fake-upstream-model"\nprefill = true\ntimeout_s = 5\n'
+            f'upstream_model = "fake-upstream-model"\nprefill = true\ntimeout_s = {timeout_s:g}\n'
         )
     url = create_pg_database()
     a = start_server(tmp_path / "a", config, url)
@@ -41,9 +43,18 @@ def pair(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[RespdServer, Resp
     try:
         yield a, b
     finally:
+        for server in (a, b):
+            if server.proc is not None and server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGCONT)
         a.stop()
         b.stop()
         drop_pg_database(url)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[RespdServer, RespdServer]]:
+    with replicas(tmp_path, fake) as servers:
+        yield servers
 
 
 def client_of(server: RespdServer) -> openai.OpenAI:

@@ -22,35 +22,18 @@ import httpx
 import pytest
 
 from respd.engine.fold import TERMINAL_EVENTS, fold
-from tests.conftest import start_server
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
+from tests.servers import RespdServer
 from tests.test_background import TERMINAL, sse, stored_json, wait_status
-from tests.test_replicas import LEASE_S, client_of
+from tests.test_replicas import LEASE_S, client_of, replicas
 
 FENCED = "this replica stops its run"  # what A logs when its writes are refused
 
 
 @pytest.fixture
 def pair(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[RespdServer, RespdServer]]:
-    config = write_config(tmp_path / "respd.toml", fake.base_url, extra=f"lease_s = {LEASE_S}\ndrain_s = 1\n")
-    with open(config, "a") as f:
-        f.write(
-            f'\n[[models]]\nname = "prefill-model"\nbackend = "openai"\nbase_url = "{fake.base_url}"\n'
-            'upstream_model = "fake-upstream-model"\nprefill = true\ntimeout_s = 60\n'
-        )
-    url = create_pg_database()
-    a = start_server(tmp_path / "a", config, url)
-    b = start_server(tmp_path / "b", config, url)
-    try:
-        yield a, b
-    finally:
-        for server in (a, b):
-            if server.proc is not None and server.proc.poll() is None:
-                server.proc.send_signal(signal.SIGCONT)  # a stopped process cannot even be terminated
-        a.stop()
-        b.stop()
-        drop_pg_database(url)
+    with replicas(tmp_path, fake, timeout_s=60) as servers:
+        yield servers
 
 
 def _logged(server: RespdServer, rid: str) -> list[tuple[int, int, list[dict[str, Any]]]]:
