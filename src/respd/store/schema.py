@@ -251,6 +251,7 @@ vector_store_files = Table(
     Column("batch_id", String(80), nullable=True),
     Index("ix_vector_store_files_store_status", "vector_store_id", "status"),
     Index("ix_vector_store_files_batch", "batch_id"),
+    Index("ix_vector_store_files_file", "file_id"),  # a deleted File taken out of every store holding it
 )
 
 vector_store_file_batches = Table(
