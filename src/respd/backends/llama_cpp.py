@@ -3,7 +3,7 @@
 Several requests run at once, one per slot of the model's context (continuous batching, see
 :class:`~respd.backends.llama_engine.LlamaEngine`); more wait in FIFO order. The number that may run or wait
 is bounded by :meth:`LlamaCppBackend.admit`, which the run calls before any event exists, so a full queue is
-a 429 with Retry-After. Deltas cross from the engine's worker thread to the event loop through an asyncio
+a 429 with Retry-After. Deltas cross from the llama.cpp thread to the event loop through an asyncio
 queue; closing the iteration (a cancel, a client gone) sets the job's stop flag, and its slot is free for
 the next request at the engine's next step.
 """
@@ -94,7 +94,7 @@ class LlamaCppBackend:
     async def count_tokens(self, request: ModelRequest, *, local: bool = False) -> TokenCount:
         """Exact: the prompt generation would evaluate, tokenized by the model's own vocabulary.
 
-        It runs beside the model's worker thread, not behind it: a count never waits for a running turn.
+        It runs beside the llama.cpp thread, not behind it: a count never waits for a running turn.
         """
         _check_input(request)
         engine = await self.load()

@@ -4,9 +4,10 @@ As llama.cpp's own server does with parallel slots: the context holds one sequen
 cache, and every step is one ``llama_decode`` of a batch that advances each running request by one token
 and reads a chunk of any prompt still being read; a new request joins at the next step, and a cancelled one
 leaves it at once. Each request samples from its own logits with its own sampler (its grammar, when its
-output is constrained). Everything touching the context runs on one worker thread (a llama.cpp context is
-not thread-safe); :mod:`respd.backends.llama_cpp` queues requests in front of it and carries the deltas to
-the event loop. Which slot a prompt goes to and what it reuses: :mod:`respd.backends.llama_slots`.
+output is constrained). Everything touching the context runs on the process's llama.cpp thread (a context
+is not thread-safe, and one thread keeps one OpenMP team: :mod:`respd.backends.llama_thread`), a step at a
+time; :mod:`respd.backends.llama_cpp` queues requests in front of it and carries the deltas to the event loop.
+Which slot a prompt goes to and what it reuses: :mod:`respd.backends.llama_slots`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -28,8 +28,9 @@ from respd.backends.bundled import bundled_path, verify
 from respd.backends.llama_grammars import TEXT_START, Constraints
 from respd.backends.llama_job import Done, Job, Output
 from respd.backends.llama_prompt import ChatPrompt
-from respd.backends.llama_sampling import Sampler, grammar_compiles
+from respd.backends.llama_sampling import Sampler, Vocabulary, grammar_compiles
 from respd.backends.llama_slots import Slot, SlotTable
+from respd.backends.llama_thread import COMPUTE
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
 
@@ -65,7 +66,7 @@ class _Batch:
 
 
 class LlamaEngine:
-    """One GGUF model with one context of ``slots`` sequences, driven by one worker thread."""
+    """One GGUF model with one context of ``slots`` sequences, stepped by the llama.cpp thread."""
 
     def __init__(self, route: ModelRoute) -> None:
         path = self._model_file(route)
@@ -88,16 +89,15 @@ class LlamaEngine:
         if not self.ctx:
             raise UpstreamError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {route.name!r}.")
         self.vocab = self.llm._model.vocab
+        self.samplers = Vocabulary(self.vocab)
         self.prompt = ChatPrompt(self.llm, route.chat_template, f"model {route.name!r}")
         self.table = SlotTable(self.ctx, self.n_slots, route.cache_mb << 20)
         self._batch = _Batch(params.n_batch)
         self._pieces: dict[int, bytes] = {}
         self._checked: set[str] = set()  # grammars llama.cpp has parsed
-        self._waiting: deque[Job] = deque()
-        self._wake = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._loop, name=f"llama-{route.name}", daemon=True)
-        self._thread.start()
+        self._waiting: deque[Job] = deque()  # guarded by COMPUTE.lock
+        self._starting: list[Job] = []  # taken from the queue by admit(), started by the next step
+        COMPUTE.register(self)
         log.info("loaded %s (%s) in %.1fs: n_ctx=%d slots=%d threads=%d", route.name, path, time.monotonic() - t0,
                  self.n_ctx, self.n_slots, threads)  # fmt: skip
 
@@ -112,12 +112,17 @@ class LlamaEngine:
         return path
 
     def close(self) -> None:
-        """Stop the worker (running jobs end without a Finish) and free the context and the model."""
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
-        self._thread.join()
+        """Stop (running and waiting jobs end with an error) and free the context and the model; not from the
+        compute thread."""
+        COMPUTE.call(self._shut).result()
+
+    def _shut(self) -> None:
+        COMPUTE.unregister(self)
+        with COMPUTE.lock:
+            waiting, self._waiting = list(self._waiting), deque()
+        self.fail(UpstreamError("The local model was shut down."), [*waiting, *self._starting])
         self._batch.free()
+        self.samplers.close()
         llama_cpp.llama_free(self.ctx)
         self.llm.close()
 
@@ -132,44 +137,30 @@ class LlamaEngine:
         if len(job.prompt) >= self.n_ctx:
             raise UpstreamError(f"The input is {len(job.prompt)} tokens, more than this model's context window "
                                 f"of {self.n_ctx} tokens.")  # fmt: skip
-        with self._wake:
+        with COMPUTE.lock:
             self._waiting.append(job)
-            self._wake.notify()
+            COMPUTE.lock.notify()
 
     def wake(self) -> None:
-        """Have the worker look at stop flags now (a cancelled job that waits is dropped at once)."""
-        with self._wake:
-            self._wake.notify()
+        """Have the compute thread look at stop flags now (a cancelled job that waits is dropped at once)."""
+        COMPUTE.wake()
 
-    # -- the worker thread ------------------------------------------------------------------------
-    def _loop(self) -> None:
-        try:
-            while self._next_jobs():
-                self._step()
-        finally:
-            for slot in self.table.busy():
-                self._end(slot, UpstreamError("The local model was shut down."))
-            for job in self._waiting:
-                job.emit(Done(UpstreamError("The local model was shut down.")))
+    # -- the compute thread (respd.backends.llama_thread) ---------------------------------------------
+    def admit(self) -> bool:
+        """Drop stopped jobs, take waiting ones into free slots; whether a step is due. Under COMPUTE.lock."""
+        for job in [j for j in self._waiting if j.stop.is_set()]:
+            self._waiting.remove(job)
+            job.emit(Done())
+        for slot in self.table.busy():
+            if slot.job is not None and slot.job.stop.is_set():
+                self._end(slot)
+        while self._waiting and len(self._starting) < len(self.table.free()):
+            self._starting.append(self._waiting.popleft())
+        return bool(self._starting or self.table.busy())
 
-    def _next_jobs(self) -> bool:
-        """Start waiting jobs in free slots; wait while there is nothing to do. False once closing."""
-        with self._wake:
-            while True:
-                if self._closing:
-                    return False
-                for job in [j for j in self._waiting if j.stop.is_set()]:
-                    self._waiting.remove(job)
-                    job.emit(Done())
-                for slot in self.table.busy():
-                    if slot.job is not None and slot.job.stop.is_set():
-                        self._end(slot)
-                starting: list[Job] = []
-                while self._waiting and len(starting) < len(self.table.free()):
-                    starting.append(self._waiting.popleft())
-                if starting or self.table.busy():
-                    break
-                self._wake.wait()
+    def step(self) -> None:
+        """Start the jobs admitted, then one decode (see :meth:`_decode`)."""
+        starting, self._starting = self._starting, []
         for job in starting:
             try:
                 self._start(job)
@@ -178,7 +169,15 @@ class LlamaEngine:
                     job.sampler.close()
                     job.sampler = None
                 job.emit(Done(exc))
-        return True
+        if self.table.busy():
+            self._decode()
+
+    def fail(self, error: BaseException, jobs: list[Job] | None = None) -> None:
+        """End every running job, and ``jobs`` not yet started, with ``error``."""
+        for slot in self.table.busy():
+            self._end(slot, error)
+        for job in jobs or []:
+            job.emit(Done(error))
 
     def _start(self, job: Job) -> None:
         job.output = Output(job)
@@ -194,9 +193,9 @@ class LlamaEngine:
             self._checked.add(grammar)
         if job.sampler is not None:
             job.sampler.close()
-        job.sampler, job.grammar = Sampler(self.vocab, job.sampling, grammar), grammar
+        job.sampler, job.grammar = Sampler(self.samplers, job.sampling, grammar), grammar
 
-    def _step(self) -> None:
+    def _decode(self) -> None:
         """One decode: a token of every generating slot, then prompt chunks as room allows; then sampling."""
         batch, busy = self._batch, self.table.busy()
         batch.n = batch.raw.n_tokens = 0

@@ -1,7 +1,7 @@
 """One request on the local model: what it asks for, and its output as the engine generates it.
 
 A :class:`Job` is prepared on the event loop (chat messages, tools, constraints, sampling, prompt tokens) and
-handed to the engine's worker thread, which runs it in a slot beside other jobs. Its :class:`Output` splits
+handed to the llama.cpp thread, which runs it in a slot beside other jobs. Its :class:`Output` splits
 the generated text into answer text and tool calls and hands each delta to the event loop through ``emit``.
 """
 
@@ -34,7 +34,7 @@ class Done:
 
 @dataclass(slots=True)
 class Job:
-    """One request, prepared on the event loop for the worker thread."""
+    """One request, prepared on the event loop for the llama.cpp thread."""
 
     prompt: list[int]  # the rendered chat template, tokenized
     decoder: tc.CallDecoder  # maps called names back to the request's tools

@@ -49,17 +49,36 @@ def _chain(steps: list[Any]) -> Any:
     return chain
 
 
-def _dry(vocab: Any, multiplier: float) -> Any:
-    breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*DRY_BREAKERS)
-    return llama_cpp.llama_sampler_init_dry(vocab, multiplier, DRY_BASE, DRY_ALLOWED, DRY_LAST_N, breakers,
-                                            len(DRY_BREAKERS))  # fmt: skip
+class Vocabulary:
+    """A model's vocabulary, with the repetition guard's DRY sampler built once per multiplier and cloned for
+    each request: building one scans the whole vocabulary for the sequence breakers (28 ms for Qwen2.5's
+    151,936 tokens; a clone 0.3 ms), on the llama.cpp thread, between two steps of every running answer."""
+
+    def __init__(self, vocab: Any) -> None:
+        self.vocab = vocab
+        self._dry: dict[float, Any] = {}
+
+    def dry(self, multiplier: float) -> Any:
+        """A new DRY sampler (no history) with ``multiplier``."""
+        proto = self._dry.get(multiplier)
+        if proto is None:
+            breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*DRY_BREAKERS)
+            proto = self._dry[multiplier] = llama_cpp.llama_sampler_init_dry(
+                self.vocab, multiplier, DRY_BASE, DRY_ALLOWED, DRY_LAST_N, breakers, len(DRY_BREAKERS))  # fmt: skip
+        return llama_cpp.llama_sampler_clone(proto)
+
+    def close(self) -> None:
+        """Free the samplers kept to be cloned."""
+        for proto in self._dry.values():
+            llama_cpp.llama_sampler_free(proto)
+        self._dry.clear()
 
 
-def _steps(s: Sampling, grammar: Any | None, vocab: Any = None) -> list[Any]:
+def _steps(s: Sampling, grammar: Any | None, vocab: Vocabulary | None = None) -> list[Any]:
     steps = []
     guard = vocab is not None  # free text: the repetition guard applies
-    if guard and s.dry_multiplier > 0:
-        steps.append(_dry(vocab, s.dry_multiplier))
+    if vocab is not None and s.dry_multiplier > 0:
+        steps.append(vocab.dry(s.dry_multiplier))
     repeat = s.repeat_penalty if guard else 1.0
     if s.frequency_penalty or s.presence_penalty or repeat != 1.0:
         # this binding declares an extra leading argument; last_n goes in both so either reading is right
@@ -91,14 +110,14 @@ def grammar_compiles(vocab: Any, grammar: str) -> bool:
 class Sampler:
     """Draws the next token from a context's last logits; one per generation run (grammar state inside)."""
 
-    def __init__(self, vocab: Any, sampling: Sampling, grammar: str | None) -> None:
+    def __init__(self, vocab: Vocabulary, sampling: Sampling, grammar: str | None) -> None:
         # the repetition guard only on free text: under a grammar, JSON repeats keys and punctuation by design
         self._free = _chain(_steps(sampling, None, vocab if grammar is None else None))
         self._check: Any = None
         self._full: Any = None
         if grammar is not None:
-            self._check = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            full = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            self._check = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
+            full = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
             self._full = _chain(_steps(sampling, full))
             self._one = (llama_cpp.llama_token_data * 1)()
             self._candidates = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)

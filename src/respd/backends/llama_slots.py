@@ -79,7 +79,7 @@ class Slot:
 
 
 class SlotTable:
-    """The slots of one context and the KV operations on them (all on the engine's worker thread)."""
+    """The slots of one context and the KV operations on them (all on the llama.cpp thread)."""
 
     def __init__(self, ctx: Any, n_slots: int, cache_bytes: int) -> None:
         self.ctx = ctx

@@ -1,14 +1,17 @@
 """Embedders: text in, unit vectors out. The bundled model in-process (llama.cpp), or an upstream's
 OpenAI-compatible ``/v1/embeddings`` (vLLM, Ollama, TEI, OpenAI) named in the config's ``[embeddings]``.
 
-Embedding is CPU-heavy: the local model runs in worker threads (llama.cpp releases the GIL), so the event
-loop keeps serving requests while files are ingested. It has two contexts: one for ingestion (``bulk``) and
-one for search queries, so a query never waits behind a file being embedded.
+Embedding is CPU-heavy: the local model computes on the process's llama.cpp thread
+(:mod:`respd.backends.llama_thread`, which also steps the chat models), so the event loop keeps serving
+requests while files are ingested. Ingestion is handed over a few texts at a time, so an answer being written
+waits for one small batch at most; a search query goes before any batch queued (and has a context of its
+own), so it never waits behind a file being embedded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import threading
 from typing import Any, Protocol
@@ -17,6 +20,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from respd.backends.llama_thread import COMPUTE
 from respd.config import EmbeddingsConfig
 from respd.retrieval.minilm import MINILM, BundledEmbedder, gguf_path
 
@@ -47,6 +51,11 @@ def normalize(rows: Vectors) -> Vectors:
     return out
 
 
+# Texts (chunks or segments, up to ~800 tokens each) per turn on the llama.cpp thread when ingesting: an
+# answer being generated beside an ingestion waits for one such batch between two of its tokens.
+BULK_GROUP = 2
+
+
 class LocalEmbedder:
     """The bundled model (all-MiniLM-L6-v2) in llama.cpp, loaded on first use."""
 
@@ -60,6 +69,7 @@ class LocalEmbedder:
         self._locks = {False: threading.Lock(), True: threading.Lock()}  # a context runs one batch at a time
 
     def _load(self, bulk: bool) -> Any:
+        """The context for ``bulk`` (ingestion) or queries, loaded on first use; hold its lock."""
         if bulk not in self._llama:
             import os
 
@@ -97,8 +107,18 @@ class LocalEmbedder:
         np.add.at(out, np.asarray(owner), normalize(rows))  # a long text: the mean of its windows' directions
         return normalize(out)
 
+    def _loaded(self, bulk: bool) -> None:
+        with self._locks[bulk]:
+            self._load(bulk)
+
     async def embed(self, texts: list[str], *, bulk: bool = False) -> Vectors:
-        return await asyncio.to_thread(self.embed_sync, texts, bulk)
+        if bulk not in self._llama:
+            await asyncio.to_thread(self._loaded, bulk)  # loading computes nothing: not on the llama.cpp thread
+        if not bulk:
+            return await COMPUTE.run(lambda: self.embed_sync(texts, False), first=True)
+        parts = [await COMPUTE.run(functools.partial(self.embed_sync, texts[i : i + BULK_GROUP], True))
+                 for i in range(0, len(texts), BULK_GROUP)]  # fmt: skip
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimensions), dtype=np.float32)
 
     async def aclose(self) -> None:
         for bulk, llama in list(self._llama.items()):
