@@ -5,7 +5,7 @@ Embedding is CPU-heavy: the local model computes on the process's llama.cpp thre
 (:mod:`respd.backends.llama_thread`, which also steps the chat models), so the event loop keeps serving
 requests while files are ingested. Ingestion is handed over a few texts at a time, so an answer being written
 waits for one small batch at most; a search query goes before any batch queued (and has a context of its
-own), so it never waits behind a file being embedded.
+own), so it waits for the batch being computed at most, never for a whole file.
 """
 
 from __future__ import annotations
