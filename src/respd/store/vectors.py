@@ -403,19 +403,18 @@ class Packed:
     file_ids: list[str] | None
 
 
-# One row for all the lists probed: the database concatenates the embeddings, so the driver hands over a
-# few large values instead of ~3,000 rows (making those row objects was 9/10 of the read at 100k chunks).
-# Aggregates of one group step through its rows in the same order, so the three lists line up. SQLite's
+# SQLite: one row for all the lists probed: the database concatenates the embeddings, so the driver hands
+# over a few large values instead of ~3,000 rows (making those row objects was 9/10 of the read at 100k
+# chunks). Aggregates of one group step through their rows in the same order, so the lists line up.
 # group_concat appends a blob's bytes as they are (NULs included; the database is UTF-8, SQLite's default,
 # so nothing is converted); the CAST gives them back as a blob.
 _PACKED_SQLITE = (
     "SELECT group_concat(id), CAST(group_concat(embedding, '') AS BLOB), {files} FROM vs_chunks "
     "WHERE vector_store_id = ?{lists}"
 )
-_PACKED_POSTGRES = (
-    "SELECT array_agg(id), string_agg(embedding, ''::bytea), {files} FROM vs_chunks "
-    "WHERE vector_store_id = $1{lists}"
-)
+# PostgreSQL: plain rows, joined here. asyncpg makes ~3,000 records in ~1 ms, while string_agg of the
+# embeddings cost ~3 ms in the server and ~4 ms more to receive as one 2 MB value (4 ms against 13 at 100k).
+_PACKED_POSTGRES = "SELECT id, embedding{files} FROM vs_chunks WHERE vector_store_id = $1{lists}"
 
 
 async def packed(store: Store, vsid: str, lists: Sequence[int] | None, *, with_files: bool) -> Packed:
@@ -435,13 +434,14 @@ async def packed(store: Store, vsid: str, lists: Sequence[int] | None, *, with_f
             row = (await raw.execute_fetchall(sql, [vsid, *(nums or [])]))[0]
         else:
             within = " AND list_no = ANY($2::int[])" if nums is not None else ""
-            sql = _PACKED_POSTGRES.format(files="string_agg(file_id, chr(31))" if with_files else "NULL",
-                                          lists=within)  # fmt: skip
-            row = await raw.fetchrow(sql, vsid, *([nums] if nums is not None else []))
+            sql = _PACKED_POSTGRES.format(files=", file_id" if with_files else "", lists=within)
+            rows = await raw.fetch(sql, vsid, *([nums] if nums is not None else []))
+            return Packed([r[0] for r in rows], b"".join([r[1] for r in rows]),
+                          [r[2] for r in rows] if with_files else None)  # fmt: skip
     ids, blob, files = row[0], row[1], row[2]
     if not ids:
         return Packed([], b"", [] if with_files else None)
-    ids = [int(i) for i in ids.split(",")] if isinstance(ids, str) else list(ids)  # SQLite: text; asyncpg: a list
+    ids = [int(i) for i in ids.split(",")]
     return Packed(ids, bytes(blob), files.split("\x1f") if with_files else None)
 
 
