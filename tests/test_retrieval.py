@@ -61,6 +61,16 @@ def test_keyword_queries() -> None:
     assert keywords.pg_words("Fix ERR-4471, fix it") == ["fix", "err-4471,", "it"]
 
 
+def test_common_words_from_postgres_statistics() -> None:
+    vocab = keywords.Vocabulary(100_000, {"router": 9000.0, "reset": 2500.0, "err": 1200.0}, 0.0)
+    assert vocab.floor == 1200 and vocab.count(["router"]) == 9000
+    assert vocab.count(["err", "4471"]) == 1200  # a phrase: its rarest lexeme; one not listed is at most the floor
+    assert vocab.idf(10) > vocab.idf(1200) > vocab.idf(9000) > 0
+    assert keywords._kept(["router", "reset", "err-4471"], [9000, 2500, 1200]) == ["err-4471"]
+    assert keywords._kept(["router", "reset"], [9000, 2500]) == ["reset"]  # all common: the rarest is kept
+    assert keywords.Vocabulary(0, {}, 0.0).floor == keywords.COMMON_DOCS  # never analyzed: nothing is common
+
+
 def test_ivf_recall_against_exact_search() -> None:
     rng = np.random.default_rng(3)
     centers = normalize(rng.normal(0, 1, (120, 64)).astype(np.float32))

@@ -120,3 +120,33 @@ async def _scenario(url: str, embeddings: FakeEmbeddings) -> None:
 
 def test_index_reads_filters_and_keywords(url: str, embeddings: FakeEmbeddings) -> None:
     asyncio.run(_scenario(url, embeddings))
+
+
+async def _common_words(url: str) -> None:
+    store = Store(url)
+    await store.open()
+    try:
+        # "alpha" in every chunk but one: a common word; "ERR-4471" in two, one of them without "alpha"
+        texts = [f"alpha filler{i % 30} more{i}" for i in range(300)]
+        texts[10], texts[20] = "alpha ERR-4471 shown", "beta ERR-4471 shown"
+        await _fill(store, "vs_words", texts, files=1)
+        if not store.is_sqlite:
+            async with store.engine.begin() as conn:
+                await conn.exec_driver_sql("ANALYZE vs_chunks")  # the statistics the common words come from
+        # the common word's matches are not looked up: the identifier's chunks are all that is found
+        found = await keywords.search(store, ["vs_words"], "alpha ERR-4471", 10)
+        assert sorted(r[0] for r in found) == [11, 21]
+        if not store.is_sqlite:  # and it still ranks them: a chunk with both words first
+            assert found[0][0] == 11 and found[0][3] > found[1][3]
+        # a query of common words only keeps the rarest of them: it still matches
+        assert len(await keywords.search(store, ["vs_words"], "alpha", 10)) == 10
+        assert await keywords.search(store, ["vs_words"], "the of", 10) == []  # stop words only
+        filler = await keywords.search(store, ["vs_words"], "the filler7 of", 50)
+        assert sorted(r[0] for r in filler) == list(range(8, 300, 30))
+    finally:
+        await store.close()
+
+
+def test_common_words_are_not_looked_up(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keywords, "COMMON_DOCS", 100)
+    asyncio.run(_common_words(url))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from respd.errors import InvalidRequest, NotFound
 from respd.retrieval import filters as flt
@@ -106,46 +107,54 @@ class Retrieval:
         fused: dict[int, float] = {}
         where: dict[int, str] = {}
         best = 0.0
-        for query, vector in zip(queries, vectors, strict=True):
-            # the two halves read on two connections at once (SQLite: two driver threads)
-            ranked, words = await asyncio.gather(self._vector_ranked(stores, files, vector),
-                                                 self._keyword_ranked(stores, files, query))  # fmt: skip
-            for weight, ranking in ((w_vec, ranked), (w_text, words)):
-                best += weight / (RRF_K + 1)
-                for rank, (cid, vsid) in enumerate(ranking):
-                    fused[cid] = fused.get(cid, 0.0) + weight / (RRF_K + 1 + rank)
-                    where[cid] = vsid
-        if best <= 0:
-            return []
-        order = sorted(fused, key=lambda c: -fused[c])
-        top = [(c, fused[c] / best) for c in order if fused[c] / best >= score_threshold][:max_num_results]
-        return await self._hits(top, where)
+        # the vector half's reads and the hits' on one checkout (each checkout pings PostgreSQL)
+        async with self.store.engine.connect() as conn:
+            for query, vector in zip(queries, vectors, strict=True):
+                # the two halves read on two connections at once (SQLite: two driver threads)
+                ranked, words = await asyncio.gather(self._vector_ranked(stores, files, vector, conn),
+                                                     self._keyword_ranked(stores, files, query))  # fmt: skip
+                for weight, ranking in ((w_vec, ranked), (w_text, words)):
+                    best += weight / (RRF_K + 1)
+                    for rank, (cid, vsid) in enumerate(ranking):
+                        fused[cid] = fused.get(cid, 0.0) + weight / (RRF_K + 1 + rank)
+                        where[cid] = vsid
+            if best <= 0:
+                return []
+            order = sorted(fused, key=lambda c: -fused[c])
+            top = [(c, fused[c] / best) for c in order if fused[c] / best >= score_threshold][:max_num_results]
+            return await self._hits(top, where, conn)
 
     async def _files(self, vsid: str, filters: dict[str, Any]) -> set[str]:
         """The ids of the store's completed files that pass ``filters``."""
         rows = await db.list_files(self.store, vsid, status="completed")
         return {f["file_id"] for f in rows if flt.matches(filters, orjson.loads(f["attributes"]))}
 
-    async def _vector_ranked(self, stores: list[db.StoreRow], files: dict[str, set[str] | None],
-                             vector: Any) -> list[tuple[int, str]]:  # fmt: skip
+    async def _vector_ranked(self, stores: list[db.StoreRow], files: dict[str, set[str] | None], vector: Any,
+                             conn: AsyncConnection | None = None) -> list[tuple[int, str]]:  # fmt: skip
         scored: list[tuple[float, int, str]] = []
         for row in stores:
             allowed = files[row.id]
             if allowed is not None and not allowed:
                 continue
-            for cid, score in await self._store_vectors(row, vector, allowed):
+            for cid, score in await self._store_vectors(row, vector, allowed, conn):
                 scored.append((score, cid, row.id))
         scored.sort(key=lambda s: -s[0])
         return [(cid, vsid) for _, cid, vsid in scored[:CANDIDATES]]
 
-    async def _store_vectors(self, row: db.StoreRow, vector: Any, allowed: set[str] | None) -> list[tuple[int, float]]:
+    async def _store_vectors(self, row: db.StoreRow, vector: Any, allowed: set[str] | None,
+                             conn: AsyncConnection | None = None) -> list[tuple[int, float]]:  # fmt: skip
+        # the scoring (1-3 ms of numpy, which lets go of the GIL) in a worker thread: the event loop meanwhile
+        # takes the keyword half's replies and sends its next statement (-1.2 ms at 100k on PostgreSQL)
+        with_files = allowed is not None
         if row.lists == 0:
-            return _top(await db.packed(self.store, row.id, None, with_files=allowed is not None), vector, allowed)
+            chunks = await db.packed(self.store, row.id, None, with_files=with_files, conn=conn)
+            return await asyncio.to_thread(_top, chunks, vector, allowed)
         centroids = await self.centroids(row)
         n = ivf.nprobe(row.lists)
         while True:
             lists = ivf.probe(vector, centroids, n)
-            found = _top(await db.packed(self.store, row.id, lists, with_files=allowed is not None), vector, allowed)
+            chunks = await db.packed(self.store, row.id, lists, with_files=with_files, conn=conn)
+            found = await asyncio.to_thread(_top, chunks, vector, allowed)
             # a filter that leaves few chunks in the probed lists: read more lists (all, at worst)
             if len(found) >= CANDIDATES or n >= row.lists:
                 return found
@@ -191,8 +200,8 @@ class Retrieval:
         passing = [(cid, vsid) for cid, fid, vsid, _ in hits if _passes(files[vsid], fid)]
         return passing[:CANDIDATES]
 
-    async def _hits(self, top: list[tuple[int, float]], where: dict[int, str]) -> list[Hit]:
-        found = await db.found_chunks(self.store, [c for c, _ in top])
+    async def _hits(self, top: list[tuple[int, float]], where: dict[int, str], conn: AsyncConnection) -> list[Hit]:
+        found = await db.found_chunks(self.store, [c for c, _ in top], conn)
         out = []
         for cid, score in top:
             if cid not in found:  # removed since it was ranked

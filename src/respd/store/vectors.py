@@ -7,12 +7,14 @@ reads use the async engine. Every statement that takes an id from a client is sc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from respd.store.schema import (
     findable,
@@ -70,6 +72,17 @@ def _store_row(r: Any) -> StoreRow:
 async def _all(store: Store, q: Any, params: dict[str, Any] | None = None) -> list[Any]:
     async with store.engine.connect() as conn:
         return list((await conn.execute(q, params or {})).all())
+
+
+@asynccontextmanager
+async def _connected(store: Store, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+    """``conn`` if given (several reads of one search on one checkout: each checkout pings PostgreSQL),
+    else a connection of the pool's."""
+    if conn is not None:
+        yield conn
+        return
+    async with store.engine.connect() as own:
+        yield own
 
 
 # -- vector stores ----------------------------------------------------------------------------------------
@@ -403,28 +416,28 @@ class Packed:
     file_ids: list[str] | None
 
 
-# One row for all the lists probed: the database concatenates the embeddings, so the driver hands over a
-# few large values instead of ~3,000 rows (making those row objects was 9/10 of the read at 100k chunks).
-# Aggregates of one group step through its rows in the same order, so the three lists line up. SQLite's
+# SQLite: one row for all the lists probed: the database concatenates the embeddings, so the driver hands
+# over a few large values instead of ~3,000 rows (making those row objects was 9/10 of the read at 100k
+# chunks). Aggregates of one group step through their rows in the same order, so the lists line up.
 # group_concat appends a blob's bytes as they are (NULs included; the database is UTF-8, SQLite's default,
 # so nothing is converted); the CAST gives them back as a blob.
 _PACKED_SQLITE = (
     "SELECT group_concat(id), CAST(group_concat(embedding, '') AS BLOB), {files} FROM vs_chunks "
     "WHERE vector_store_id = ?{lists}"
 )
-_PACKED_POSTGRES = (
-    "SELECT array_agg(id), string_agg(embedding, ''::bytea), {files} FROM vs_chunks "
-    "WHERE vector_store_id = $1{lists}"
-)
+# PostgreSQL: plain rows, joined here. asyncpg makes ~3,000 records in ~1 ms, while string_agg of the
+# embeddings cost ~3 ms in the server and ~4 ms more to receive as one 2 MB value (4 ms against 13 at 100k).
+_PACKED_POSTGRES = "SELECT id, embedding{files} FROM vs_chunks WHERE vector_store_id = $1{lists}"
 
 
-async def packed(store: Store, vsid: str, lists: Sequence[int] | None, *, with_files: bool) -> Packed:
+async def packed(store: Store, vsid: str, lists: Sequence[int] | None, *, with_files: bool,
+                 conn: AsyncConnection | None = None) -> Packed:  # fmt: skip
     """The store's chunks in ``lists`` (None: all of a store searched exactly), read from the covering
-    index and packed (see :class:`Packed`)."""
+    index and packed (see :class:`Packed`); on ``conn`` if given."""
     nums = [int(n) for n in lists] if lists is not None else None
     if nums == []:
         return Packed([], b"", [] if with_files else None)
-    async with store.engine.connect() as conn:
+    async with _connected(store, conn) as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         if store.is_sqlite:
@@ -435,30 +448,49 @@ async def packed(store: Store, vsid: str, lists: Sequence[int] | None, *, with_f
             row = (await raw.execute_fetchall(sql, [vsid, *(nums or [])]))[0]
         else:
             within = " AND list_no = ANY($2::int[])" if nums is not None else ""
-            sql = _PACKED_POSTGRES.format(files="string_agg(file_id, chr(31))" if with_files else "NULL",
-                                          lists=within)  # fmt: skip
-            row = await raw.fetchrow(sql, vsid, *([nums] if nums is not None else []))
+            sql = _PACKED_POSTGRES.format(files=", file_id" if with_files else "", lists=within)
+            rows = await raw.fetch(sql, vsid, *([nums] if nums is not None else []))
+            return Packed([r[0] for r in rows], b"".join([r[1] for r in rows]),
+                          [r[2] for r in rows] if with_files else None)  # fmt: skip
     ids, blob, files = row[0], row[1], row[2]
     if not ids:
         return Packed([], b"", [] if with_files else None)
-    ids = [int(i) for i in ids.split(",")] if isinstance(ids, str) else list(ids)  # SQLite: text; asyncpg: a list
+    ids = [int(i) for i in ids.split(",")]
     return Packed(ids, bytes(blob), files.split("\x1f") if with_files else None)
 
 
-async def found_chunks(store: Store, ids: Sequence[int]) -> dict[int, tuple[str, str, str, dict[str, Any]]]:
+# The chunks by id first, then their files: left to its estimates, PostgreSQL read the files first and every
+# chunk of each through (store, file) to find the few asked for (14 ms at 100k instead of ~1). On asyncpg's
+# own connection: SQLAlchemy's statement (a BEGIN, its processing of the rows) took ~1 ms more.
+_FOUND_POSTGRES = """
+    WITH found AS MATERIALIZED (SELECT id, vector_store_id, file_id, text FROM vs_chunks WHERE id = ANY($1::bigint[]))
+    SELECT c.id, c.file_id, c.text, f.filename, f.attributes FROM found c
+    JOIN vector_store_files f ON f.vector_store_id = c.vector_store_id AND f.file_id = c.file_id
+    WHERE f.status = 'completed'
+"""
+
+
+Found = dict[int, tuple[str, str, str, dict[str, Any]]]  # chunk id -> (file id, text, filename, attributes)
+
+
+async def found_chunks(store: Store, ids: Sequence[int], conn: AsyncConnection | None = None) -> Found:
     """``id -> (file id, text, filename, attributes)`` of the chunks ``ids`` whose file is still in its store
-    and completed (one read: the chunks joined with their files)."""
+    and completed (one read: the chunks joined with their files); on ``conn`` if given."""
     if not ids:
         return {}
-    # the chunks by id first, then their files: left to its estimates, PostgreSQL read the files first and
-    # every chunk of each through (store, file) to find the few asked for (14 ms at 100k instead of ~1)
-    c = select(vs_chunks.c.id, vs_chunks.c.vector_store_id, vs_chunks.c.file_id, vs_chunks.c.text).where(
-        vs_chunks.c.id.in_(list(ids))).cte("found").prefix_with("MATERIALIZED")  # fmt: skip
-    f = vector_store_files.c
-    q = (select(c.c.id, c.c.file_id, c.c.text, f.filename, f.attributes)
-         .join(vector_store_files, (f.vector_store_id == c.c.vector_store_id) & (f.file_id == c.c.file_id))
-         .where(f.status == "completed"))  # fmt: skip
-    return {r.id: (r.file_id, r.text, r.filename, orjson.loads(r.attributes)) for r in await _all(store, q)}
+    async with _connected(store, conn) as conn:
+        if not store.is_sqlite:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            rows = await raw.fetch(_FOUND_POSTGRES, [int(i) for i in ids])
+            return {r[0]: (r[1], r[2], r[3], orjson.loads(r[4])) for r in rows}
+        c = select(vs_chunks.c.id, vs_chunks.c.vector_store_id, vs_chunks.c.file_id, vs_chunks.c.text).where(
+            vs_chunks.c.id.in_(list(ids))).cte("found").prefix_with("MATERIALIZED")  # fmt: skip
+        f = vector_store_files.c
+        q = (select(c.c.id, c.c.file_id, c.c.text, f.filename, f.attributes)
+             .join(vector_store_files, (f.vector_store_id == c.c.vector_store_id) & (f.file_id == c.c.file_id))
+             .where(f.status == "completed"))  # fmt: skip
+        rows = list((await conn.execute(q)).all())
+    return {r.id: (r.file_id, r.text, r.filename, orjson.loads(r.attributes)) for r in rows}
 
 
 async def save_index(store: Store, vsid: str, version: int, blobs: list[bytes], trained: int,
