@@ -28,7 +28,7 @@ from respd.backends.bundled import bundled_path, verify
 from respd.backends.llama_grammars import TEXT_START, Constraints
 from respd.backends.llama_job import Done, Job, Output
 from respd.backends.llama_prompt import ChatPrompt
-from respd.backends.llama_sampling import Sampler, Vocabulary, grammar_compiles
+from respd.backends.llama_sampling import Guards, Sampler, grammar_compiles
 from respd.backends.llama_slots import Slot, SlotTable
 from respd.backends.llama_thread import COMPUTE
 from respd.config import ModelRoute
@@ -89,7 +89,7 @@ class LlamaEngine:
         if not self.ctx:
             raise UpstreamError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {route.name!r}.")
         self.vocab = self.llm._model.vocab
-        self.samplers = Vocabulary(self.vocab)
+        self.guards = Guards(self.vocab)
         self.prompt = ChatPrompt(self.llm, route.chat_template, f"model {route.name!r}")
         self.table = SlotTable(self.ctx, self.n_slots, route.cache_mb << 20)
         self._batch = _Batch(params.n_batch)
@@ -122,7 +122,7 @@ class LlamaEngine:
             waiting, self._waiting = list(self._waiting), deque()
         self.fail(UpstreamError("The local model was shut down."), [*waiting, *self._starting])
         self._batch.free()
-        self.samplers.close()
+        self.guards.close()
         llama_cpp.llama_free(self.ctx)
         self.llm.close()
 
@@ -193,7 +193,7 @@ class LlamaEngine:
             self._checked.add(grammar)
         if job.sampler is not None:
             job.sampler.close()
-        job.sampler, job.grammar = Sampler(self.samplers, job.sampling, grammar), grammar
+        job.sampler, job.grammar = Sampler(self.guards, job.sampling, grammar), grammar
 
     def _decode(self) -> None:
         """One decode: a token of every generating slot, then prompt chunks as room allows; then sampling."""

@@ -49,9 +49,9 @@ def _chain(steps: list[Any]) -> Any:
     return chain
 
 
-class Vocabulary:
-    """A model's vocabulary, with the repetition guard's DRY sampler built once per multiplier and cloned for
-    each request: building one scans the whole vocabulary for the sequence breakers (28 ms for Qwen2.5's
+class Guards:
+    """A model's vocabulary and its repetition guards: the DRY sampler is built once per multiplier and cloned
+    for each request: building one scans the whole vocabulary for the sequence breakers (28 ms for Qwen2.5's
     151,936 tokens; a clone 0.3 ms), on the llama.cpp thread, between two steps of every running answer."""
 
     def __init__(self, vocab: Any) -> None:
@@ -74,11 +74,11 @@ class Vocabulary:
         self._dry.clear()
 
 
-def _steps(s: Sampling, grammar: Any | None, vocab: Vocabulary | None = None) -> list[Any]:
+def _steps(s: Sampling, grammar: Any | None, guards: Guards | None = None) -> list[Any]:
     steps = []
-    guard = vocab is not None  # free text: the repetition guard applies
-    if vocab is not None and s.dry_multiplier > 0:
-        steps.append(vocab.dry(s.dry_multiplier))
+    guard = guards is not None  # free text: the repetition guard applies
+    if guards is not None and s.dry_multiplier > 0:
+        steps.append(guards.dry(s.dry_multiplier))
     repeat = s.repeat_penalty if guard else 1.0
     if s.frequency_penalty or s.presence_penalty or repeat != 1.0:
         # this binding declares an extra leading argument; last_n goes in both so either reading is right
@@ -110,14 +110,14 @@ def grammar_compiles(vocab: Any, grammar: str) -> bool:
 class Sampler:
     """Draws the next token from a context's last logits; one per generation run (grammar state inside)."""
 
-    def __init__(self, vocab: Vocabulary, sampling: Sampling, grammar: str | None) -> None:
+    def __init__(self, guards: Guards, sampling: Sampling, grammar: str | None) -> None:
         # the repetition guard only on free text: under a grammar, JSON repeats keys and punctuation by design
-        self._free = _chain(_steps(sampling, None, vocab if grammar is None else None))
+        self._free = _chain(_steps(sampling, None, guards if grammar is None else None))
         self._check: Any = None
         self._full: Any = None
         if grammar is not None:
-            self._check = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
-            full = llama_cpp.llama_sampler_init_grammar(vocab.vocab, grammar.encode(), b"root")
+            self._check = llama_cpp.llama_sampler_init_grammar(guards.vocab, grammar.encode(), b"root")
+            full = llama_cpp.llama_sampler_init_grammar(guards.vocab, grammar.encode(), b"root")
             self._full = _chain(_steps(sampling, full))
             self._one = (llama_cpp.llama_token_data * 1)()
             self._candidates = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
