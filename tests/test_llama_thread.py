@@ -11,7 +11,9 @@ busy with other tests two threads each degrade far more than one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
+import time
 from typing import Any
 
 import llama_cpp
@@ -19,6 +21,7 @@ import pytest
 
 from respd.backends.base import Finish, ModelRequest, TextDelta
 from respd.backends.llama_cpp import LlamaCppBackend
+from respd.backends.llama_thread import ComputeThread
 from respd.config import ModelRoute
 from respd.errors import UpstreamError
 from respd.retrieval.embedder import LocalEmbedder
@@ -102,3 +105,57 @@ def test_closing_a_model_ends_its_running_answer_and_leaves_the_others() -> None
             await staying.aclose()
 
     asyncio.run(main())
+
+
+class _Ticker:
+    """A model of :class:`respd.backends.llama_thread.Stepped` that takes ``steps`` steps of ~5 ms."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+        self.spans: list[tuple[float, float]] = []
+
+    def admit(self) -> bool:
+        return self.left > 0
+
+    def step(self) -> None:
+        started = time.perf_counter()
+        time.sleep(0.005)
+        self.left -= 1
+        self.spans.append((started, time.perf_counter()))
+
+    def fail(self, error: BaseException) -> None:
+        raise AssertionError(f"no step fails here: {error!r}")
+
+
+def test_background_calls_get_half_the_thread_while_a_model_has_work_and_urgent_ones_go_first() -> None:
+    thread = ComputeThread()  # its own, not the process's
+    ticker = _Ticker(60)
+    spans: list[tuple[str, float, float]] = []
+
+    def work(name: str, seconds: float) -> str:
+        started = time.perf_counter()
+        time.sleep(seconds)
+        spans.append((name, started, time.perf_counter()))
+        return name
+
+    background = [thread.call(functools.partial(work, f"ingest-{i}", 0.02)) for i in range(8)]
+    thread.register(ticker)
+    urgent = thread.call(functools.partial(work, "query", 0.001), first=True)
+    assert [f.result(timeout=30) for f in background] == [f"ingest-{i}" for i in range(8)]
+    assert urgent.result(timeout=30) == "query"
+    deadline = time.monotonic() + 30
+    while ticker.left and time.monotonic() < deadline:
+        time.sleep(0.01)
+    thread.unregister(ticker)
+    assert ticker.left == 0
+    # the query ran before the background calls queued ahead of it, but for the one running when it came
+    order = [name for name, _, _ in sorted(spans, key=lambda s: s[1])]
+    assert order.index("query") <= 1
+    # while the model had steps to take, the background calls never ran ahead of the steps by more than one
+    # call: the time each took is paid back by steps before the next one starts
+    last_step = ticker.spans[-1][1]
+    calls = [(a, b) for name, a, b in spans if name != "query" and b <= last_step]
+    for i, (started, _) in enumerate(calls):
+        ran = sum(b - a for a, b in calls[:i] if a >= ticker.spans[0][0])
+        stepped = sum(b - a for a, b in ticker.spans if b <= started)
+        assert ran <= stepped + 1e-3, f"call {i} started with {ran:.3f} s of calls against {stepped:.3f} s of steps"

@@ -10,8 +10,11 @@ ran 13-17 % slower from the first embedding or second model's request on (bench/
 under concurrent requests"). Computing on one thread keeps one team. Nothing is lost by it: on a CPU, two
 computations at once would only share the same cores.
 
-The thread takes turns: one queued call (an embedding batch: callers keep them small), then one step of every
-engine with work, so a long ingestion never stalls a running answer for more than one batch.
+The thread takes turns between the engines' steps and queued calls (embedding batches, which callers keep
+small). While an engine has work, background calls (ingestion) get half the thread's time: a call runs only
+once the steps since the last one have taken as long as it did, so an answer beside an ingestion is written
+at about half its speed, its tokens held up by one batch at most, and the ingestion goes on at about half
+its own. Urgent calls (a search's query) go first, whatever the share.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -46,9 +50,11 @@ class ComputeThread:
 
     def __init__(self) -> None:
         self.lock = threading.Condition()  # guards what is queued here and in every registered engine
+        self._urgent: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._engines: list[Stepped] = []
         self._thread: threading.Thread | None = None
+        self._owed = 0.0  # seconds background calls ran that the engines' steps have not yet had back
 
     def register(self, engine: Stepped) -> None:
         """Have the thread step ``engine`` whenever its :meth:`Stepped.admit` says so."""
@@ -67,10 +73,11 @@ class ComputeThread:
             self.lock.notify()
 
     def call(self, fn: Callable[[], T], *, first: bool = False) -> Future[T]:
-        """Run ``fn`` on the thread, between engine steps; ``first``: before calls already queued."""
+        """Run ``fn`` on the thread, between engine steps; ``first``: urgent (before background calls, and
+        outside their share of the thread's time)."""
         future: Future[T] = Future()
         with self.lock:
-            (self._calls.appendleft if first else self._calls.append)((fn, future))
+            (self._urgent if first else self._calls).append((fn, future))
             self._start()
             self.lock.notify()
         return future
@@ -89,24 +96,38 @@ class ComputeThread:
             with self.lock:
                 while True:
                     due = [e for e in self._engines if e.admit()]
-                    if due or self._calls:
+                    if due or self._urgent or self._calls:
                         break
                     self.lock.wait()
-                call = self._calls.popleft() if self._calls else None
+                if not due:
+                    self._owed = 0.0  # nothing to share the thread with
+                call, background = None, False
+                if self._urgent:
+                    call = self._urgent.popleft()
+                elif self._calls and self._owed <= 0:
+                    call, background = self._calls.popleft(), True
             if call is not None:
-                fn, future = call
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # the caller's to handle
-                        future.set_exception(exc)
+                started = time.perf_counter()
+                _run(*call)
+                if background and due:
+                    self._owed += time.perf_counter() - started
                 due = [e for e in due if e in self._engines]  # the call may have closed one
             for engine in due:
+                started = time.perf_counter()
                 try:
                     engine.step()
                 except Exception as exc:  # an engine's fault ends its own work, not the thread
                     log.exception("a llama.cpp step failed")
                     engine.fail(exc)
+                self._owed = max(0.0, self._owed - (time.perf_counter() - started))
+
+
+def _run(fn: Callable[[], Any], future: Future[Any]) -> None:
+    if future.set_running_or_notify_cancel():
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # the caller's to handle
+            future.set_exception(exc)
 
 
 COMPUTE = ComputeThread()

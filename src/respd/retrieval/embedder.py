@@ -3,9 +3,10 @@ OpenAI-compatible ``/v1/embeddings`` (vLLM, Ollama, TEI, OpenAI) named in the co
 
 Embedding is CPU-heavy: the local model computes on the process's llama.cpp thread
 (:mod:`respd.backends.llama_thread`, which also steps the chat models), so the event loop keeps serving
-requests while files are ingested. Ingestion is handed over a few texts at a time, so an answer being written
-waits for one small batch at most; a search query goes before any batch queued (and has a context of its
-own), so it waits for the batch being computed at most, never for a whole file.
+requests while files are ingested. Ingestion hands it one window (at most 256 tokens) at a time, in the
+background share of its time, so an answer being written beside it waits for one window at most between
+two tokens; a search query is urgent (and has a context of its own), so it waits for the window being
+computed at most, never for a whole file.
 """
 
 from __future__ import annotations
@@ -51,11 +52,6 @@ def normalize(rows: Vectors) -> Vectors:
     return out
 
 
-# Texts (chunks or segments, up to ~800 tokens each) per turn on the llama.cpp thread when ingesting: an
-# answer being generated beside an ingestion waits for one such batch between two of its tokens.
-BULK_GROUP = 2
-
-
 class LocalEmbedder:
     """The bundled model (all-MiniLM-L6-v2) in llama.cpp, loaded on first use."""
 
@@ -92,33 +88,37 @@ class LocalEmbedder:
             return [text]
         return [llama.detokenize(ids[i : i + size]).decode(errors="ignore") for i in range(0, len(ids), size)]
 
-    def embed_sync(self, texts: list[str], bulk: bool = False) -> Vectors:
-        """:meth:`embed`, in the calling thread."""
+    def _pieces(self, texts: list[str], bulk: bool) -> tuple[list[str], list[int]]:
+        """The texts' windows, and the text each is of (tokenizing computes nothing: any thread)."""
         with self._locks[bulk]:
             llama = self._load(bulk)
-            pieces: list[str] = []
-            owner: list[int] = []
-            for i, text in enumerate(texts):
-                for window in self._windows(llama, text or " "):
-                    pieces.append(window)
-                    owner.append(i)
-            rows = np.asarray(llama.embed(pieces, normalize=False), dtype=np.float32).reshape(len(pieces), -1)
-        out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
-        np.add.at(out, np.asarray(owner), normalize(rows))  # a long text: the mean of its windows' directions
+        pieces: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for window in self._windows(llama, text or " "):
+                pieces.append(window)
+                owner.append(i)
+        return pieces, owner
+
+    def _rows(self, pieces: list[str], bulk: bool) -> Vectors:
+        """The pieces' embeddings, not normalized (computed: on the llama.cpp thread)."""
+        with self._locks[bulk]:
+            llama = self._load(bulk)
+            return np.asarray(llama.embed(pieces, normalize=False), dtype=np.float32).reshape(len(pieces), -1)
+
+    def _combined(self, rows: list[Vectors], owner: list[int], n: int) -> Vectors:
+        out = np.zeros((n, self.dimensions), dtype=np.float32)
+        if rows:
+            np.add.at(out, np.asarray(owner), normalize(np.concatenate(rows)))  # a long text: its windows' mean
         return normalize(out)
 
-    def _loaded(self, bulk: bool) -> None:
-        with self._locks[bulk]:
-            self._load(bulk)
-
     async def embed(self, texts: list[str], *, bulk: bool = False) -> Vectors:
-        if bulk not in self._llama:
-            await asyncio.to_thread(self._loaded, bulk)  # loading computes nothing: not on the llama.cpp thread
-        if not bulk:
-            return await COMPUTE.run(lambda: self.embed_sync(texts, False), first=True)
-        parts = [await COMPUTE.run(functools.partial(self.embed_sync, texts[i : i + BULK_GROUP], True))
-                 for i in range(0, len(texts), BULK_GROUP)]  # fmt: skip
-        return np.concatenate(parts) if parts else np.zeros((0, self.dimensions), dtype=np.float32)
+        pieces, owner = await asyncio.to_thread(self._pieces, texts, bulk)  # loads the context the first time
+        if not bulk:  # a query: urgent, in one turn
+            rows = [await COMPUTE.run(functools.partial(self._rows, pieces, False), first=True)] if pieces else []
+        else:  # ingestion: a window (at most max_tokens) per turn, in the background share of the thread
+            rows = [await COMPUTE.run(functools.partial(self._rows, [piece], True)) for piece in pieces]
+        return self._combined(rows, owner, len(texts))
 
     async def aclose(self) -> None:
         for bulk, llama in list(self._llama.items()):
