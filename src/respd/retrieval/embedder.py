@@ -112,12 +112,18 @@ class LocalEmbedder:
             np.add.at(out, np.asarray(owner), normalize(np.concatenate(rows)))  # a long text: its windows' mean
         return normalize(out)
 
+    def _query(self, texts: list[str]) -> Vectors:
+        pieces, owner = self._pieces(texts, False)
+        return self._combined([self._rows(pieces, False)] if pieces else [], owner, len(texts))
+
     async def embed(self, texts: list[str], *, bulk: bool = False) -> Vectors:
-        pieces, owner = await asyncio.to_thread(self._pieces, texts, bulk)  # loads the context the first time
-        if not bulk:  # a query: urgent, in one turn
-            rows = [await COMPUTE.run(functools.partial(self._rows, pieces, False), first=True)] if pieces else []
-        else:  # ingestion: a window (at most max_tokens) per turn, in the background share of the thread
-            rows = [await COMPUTE.run(functools.partial(self._rows, [piece], True)) for piece in pieces]
+        if not bulk:  # a query: urgent, in one turn on the thread (one hop: a search waits on it)
+            if False not in self._llama:
+                await asyncio.to_thread(self._pieces, [], False)  # loading computes nothing: not on the thread
+            return await COMPUTE.run(functools.partial(self._query, texts), first=True)
+        # ingestion: a window (at most max_tokens) per turn, in the background share of the thread
+        pieces, owner = await asyncio.to_thread(self._pieces, texts, True)
+        rows = [await COMPUTE.run(functools.partial(self._rows, [piece], True)) for piece in pieces]
         return self._combined(rows, owner, len(texts))
 
     async def aclose(self) -> None:
