@@ -13,7 +13,7 @@ computations at once would only share the same cores.
 The thread takes turns between the engines' steps and queued calls (embedding batches, which callers keep
 small). While an engine has work, background calls (ingestion) get half the thread's time: a call runs only
 once the steps since the last one have taken as long as it did, so an answer beside an ingestion is written
-at about half its speed, its tokens held up by one batch at most, and the ingestion goes on at about half
+at about half its speed, its tokens held up by one call at most, and the ingestion goes on at about half
 its own. Urgent calls (a search's query) go first, whatever the share.
 """
 
@@ -36,7 +36,7 @@ class Stepped(Protocol):
     """A model that computes in steps on this thread (:class:`respd.backends.llama_engine.LlamaEngine`)."""
 
     def admit(self) -> bool:
-        """Take in waiting work and drop stopped work; whether a step is due. Called holding :data:`LOCK`."""
+        """Take in waiting work and drop stopped work; whether a step is due. Called holding the thread's lock."""
 
     def step(self) -> None:
         """One step of computation (on this thread, without the lock)."""
