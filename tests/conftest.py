@@ -8,6 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from respd.config import normalize_database_url
 from tests.fake_searxng import FakeSearxng
 from tests.fake_upstream import FakeUpstream
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
@@ -52,6 +53,19 @@ def pg_url() -> Iterator[str]:
     url = create_pg_database()
     yield url
     drop_pg_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database for one test, SQLite or PostgreSQL (its async URL). Not the session's: the
+    servers of other tests run on that one and sweep what is left there (a test's expired replica had a
+    response taken over by one of them, before the test's own replica could, on a CI run)."""
+    if request.param == "sqlite":
+        yield normalize_database_url(f"sqlite:///{tmp_path / 'respd.db'}")
+        return
+    plain = create_pg_database()
+    yield normalize_database_url(plain)
+    drop_pg_database(plain)
 
 
 def start_server(tmp: Path, config: str, database_url: str, env: dict[str, str] | None = None) -> RespdServer:

@@ -4,24 +4,15 @@ epoch), rows written under the old epoch are refused in their own transaction, a
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
-from respd.config import normalize_database_url
 from respd.ids import new_id
 from respd.jobs.queue import JobQueue
 from respd.store.batch import Batch, ResponseHead
 from respd.store.store import Store
 from respd.store.writer import Fenced
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return normalize_database_url(f"sqlite:///{tmp_path / 'respd.db'}")
-    return normalize_database_url(request.getfixturevalue("pg_url"))
 
 
 def _accepted(rid: str, owner: str) -> Batch:
@@ -41,9 +32,9 @@ def _events(rid: str, epoch: int, seq: int) -> Batch:
     return batch
 
 
-def test_a_takeover_fences_the_old_writer(url: str) -> None:
+def test_a_takeover_fences_the_old_writer(own_database: str) -> None:
     async def scenario() -> None:
-        store = Store(url)
+        store = Store(own_database)
         await store.open()
         try:
             a, b = JobQueue(store, new_id("rep"), 30), JobQueue(store, new_id("rep"), 30)

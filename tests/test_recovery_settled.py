@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from respd.config import load_settings, normalize_database_url
+from respd.config import load_settings
 from respd.engine.recovery import STOPPED, end_logged
 from respd.engine.runtime import Runtime
 from respd.ids import new_id
@@ -24,13 +23,6 @@ from respd.store.batch import Batch, ResponseHead
 from respd.store.store import Store
 
 TENANT = "tenant_recovery"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return normalize_database_url(f"sqlite:///{tmp_path / 'respd.db'}")
-    return normalize_database_url(request.getfixturevalue("pg_url"))
 
 
 def logged(rid: str, items: list[tuple[dict[str, Any], bool]]) -> list[dict[str, Any]]:
@@ -70,10 +62,10 @@ CALL = {"id": "mcp_1", "type": "mcp_call", "status": "in_progress", "server_labe
         "arguments": "", "approval_request_id": None}  # fmt: skip
 
 
-def test_a_log_that_ends_with_an_approval_request_ends_completed(url: str, tmp_path: Path) -> None:
+def test_a_log_that_ends_with_an_approval_request_ends_completed(own_database: str, tmp_path: Path) -> None:
     async def scenario() -> None:
-        settings = load_settings(database_url=url, env={"RESPD_DATA_DIR": str(tmp_path)})
-        store = Store(url)
+        settings = load_settings(database_url=own_database, env={"RESPD_DATA_DIR": str(tmp_path)})
+        store = Store(own_database)
         rt = Runtime(settings, store)
         await store.open()
         try:

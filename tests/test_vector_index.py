@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,6 @@ from respd.store import vectors as db
 from respd.store.schema import vector_store_files, vs_chunks
 from respd.store.store import Store
 from tests.fake_embeddings import FakeEmbeddings, vector
-from tests.servers import create_pg_database, drop_pg_database
 
 CHUNKS = 3000  # past ivf.EXACT_MAX: the store is trained with lists
 WORDS = [f"term{i}" for i in range(400)]
@@ -33,16 +31,6 @@ def embeddings() -> Iterator[FakeEmbeddings]:
     fake.start()
     yield fake
     fake.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'respd.db'}"
-        return
-    plain = create_pg_database()
-    yield plain.replace("postgresql://", "postgresql+asyncpg://")
-    drop_pg_database(plain)
 
 
 def _texts(n: int, seed: int) -> list[str]:
@@ -118,8 +106,8 @@ async def _scenario(url: str, embeddings: FakeEmbeddings) -> None:
         await store.close()
 
 
-def test_index_reads_filters_and_keywords(url: str, embeddings: FakeEmbeddings) -> None:
-    asyncio.run(_scenario(url, embeddings))
+def test_index_reads_filters_and_keywords(own_database: str, embeddings: FakeEmbeddings) -> None:
+    asyncio.run(_scenario(own_database, embeddings))
 
 
 async def _common_words(url: str) -> None:
@@ -147,6 +135,6 @@ async def _common_words(url: str) -> None:
         await store.close()
 
 
-def test_common_words_are_not_looked_up(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_common_words_are_not_looked_up(own_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keywords, "COMMON_DOCS", 100)
-    asyncio.run(_common_words(url))
+    asyncio.run(_common_words(own_database))

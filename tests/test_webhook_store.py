@@ -4,27 +4,17 @@ holder, retries due again, inspection, pruning."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import pytest
-
-from respd.config import OpsSettings, WebhookEndpoint, normalize_database_url
+from respd.config import OpsSettings, WebhookEndpoint
 from respd.store.batch import Batch
 from respd.store.store import Store
 from respd.store.webhooks import DELIVERED, PENDING, AddDeliveries, NewDelivery, Outcome, WebhookStore, now_ms
 from respd.webhooks.events import deliveries_op
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return normalize_database_url(f"sqlite:///{tmp_path / 'respd.db'}")
-    return normalize_database_url(request.getfixturevalue("pg_url"))
-
-
-def test_claims_outcomes_and_pruning(url: str) -> None:
+def test_claims_outcomes_and_pruning(own_database: str) -> None:
     async def scenario() -> None:
-        store = Store(url)
+        store = Store(own_database)
         await store.open()
         try:
             ops = OpsSettings(webhooks=(WebhookEndpoint(url="https://a.example/h", secret_env="X", name="a"),
@@ -47,7 +37,10 @@ def test_claims_outcomes_and_pruning(url: str) -> None:
             assert await b.record(again, Outcome(DELIVERED, now_ms(), now_ms(), 3, 200, None))
             shown = await a.get(claimed.id)
             assert shown is not None and shown["state"] == DELIVERED and shown["attempts"] == 2
-            assert [(x["status"], x["replica"]) for x in shown["attempt_log"]] == [(503, "replica_a"), (200, "replica_b")]
+            assert [(x["status"], x["replica"]) for x in shown["attempt_log"]] == [
+                (503, "replica_a"),
+                (200, "replica_b"),
+            ]
             assert shown["body"]["type"] == "response.completed" and shown["body"]["data"] == {"id": "resp_x"}
             assert await a.pending() == 0 and await a.next_due() is None
             assert await a.prune(now_ms() - 60_000) == 0  # recent: kept
@@ -59,9 +52,9 @@ def test_claims_outcomes_and_pruning(url: str) -> None:
     asyncio.run(scenario())
 
 
-def test_a_dead_claim_lapses(url: str) -> None:
+def test_a_dead_claim_lapses(own_database: str) -> None:
     async def scenario() -> None:
-        store = Store(url)
+        store = Store(own_database)
         await store.open()
         try:
             await store.writer.commit(Batch(ops=[_one()]))
