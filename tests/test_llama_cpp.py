@@ -75,8 +75,11 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RespdServ
 
 
 @pytest.fixture
-def llm(llama_server: RespdServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=llama_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+def llm(llama_server: RespdServer) -> Iterator[openai.OpenAI]:
+    # closed after each test: a client left to the garbage collector warns of its sockets in whatever test
+    # runs then (an error there: a CI run failed that way)
+    with openai.OpenAI(base_url=llama_server.url + "/v1", api_key="unused", max_retries=0, timeout=120) as client:
+        yield client
 
 
 def _body(**kw: Any) -> dict[str, Any]:
