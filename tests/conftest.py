@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -95,6 +96,26 @@ def server(tmp_path_factory: pytest.TempPathFactory, config_path: str) -> Iterat
     srv = start_server(tmp, config_path, f"sqlite:///{tmp / 'respd.db'}")
     yield srv
     srv.stop()
+
+
+Sdk = Callable[..., openai.OpenAI]  # the ``sdk`` fixture: sdk(server, key="unused", **client options)
+
+
+@pytest.fixture
+def sdk() -> Iterator[Sdk]:
+    """Makes ``openai.OpenAI`` clients for one test (``sdk(server, key, **options)``), each closed when the test
+    ends: a client left to the garbage collector warns of its open socket in whatever test runs then, and
+    that test fails (warnings are errors; a CI run failed that way)."""
+    made: list[openai.OpenAI] = []
+
+    def make(server: RespdServer, key: str = "unused", **options: Any) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key=key, **{"max_retries": 0, **options})
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 def _client(server: RespdServer, key: str = "unused") -> openai.OpenAI:

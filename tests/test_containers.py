@@ -14,7 +14,7 @@ import openai
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import start_server
+from tests.conftest import Sdk, start_server
 from tests.servers import RespdServer, write_config
 
 KEYS = ("sk-containers-a", "sk-containers-b")
@@ -30,10 +30,6 @@ def server(
     srv = start_server(tmp, config, url)
     yield srv
     srv.stop()
-
-
-def client(server: RespdServer, key: str = KEYS[0]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
 
 
 def set_last_active(server: RespdServer, container_id: str, when: int) -> None:
@@ -56,8 +52,8 @@ def set_last_active(server: RespdServer, container_id: str, when: int) -> None:
         asyncio.run(run())
 
 
-def test_create_retrieve_list_delete(server: RespdServer) -> None:
-    c = client(server)
+def test_create_retrieve_list_delete(server: RespdServer, sdk: Sdk) -> None:
+    c = sdk(server, KEYS[0])
     made = c.containers.create(name="analysis", expires_after={"anchor": "last_active_at", "minutes": 5},
                                memory_limit="1g")  # fmt: skip
     assert made.id.startswith("cntr_") and made.object == "container" and made.name == "analysis"
@@ -81,8 +77,8 @@ def test_create_retrieve_list_delete(server: RespdServer) -> None:
         c.containers.retrieve(made.id)
 
 
-def test_paging(server: RespdServer) -> None:
-    c = client(server)
+def test_paging(server: RespdServer, sdk: Sdk) -> None:
+    c = sdk(server, KEYS[0])
     made = [c.containers.create(name="page-test").id for _ in range(5)]
     page = c.containers.list(name="page-test", limit=2, order="asc")
     assert [x.id for x in page.data] == made[:2] and page.has_more
@@ -90,9 +86,9 @@ def test_paging(server: RespdServer) -> None:
     assert seen == made
 
 
-def test_scoped_by_key(server: RespdServer) -> None:
-    mine = client(server, KEYS[0]).containers.create(name="private")
-    other = client(server, KEYS[1])
+def test_scoped_by_key(server: RespdServer, sdk: Sdk) -> None:
+    mine = sdk(server, KEYS[0]).containers.create(name="private")
+    other = sdk(server, KEYS[1])
     with pytest.raises(openai.NotFoundError):
         other.containers.retrieve(mine.id)
     with pytest.raises(openai.NotFoundError):
@@ -100,11 +96,11 @@ def test_scoped_by_key(server: RespdServer) -> None:
     with pytest.raises(openai.NotFoundError):
         other.containers.delete(mine.id)
     assert mine.id not in [x.id for x in other.containers.list(limit=100)]
-    assert client(server, KEYS[0]).containers.retrieve(mine.id).id == mine.id
+    assert sdk(server, KEYS[0]).containers.retrieve(mine.id).id == mine.id
 
 
-def test_files_upload_list_content_delete(server: RespdServer, tmp_path: Path) -> None:
-    c = client(server)
+def test_files_upload_list_content_delete(server: RespdServer, sdk: Sdk, tmp_path: Path) -> None:
+    c = sdk(server, KEYS[0])
     box = c.containers.create(name="files")
     upload = tmp_path / "data.csv"
     upload.write_bytes(b"a,b\n1,2\n")
@@ -128,8 +124,8 @@ def test_files_upload_list_content_delete(server: RespdServer, tmp_path: Path) -
     assert [f.id for f in c.containers.files.list(box.id).data] == [made.id]
 
 
-def test_files_from_file_ids(server: RespdServer) -> None:
-    c = client(server)
+def test_files_from_file_ids(server: RespdServer, sdk: Sdk) -> None:
+    c = sdk(server, KEYS[0])
     uploaded = c.files.create(file=("report.csv", b"q,n\n1,10\n"), purpose="user_data")
     box = c.containers.create(name="with files", file_ids=[uploaded.id])
     (made,) = c.containers.files.list(box.id).data
@@ -141,8 +137,8 @@ def test_files_from_file_ids(server: RespdServer) -> None:
     assert c.containers.files.content.retrieve(copy.id, container_id=box.id).read() == b"q,n\n1,10\n"
 
 
-def test_bad_requests(server: RespdServer) -> None:
-    c = client(server)
+def test_bad_requests(server: RespdServer, sdk: Sdk) -> None:
+    c = sdk(server, KEYS[0])
     with pytest.raises(openai.BadRequestError) as err:
         c.containers.create(name="big", memory_limit="64g")
     assert err.value.body["param"] == "memory_limit"  # type: ignore[index]
@@ -160,7 +156,7 @@ def test_bad_requests(server: RespdServer) -> None:
     with pytest.raises(openai.NotFoundError) as nf:
         c.containers.files.create(box.id, file_id="file-doesnotexist")
     assert nf.value.body["param"] == "file_id"  # type: ignore[index]
-    theirs = client(server, KEYS[1]).files.create(file=("theirs.txt", b"secret"), purpose="user_data")
+    theirs = sdk(server, KEYS[1]).files.create(file=("theirs.txt", b"secret"), purpose="user_data")
     with pytest.raises(openai.NotFoundError):  # another key's file
         c.containers.files.create(box.id, file_id=theirs.id)
     with pytest.raises(openai.NotFoundError) as nf:
@@ -172,8 +168,8 @@ def test_bad_requests(server: RespdServer) -> None:
         c.containers.files.retrieve("cfile_nope", container_id=box.id)
 
 
-def test_expiry(server: RespdServer) -> None:
-    c = client(server)
+def test_expiry(server: RespdServer, sdk: Sdk) -> None:
+    c = sdk(server, KEYS[0])
     box = c.containers.create(name="short", expires_after={"anchor": "last_active_at", "minutes": 1})
     made = c.containers.files.create(box.id, file=("x.txt", b"x"))
     set_last_active(server, box.id, int(time.time()) - 61)

@@ -8,10 +8,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import openai
 import pytest
 
-from tests.conftest import UPSTREAM_KEY
+from tests.conftest import UPSTREAM_KEY, Sdk
 from tests.fake_embeddings import FakeEmbeddings
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 
@@ -68,11 +67,11 @@ def _wait(predicate: object, timeout: float, what: str) -> None:
 
 
 def test_sigkill_during_ingestion_then_takeover(tmp_path: Path, embed_config: str, database: str,
-                                                embeddings: FakeEmbeddings) -> None:  # fmt: skip
+                                                embeddings: FakeEmbeddings, sdk: Sdk) -> None:  # fmt: skip
     first = start_server(tmp_path / "a", embed_config, database)
     second: RespdServer | None = None
     try:
-        client = openai.OpenAI(base_url=first.url + "/v1", api_key="x", max_retries=0)
+        client = sdk(first, "x")
         vs = client.vector_stores.create(name="harbour")
         uploaded = client.files.create(file=("harbour.txt", TEXT.encode()), purpose="assistants")
         embeddings.delay_s, start = 0.2, embeddings.requests
@@ -82,7 +81,7 @@ def test_sigkill_during_ingestion_then_takeover(tmp_path: Path, embed_config: st
         first.kill()  # SIGKILL: nothing is cleaned up
         embeddings.delay_s = 0.0
         second = start_server(tmp_path / "b", embed_config, database)
-        client = openai.OpenAI(base_url=second.url + "/v1", api_key="x", max_retries=0)
+        client = sdk(second, "x")
         _wait(lambda: client.vector_stores.files.retrieve(vector_store_id=vs.id, file_id=uploaded.id).status != "in_progress",
               30, "the takeover to finish the file")  # fmt: skip
         done = client.vector_stores.files.retrieve(vector_store_id=vs.id, file_id=uploaded.id)
@@ -100,10 +99,10 @@ def test_sigkill_during_ingestion_then_takeover(tmp_path: Path, embed_config: st
 
 
 def test_upstream_refusing_fails_the_file_with_a_reason(tmp_path: Path, embed_config: str, database: str,
-                                                       embeddings: FakeEmbeddings) -> None:  # fmt: skip
+                                                       embeddings: FakeEmbeddings, sdk: Sdk) -> None:  # fmt: skip
     server = start_server(tmp_path, embed_config, database)
     try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        client = sdk(server, "x")
         vs = client.vector_stores.create()
         embeddings.fail_status = 503
         try:

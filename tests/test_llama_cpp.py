@@ -33,6 +33,7 @@ from respd.backends.llama_tools import BrokenCall, Call, CallScanner, CallStarte
 from respd.config import ConfigError, ModelRoute, load_settings
 from respd.errors import InvalidRequest, RateLimited
 from tests.checks import check_error, check_event, check_response, sse_events
+from tests.conftest import Sdk
 from tests.servers import RespdServer
 from tests.tokenizer import tokenizer_count
 
@@ -339,13 +340,13 @@ def test_full_queue_is_429_and_abandoned_requests_leave_it(llama_server: RespdSe
         s.abandon()
 
 
-def test_no_config_serves_the_bundled_model(tmp_path: Path) -> None:
+def test_no_config_serves_the_bundled_model(tmp_path: Path, sdk: Sdk) -> None:
     settings = load_settings(env={"RESPD_DATA_DIR": str(tmp_path)})
     assert [(m.name, m.backend, m.path) for m in settings.models] == [(BUNDLED.name, "llama_cpp", "")]
     server = RespdServer(config="", database_url=f"sqlite:///{tmp_path / 'respd.db'}", data_dir=tmp_path)
     server.start(timeout=120)
     try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        client = sdk(server, timeout=120)
         assert [m.id for m in client.models.list()] == [BUNDLED.name]
         r = client.responses.create(model=BUNDLED.name, input="Say hello.", max_output_tokens=16)
         assert r.status in ("completed", "incomplete") and r.output_text

@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import Sdk, start_server
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.servers import RespdServer, create_pg_database, drop_pg_database, write_config
 from tests.test_background import TERMINAL, wait_status
@@ -32,14 +32,18 @@ def hooks_config(path: Path, upstream: str, receiver: WebhookReceiver, extra: st
                  allow: bool = True, host: str = "127.0.0.1") -> str:  # fmt: skip
     """A config announcing every finished response to ``receiver``, with quick retries."""
     allowed = 'outbound_allow = ["127.0.0.1:*", "localhost:*"]\n' if allow else ""
-    return write_config(path, upstream, extra=f"""{allowed}webhook_retry_initial_s = 0.2
+    return write_config(
+        path,
+        upstream,
+        extra=f"""{allowed}webhook_retry_initial_s = 0.2
 webhook_timeout_s = 1
 {extra}
 [[webhooks]]
 url = "{receiver.url.replace("127.0.0.1", host)}"
 secret_env = "RESPD_TEST_WEBHOOK_SECRET"
 {endpoint}
-""")
+""",
+    )
 
 
 @pytest.fixture
@@ -78,8 +82,8 @@ def hooked(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeUpstream,
 
 
 def test_every_ending_is_announced_and_verifies(hooked: RespdServer, fake: FakeUpstream,
-                                                receiver: WebhookReceiver) -> None:  # fmt: skip
-    client = openai.OpenAI(base_url=hooked.url + "/v1", api_key="k", max_retries=0, timeout=20)
+                                                receiver: WebhookReceiver, sdk: Sdk) -> None:  # fmt: skip
+    client = sdk(hooked, "k", timeout=20)
     fake.script(Reply(text="done"), Reply(text="cut short", finish_reason="length"))
     completed = client.responses.create(model="test-model", input="hi")
     incomplete = client.responses.create(model="test-model", input="long")
