@@ -77,3 +77,34 @@ def test_a_takeover_fences_the_old_writer(own_database: str) -> None:
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_replica_whose_lease_lapsed_keeps_its_own_work(own_database: str) -> None:
+    # A heartbeat late on a loaded host lets the lease lapse while the replica lives and runs its responses:
+    # it must not take them from itself (that fenced its own run and began the response's turn again), while
+    # another replica may take them
+    async def scenario() -> None:
+        store = Store(own_database)
+        await store.open()
+        try:
+            a, b = JobQueue(store, new_id("rep"), 30), JobQueue(store, new_id("rep"), 30)
+            await a.register()
+            await b.register()
+            job, streamed = new_id("resp"), new_id("resp")
+            await store.writer.commit(_accepted(job, a.replica_id))
+            foreground = Batch()  # a streamed response a runs in the foreground
+            foreground.new_response(ResponseHead(streamed, "t", "m", 1, None, False, a.replica_id), "in_progress",
+                                    b"{}", [])  # fmt: skip
+            await store.writer.commit(foreground)
+
+            def expire(conn: Connection) -> None:
+                conn.execute(text("UPDATE replicas SET lease_until = 0 WHERE id = :a"), {"a": a.replica_id})
+
+            await store.transact(expire)
+            assert await a.claim(10) == [] and await a.claim_orphans() == []
+            assert [j.response_id for j in await b.claim(10)] == [job]
+            assert [rid for _, rid, _ in await b.claim_orphans()] == [streamed]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -43,11 +43,15 @@ class Job:
 
 
 _ALIVE = "SELECT id FROM replicas WHERE lease_until >= :now"
+# Whose work may be taken: nobody's, or a replica's whose lease ran out, but never this replica's own. A
+# replica whose lease lapsed while it lived (a heartbeat late on a loaded host) still runs its work: taking
+# it from itself fenced its own run and asked the model for the same turn again (seen on a CI run).
+_TAKEABLE = f"(owner IS NULL OR (owner <> :me AND owner NOT IN ({_ALIVE})))"
 _CLAIM = f"""
 UPDATE jobs SET owner = :me, attempts = attempts + 1
 WHERE response_id IN (
     SELECT response_id FROM jobs
-    WHERE {{which}} AND (owner IS NULL OR owner NOT IN ({_ALIVE}))
+    WHERE {{which}} AND {_TAKEABLE}
     ORDER BY created_at LIMIT :n {{lock}})
 RETURNING response_id, tenant, request, attempts, cancel_requested
 """
@@ -58,8 +62,7 @@ _ORPHANS = f"""
 UPDATE responses SET owner = :me, lease_epoch = lease_epoch + 1
 WHERE id IN (
     SELECT id FROM responses
-    WHERE status IN ('queued', 'in_progress') AND background = :false
-      AND (owner IS NULL OR owner NOT IN ({_ALIVE}))
+    WHERE status IN ('queued', 'in_progress') AND background = :false AND {_TAKEABLE}
     LIMIT :n {{lock}})
 RETURNING tenant, id, lease_epoch
 """
