@@ -25,6 +25,23 @@ def _accepted(rid: str, owner: str) -> Batch:
     return batch
 
 
+async def _replicas(store: Store) -> tuple[JobQueue, JobQueue]:
+    """Replicas A and B, both alive."""
+    a, b = JobQueue(store, new_id("rep"), 30), JobQueue(store, new_id("rep"), 30)
+    await a.register()
+    await b.register()
+    return a, b
+
+
+async def _lapse(store: Store, replica: JobQueue) -> None:
+    """``replica``'s lease runs out (it was paused, or its heartbeat came late)."""
+
+    def expire(conn: Connection) -> None:
+        conn.execute(text("UPDATE replicas SET lease_until = 0 WHERE id = :r"), {"r": replica.replica_id})
+
+    await store.transact(expire)
+
+
 def _events(rid: str, epoch: int, seq: int) -> Batch:
     batch = Batch()
     batch.fence(rid, epoch)
@@ -37,19 +54,13 @@ def test_a_takeover_fences_the_old_writer(own_database: str) -> None:
         store = Store(own_database)
         await store.open()
         try:
-            a, b = JobQueue(store, new_id("rep"), 30), JobQueue(store, new_id("rep"), 30)
-            await a.register()
-            await b.register()
+            a, b = await _replicas(store)
             rid, other = new_id("resp"), new_id("resp")
             await store.writer.commit(_accepted(rid, a.replica_id))
             await store.writer.commit(_accepted(other, a.replica_id))
             await store.writer.commit(_events(rid, 0, 1))  # A's own writes go in while it holds the lease
-
-            def expire(conn: Connection) -> None:  # A's lease runs out (it was paused)
-                conn.execute(text("UPDATE replicas SET lease_until = 0 WHERE id = :a"), {"a": a.replica_id})
-
-            await store.transact(expire)
-            # B takes both over (one at a time: the database may hold other tests' jobs)
+            await _lapse(store, a)  # A was paused
+            # B takes both over, one at a time
             taken = {job.response_id: job for r in (rid, other) if (job := await b.claim_job(r)) is not None}
             assert set(taken) == {rid, other} and taken[rid].epoch == 1
 
@@ -67,7 +78,7 @@ def test_a_takeover_fences_the_old_writer(own_database: str) -> None:
             store.writer.forget(rid)  # (this process is also B here: B claimed it, and writes under epoch 1)
             await store.writer.commit(_events(rid, 1, 2))
 
-            def logs(conn: Connection) -> list[tuple[str, int]]:  # (the database may hold other tests' rows)
+            def logs(conn: Connection) -> list[tuple[str, int]]:
                 q = "SELECT response_id, seq FROM response_events WHERE response_id IN (:a, :b)"
                 return [(r[0], r[1]) for r in conn.execute(text(q), {"a": rid, "b": other}).all()]
 
@@ -87,20 +98,14 @@ def test_a_replica_whose_lease_lapsed_keeps_its_own_work(own_database: str) -> N
         store = Store(own_database)
         await store.open()
         try:
-            a, b = JobQueue(store, new_id("rep"), 30), JobQueue(store, new_id("rep"), 30)
-            await a.register()
-            await b.register()
+            a, b = await _replicas(store)
             job, streamed = new_id("resp"), new_id("resp")
             await store.writer.commit(_accepted(job, a.replica_id))
             foreground = Batch()  # a streamed response a runs in the foreground
             foreground.new_response(ResponseHead(streamed, "t", "m", 1, None, False, a.replica_id), "in_progress",
                                     b"{}", [])  # fmt: skip
             await store.writer.commit(foreground)
-
-            def expire(conn: Connection) -> None:
-                conn.execute(text("UPDATE replicas SET lease_until = 0 WHERE id = :a"), {"a": a.replica_id})
-
-            await store.transact(expire)
+            await _lapse(store, a)
             assert await a.claim(10) == [] and await a.claim_orphans() == []
             assert [j.response_id for j in await b.claim(10)] == [job]
             assert [rid for _, rid, _ in await b.claim_orphans()] == [streamed]
